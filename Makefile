@@ -1,0 +1,33 @@
+# make demo  - create .venv if missing, install fakescope, scan the example images with the shipped detector
+# make test  - the same set-up with the [dev] extra, then the test suite
+VENV ?= .venv
+PYTHON ?= python3
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.fakescope-installed
+
+.PHONY: demo test install bench lint clean
+
+$(PY):
+	$(PYTHON) -m venv $(VENV)
+
+$(STAMP): pyproject.toml | $(PY)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+install: $(STAMP)
+
+demo: install
+	$(VENV)/bin/fakescope scan examples/images --format json --output demo-out/results.json
+
+test: install
+	$(PY) -m pytest -q
+
+bench: install
+	$(PY) bench/accuracy.py
+
+lint: install
+	$(PY) -m ruff check src tests bench
+
+clean:
+	rm -rf demo-out .pytest_cache

@@ -1,0 +1,186 @@
+"""Typed training configuration: defaults, then a YAML file, then dotted overrides (``optim.lr=3e-4``).
+
+The resolved configuration is saved next to each run's outputs, so a run can be repeated exactly.
+"""
+from __future__ import annotations
+
+import dataclasses
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+
+@dataclass
+class DataConfig:
+    #: One or more labelled folders; each is split on its own, so every set keeps its own validation split.
+    path: list[str] = field(default_factory=list)
+    val_fraction: float = 0.2
+    seed: int = 0
+    #: ``sampler`` (draw classes equally often), ``weights`` (weighted loss) or ``none``.
+    balance: str = "sampler"
+    workers: int = 2
+    cache: bool = True
+    cache_dir: str | None = None
+    #: Use at most this many images per class (quick experiments, tests).
+    max_per_class: int | None = None
+
+
+@dataclass
+class ModelConfig:
+    name: str = "ela-cnn"
+    input_mode: str | None = None
+    size: int | None = None
+    #: False, True (packaged / cached ImageNet weights) or a path to a weights file.
+    pretrained: Any = False
+
+
+@dataclass
+class OptimConfig:
+    name: str = "adam"  # adam | adamw | sgd
+    lr: float = 1e-4
+    weight_decay: float = 0.0
+    momentum: float = 0.9
+    #: ``inverse`` is Keras' classic ``lr / (1 + decay * step)``; also cosine, step, plateau, none.
+    schedule: str = "inverse"
+    lr_decay: float = 1e-6
+    warmup_epochs: float = 0.0
+    step_size: int = 10
+    gamma: float = 0.1
+    grad_clip: float | None = None
+
+
+@dataclass
+class AugmentConfig:
+    """Robustness augmentation, applied to training images before preprocessing; each with a probability."""
+
+    enabled: bool = True
+    flip_p: float = 0.5
+    jpeg_p: float = 0.5
+    jpeg_quality: tuple[int, int] = (30, 100)
+    blur_p: float = 0.3
+    blur_sigma: tuple[float, float] = (0.1, 3.0)
+    rescale_p: float = 0.3
+    rescale: tuple[float, float] = (0.5, 1.0)
+    color_p: float = 0.3
+
+
+@dataclass
+class TrainConfig:
+    data: DataConfig = field(default_factory=DataConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    augment: AugmentConfig = field(default_factory=AugmentConfig)
+    epochs: int = 30
+    batch_size: int = 32
+    patience: int = 5
+    label_smoothing: float = 0.0
+    device: str = "auto"
+    #: Mixed precision: bf16 autocast on CPU, fp16 with a GradScaler on CUDA.
+    amp: bool = False
+    ema: float | None = None
+    calibrate: bool = True
+    seed: int = 0
+    out: str = "runs/latest"
+    resume: str | None = None
+
+
+def _coerce(value: Any, hint: Any) -> Any:
+    """Turn a string from the command line into the field's type."""
+    if not isinstance(value, str):
+        return value
+    origin = typing.get_origin(hint)
+    args = [a for a in typing.get_args(hint) if a is not type(None)]
+    if value.lower() in ("none", "null") and type(None) in typing.get_args(hint):
+        return None
+    if hint is bool or (args and args[0] is bool and origin is typing.Union):
+        if value.lower() in ("1", "true", "yes", "on"):
+            return True
+        if value.lower() in ("0", "false", "no", "off"):
+            return False
+        raise ValueError(f"expected true/false, got {value!r}")
+    if origin is list:
+        return [value]
+    if origin is tuple:
+        parts = [p.strip() for p in value.strip("()[] ").split(",")]
+        return tuple(args[0](p) for p in parts)
+    target = args[0] if origin is typing.Union and args else hint
+    if target in (int, float, str):
+        return target(value)
+    return yaml.safe_load(value)  # Any: let YAML decide (true, 3, a path)
+
+
+def _set(obj: Any, dotted: str, value: Any) -> None:
+    *parents, leaf = dotted.split(".")
+    for part in parents:
+        if not dataclasses.is_dataclass(obj) or not hasattr(obj, part):
+            raise KeyError(f"unknown config key {dotted!r}")
+        obj = getattr(obj, part)
+    hints = typing.get_type_hints(type(obj))
+    if leaf not in hints:
+        raise KeyError(f"unknown config key {dotted!r}; valid keys here: {', '.join(hints)}")
+    if dataclasses.is_dataclass(getattr(obj, leaf)) and isinstance(value, dict):
+        for k, v in value.items():
+            _set(obj, f"{leaf}.{k}", v)
+        return
+    v = _coerce(value, hints[leaf])
+    if isinstance(v, list) and typing.get_origin(hints[leaf]) is tuple:
+        v = tuple(v)
+    setattr(obj, leaf, v)
+
+
+def apply_overrides(cfg: TrainConfig, overrides: dict[str, Any]) -> TrainConfig:
+    for key, value in overrides.items():
+        _set(cfg, key, value)
+    return cfg
+
+
+def parse_dotted_args(args: list[str]) -> dict[str, str]:
+    """``['--optim.lr', '3e-4', '--augment.enabled=false']`` -> ``{'optim.lr': '3e-4', 'augment.enabled': 'false'}``."""
+    out: dict[str, str] = {}
+    i = 0
+    while i < len(args):
+        arg = args[i]
+        if not arg.startswith("--"):
+            raise ValueError(f"unexpected argument {arg!r}; overrides look like --section.key VALUE")
+        key = arg[2:]
+        if "=" in key:
+            key, value = key.split("=", 1)
+        else:
+            if i + 1 >= len(args):
+                raise ValueError(f"override {arg} needs a value")
+            i += 1
+            value = args[i]
+        out[key.replace("-", "_")] = value
+        i += 1
+    return out
+
+
+def load_config(path: str | Path | None = None, overrides: dict[str, Any] | None = None) -> TrainConfig:
+    """Defaults, then the YAML file at ``path``, then ``overrides``."""
+    cfg = TrainConfig()
+    if path is not None:
+        with open(path) as f:
+            data = yaml.safe_load(f) or {}
+        if not isinstance(data, dict):
+            raise ValueError(f"{path}: a config file must be a YAML mapping")
+        for key, value in data.items():
+            _set(cfg, key, value)
+    return apply_overrides(cfg, overrides or {})
+
+
+def to_dict(cfg: TrainConfig) -> dict[str, Any]:
+    def plain(v: Any) -> Any:
+        if isinstance(v, tuple):
+            return list(v)
+        if isinstance(v, dict):
+            return {k: plain(x) for k, x in v.items()}
+        return v
+
+    return plain(dataclasses.asdict(cfg))
+
+
+def save_config(cfg: TrainConfig, path: str | Path) -> None:
+    Path(path).write_text(yaml.safe_dump(to_dict(cfg), sort_keys=False))

@@ -1,0 +1,106 @@
+"""Preprocessing that travels with a detector's weights, so a model is never fed the wrong input.
+
+A :class:`Preprocess` turns a decoded RGB image into a fixed uint8 array (cheap to cache) and a batch of such
+arrays into a normalised float tensor.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import asdict, dataclass, field, fields
+from typing import Any
+
+import numpy as np
+import torch
+from PIL import Image
+
+from fakescope.forensics.ela import ela_image
+
+INPUT_MODES = ("ela", "rgb", "rgb+ela")
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+@dataclass(frozen=True)
+class Preprocess:
+    """How pixels become a model input.
+
+    ``input_mode``: ``ela`` (classic ELA image), ``rgb`` (the image itself) or ``rgb+ela`` (both, 6 channels).
+    ``size``: square side the input is resized to (the ELA is computed at full resolution first).
+    ``mean``/``std``: per-channel normalisation applied to values scaled to [0, 1].
+    """
+
+    input_mode: str = "ela"
+    size: int = 128
+    ela_quality: int = 90
+    ela_grayscale: bool = False
+    ela_bits: int = 8
+    mean: tuple[float, ...] = (0.0, 0.0, 0.0)
+    std: tuple[float, ...] = (1.0, 1.0, 1.0)
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.input_mode not in INPUT_MODES:
+            raise ValueError(f"input_mode must be one of {INPUT_MODES}, got {self.input_mode!r}")
+        if len(self.mean) != self.channels or len(self.std) != self.channels:
+            raise ValueError(f"mean/std need {self.channels} values for input_mode {self.input_mode!r}")
+
+    @property
+    def channels(self) -> int:
+        return 6 if self.input_mode == "rgb+ela" else 3
+
+    def to_array(self, img: Image.Image) -> np.ndarray:
+        """Decoded RGB image -> uint8 array of shape (size, size, channels)."""
+        parts = []
+        if "rgb" in self.input_mode:
+            parts.append(img.convert("RGB"))
+        if "ela" in self.input_mode:
+            parts.append(ela_image(img, self.ela_quality, self.ela_grayscale, self.ela_bits))
+        resized = [np.asarray(p.resize((self.size, self.size), Image.Resampling.BILINEAR)) for p in parts]
+        return np.ascontiguousarray(np.concatenate(resized, axis=2))
+
+    def to_tensor(self, arrays: np.ndarray | torch.Tensor) -> torch.Tensor:
+        """uint8 (N, H, W, C) or (H, W, C) -> normalised float32 (N, C, H, W)."""
+        t = torch.as_tensor(arrays)
+        if t.ndim == 3:
+            t = t.unsqueeze(0)
+        t = t.permute(0, 3, 1, 2).float().div_(255.0)
+        mean = torch.tensor(self.mean, dtype=t.dtype).view(1, -1, 1, 1)
+        std = torch.tensor(self.std, dtype=t.dtype).view(1, -1, 1, 1)
+        return t.sub_(mean).div_(std)
+
+    def key(self) -> str:
+        """A short hash of every parameter that changes the cached array (not mean/std)."""
+        d = self.to_dict()
+        d.pop("mean"), d.pop("std")
+        return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:16]
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["mean"], d["std"] = list(self.mean), list(self.std)
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "Preprocess":
+        known = {f.name for f in fields(cls)}
+        unknown = set(d) - known
+        if unknown:
+            raise ValueError(f"unknown preprocessing keys: {sorted(unknown)}")
+        d = dict(d)
+        for k in ("mean", "std"):
+            if k in d:
+                d[k] = tuple(float(v) for v in d[k])
+        return cls(**d)
+
+    @classmethod
+    def for_mode(cls, input_mode: str, size: int, imagenet_norm: bool, **kwargs: Any) -> "Preprocess":
+        """Build a preprocessing whose normalisation matches ``input_mode`` (ImageNet stats on RGB channels)."""
+        rgb_mean, rgb_std = (IMAGENET_MEAN, IMAGENET_STD) if imagenet_norm else ((0.0,) * 3, (1.0,) * 3)
+        ela_mean, ela_std = (0.0,) * 3, (1.0,) * 3
+        if input_mode == "rgb":
+            mean, std = rgb_mean, rgb_std
+        elif input_mode == "ela":
+            mean, std = ela_mean, ela_std
+        else:
+            mean, std = rgb_mean + ela_mean, rgb_std + ela_std
+        return cls(input_mode=input_mode, size=size, mean=mean, std=std, **kwargs)

@@ -1,0 +1,122 @@
+"""Checkpoints: one safetensors file whose header carries the JSON metadata needed to rebuild and feed the model.
+
+No pickle anywhere: loading a checkpoint from an untrusted source cannot run code.
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors import safe_open
+from safetensors.torch import save_file
+from torch import nn
+
+from fakescope import __version__
+from fakescope.data.preprocess import Preprocess
+
+FORMAT_VERSION = 1
+CLASS_NAMES = ["real", "fake"]
+
+
+class CheckpointError(ValueError):
+    """A checkpoint is missing, unreadable or not a fakescope checkpoint."""
+
+
+@dataclass
+class CheckpointMeta:
+    """Everything a checkpoint needs besides its tensors."""
+
+    architecture: str
+    preprocess: Preprocess
+    model_kwargs: dict[str, Any] = field(default_factory=dict)
+    class_names: list[str] = field(default_factory=lambda: list(CLASS_NAMES))
+    temperature: float = 1.0
+    threshold: float = 0.5
+    info: dict[str, Any] = field(default_factory=dict)  # data, metrics, training recipe: for people, not code
+
+    def to_json(self) -> str:
+        return json.dumps({
+            "format_version": FORMAT_VERSION,
+            "fakescope_version": __version__,
+            "architecture": self.architecture,
+            "preprocess": self.preprocess.to_dict(),
+            "model_kwargs": self.model_kwargs,
+            "class_names": self.class_names,
+            "temperature": self.temperature,
+            "threshold": self.threshold,
+            "info": self.info,
+        })
+
+    @classmethod
+    def from_json(cls, text: str) -> "CheckpointMeta":
+        d = json.loads(text)
+        if d.get("format_version") != FORMAT_VERSION:
+            raise CheckpointError(f"unsupported checkpoint format_version {d.get('format_version')!r}")
+        return cls(
+            architecture=d["architecture"],
+            preprocess=Preprocess.from_dict(d["preprocess"]),
+            model_kwargs=d.get("model_kwargs", {}),
+            class_names=d.get("class_names", list(CLASS_NAMES)),
+            temperature=float(d.get("temperature", 1.0)),
+            threshold=float(d.get("threshold", 0.5)),
+            info=d.get("info", {}),
+        )
+
+
+def unwrap(model: nn.Module) -> nn.Module:
+    """The bare model inside DDP / torch.compile / EMA wrappers."""
+    for attr in ("module", "_orig_mod"):
+        while hasattr(model, attr) and isinstance(getattr(model, attr), nn.Module):
+            model = getattr(model, attr)
+    return model
+
+
+def save_checkpoint(path: str | Path, model: nn.Module, meta: CheckpointMeta, dtype: torch.dtype | None = None) -> Path:
+    """Write ``model``'s weights and ``meta`` to ``path`` (a ``.safetensors`` file).
+
+    ``dtype=torch.float16`` halves the file for shipping; floating tensors are restored to float32 on load.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    state = {}
+    for k, v in unwrap(model).state_dict().items():
+        v = v.detach().cpu()
+        if dtype is not None and v.is_floating_point():
+            v = v.to(dtype)
+        state[k] = v.contiguous()
+    tmp = path.with_suffix(".tmp")
+    save_file(state, str(tmp), metadata={"fakescope": meta.to_json()})
+    tmp.replace(path)
+    return path
+
+
+def read_meta(path: str | Path) -> CheckpointMeta:
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"{path}: checkpoint file does not exist")
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            header = f.metadata() or {}
+    except Exception as err:  # safetensors raises several unrelated types for a bad file
+        raise CheckpointError(f"{path}: not a safetensors checkpoint ({err})") from None
+    if "fakescope" not in header:
+        raise CheckpointError(f"{path}: safetensors file has no fakescope metadata")
+    return CheckpointMeta.from_json(header["fakescope"])
+
+
+def load_checkpoint(path: str | Path) -> tuple[nn.Module, CheckpointMeta]:
+    """Rebuild the model described by the checkpoint's metadata and load its weights (float32, eval mode)."""
+    from safetensors.torch import load_file
+
+    from fakescope.registry import get_spec
+
+    meta = read_meta(path)
+    spec = get_spec(meta.architecture)
+    model = spec.factory(in_chans=meta.preprocess.channels, pretrained=False, size=meta.preprocess.size,
+                         **{**spec.kwargs, **meta.model_kwargs})
+    state = {k: (v.float() if v.is_floating_point() else v) for k, v in load_file(str(path)).items()}
+    model.load_state_dict(state, strict=True)
+    return model.eval(), meta

@@ -1,0 +1,122 @@
+"""The two loops everything else uses: one training epoch, and prediction over a loader."""
+from __future__ import annotations
+
+import contextlib
+import time
+from collections.abc import Callable, Iterable
+from typing import Any
+
+import torch
+from torch import nn
+
+Track = Callable[[Iterable, int, str], Iterable]
+
+
+def _no_track(it: Iterable, total: int, description: str) -> Iterable:
+    return it
+
+
+def autocast(device: torch.device, enabled: bool) -> contextlib.AbstractContextManager:
+    """bf16 autocast on CPU, fp16 on CUDA; a no-op when disabled."""
+    if not enabled:
+        return contextlib.nullcontext()
+    dtype = torch.float16 if device.type == "cuda" else torch.bfloat16
+    return torch.autocast(device_type=device.type, dtype=dtype)
+
+
+def train_one_epoch(
+    model: nn.Module,
+    loader: Iterable,
+    optimizer: torch.optim.Optimizer,
+    loss_fn: nn.Module,
+    device: torch.device,
+    to_input: Callable[[torch.Tensor], torch.Tensor],
+    scheduler: Any = None,
+    grad_clip: float | None = None,
+    amp: bool = False,
+    scaler: torch.amp.GradScaler | None = None,
+    ema: Any = None,
+    track: Track = _no_track,
+    total: int = 0,
+) -> dict[str, float]:
+    """One pass over ``loader``; ``scheduler`` (if given) steps every batch. Returns loss, accuracy, images/s."""
+    model.train()
+    loss_sum, correct, seen = 0.0, 0, 0
+    start = time.perf_counter()
+    for batch in track(loader, total, "train"):
+        if batch is None:
+            continue
+        arrays, labels = batch
+        x, y = to_input(arrays).to(device, non_blocking=True), labels.to(device)
+        with autocast(device, amp):
+            logits = model(x)
+            loss = loss_fn(logits.float(), y)
+        optimizer.zero_grad(set_to_none=True)
+        if scaler is not None:
+            scaler.scale(loss).backward()
+            scaler.unscale_(optimizer)
+        else:
+            loss.backward()
+        if grad_clip:
+            nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
+        if scaler is not None:
+            scaler.step(optimizer)
+            scaler.update()
+        else:
+            optimizer.step()
+        if scheduler is not None:
+            scheduler.step()
+        if ema is not None:
+            ema.update(model)
+        n = y.numel()
+        loss_sum += float(loss.detach()) * n
+        correct += int((logits.argmax(1) == y).sum())
+        seen += n
+    elapsed = time.perf_counter() - start
+    return {"loss": loss_sum / max(seen, 1), "accuracy": correct / max(seen, 1),
+            "images_per_s": seen / elapsed if elapsed > 0 else 0.0}
+
+
+@torch.no_grad()
+def predict_loader(
+    model: nn.Module,
+    loader: Iterable,
+    device: torch.device,
+    to_input: Callable[[torch.Tensor], torch.Tensor],
+    amp: bool = False,
+    track: Track = _no_track,
+    total: int = 0,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """(logits, labels) over a labelled loader, in eval mode."""
+    model.eval()
+    all_logits, all_labels = [], []
+    for batch in track(loader, total, "validate"):
+        if batch is None:
+            continue
+        arrays, labels = batch
+        with autocast(device, amp):
+            logits = model(to_input(arrays).to(device))
+        all_logits.append(logits.float().cpu())
+        all_labels.append(labels)
+    if not all_logits:
+        return torch.empty(0, 2), torch.empty(0, dtype=torch.long)
+    return torch.cat(all_logits), torch.cat(all_labels)
+
+
+def fit_temperature(logits: torch.Tensor, labels: torch.Tensor, max_iter: int = 100) -> float:
+    """Temperature scaling (Guo et al. 2017): the T > 0 minimising validation NLL of ``logits / T``."""
+    if logits.numel() == 0:
+        return 1.0
+    log_t = torch.zeros(1, requires_grad=True)
+    opt = torch.optim.LBFGS([log_t], lr=0.1, max_iter=max_iter, line_search_fn="strong_wolfe")
+    nll = nn.CrossEntropyLoss()
+
+    def closure() -> torch.Tensor:
+        opt.zero_grad()
+        loss = nll(logits / log_t.exp(), labels)
+        loss.backward()
+        return loss
+
+    opt.step(closure)
+    t = float(log_t.detach().exp())
+    return t if 0.05 < t < 20.0 else 1.0

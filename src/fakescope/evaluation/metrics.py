@@ -1,0 +1,74 @@
+"""Binary detection metrics, with fake as the positive class; scikit-learn does the arithmetic."""
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+from sklearn.metrics import (
+    accuracy_score,
+    average_precision_score,
+    confusion_matrix,
+    f1_score,
+    precision_score,
+    recall_score,
+    roc_auc_score,
+    roc_curve,
+)
+
+
+def equal_error_rate(y_true: Sequence[int], scores: Sequence[float]) -> tuple[float, float]:
+    """(EER, threshold at the EER): where the false-positive and false-negative rates cross."""
+    fpr, tpr, thresholds = roc_curve(y_true, scores)
+    fnr = 1.0 - tpr
+    i = int(np.nanargmin(np.abs(fnr - fpr)))
+    return float((fpr[i] + fnr[i]) / 2.0), float(min(thresholds[i], 1.0))
+
+
+def expected_calibration_error(y_true: Sequence[int], p_fake: Sequence[float], n_bins: int = 15) -> float:
+    """ECE over equal-width bins of the predicted class's confidence."""
+    y = np.asarray(y_true)
+    p = np.asarray(p_fake, dtype=np.float64)
+    pred = (p >= 0.5).astype(int)
+    conf = np.where(pred == 1, p, 1.0 - p)
+    correct = (pred == y).astype(np.float64)
+    edges = np.linspace(0.5, 1.0, n_bins + 1)
+    ece = 0.0
+    for lo, hi in zip(edges[:-1], edges[1:]):
+        in_bin = (conf > lo) & (conf <= hi) if lo > 0.5 else (conf >= lo) & (conf <= hi)
+        if in_bin.any():
+            ece += in_bin.mean() * abs(correct[in_bin].mean() - conf[in_bin].mean())
+    return float(ece)
+
+
+def compute_metrics(y_true: Sequence[int], p_fake: Sequence[float], threshold: float = 0.5) -> dict[str, Any]:
+    """Accuracy, precision, recall, F1, ROC-AUC, AP, EER, ECE and the confusion matrix ``[[tn, fp], [fn, tp]]``.
+
+    Rank metrics (ROC-AUC, AP, EER) are None when only one class is present.
+    """
+    y = np.asarray(y_true, dtype=int)
+    p = np.asarray(p_fake, dtype=np.float64)
+    if y.size == 0:
+        raise ValueError("no scored samples to evaluate")
+    pred = (p >= threshold).astype(int)
+    both = len(np.unique(y)) == 2
+    eer, eer_thr = equal_error_rate(y, p) if both else (None, None)
+    cm = confusion_matrix(y, pred, labels=[0, 1])
+    per_class = [float(cm[c, c] / cm[c].sum()) if cm[c].sum() else None for c in (0, 1)]
+    return {
+        "n": int(y.size),
+        "threshold": float(threshold),
+        "accuracy": float(accuracy_score(y, pred)),
+        "precision": float(precision_score(y, pred, zero_division=0)),
+        "recall": float(recall_score(y, pred, zero_division=0)),
+        "f1": float(f1_score(y, pred, zero_division=0)),
+        "roc_auc": float(roc_auc_score(y, p)) if both else None,
+        "average_precision": float(average_precision_score(y, p)) if both else None,
+        "eer": eer,
+        "eer_threshold": eer_thr,
+        "accuracy_at_eer_threshold": float(accuracy_score(y, (p >= eer_thr).astype(int))) if both else None,
+        "ece": expected_calibration_error(y, p),
+        "accuracy_real": per_class[0],
+        "accuracy_fake": per_class[1],
+        "confusion_matrix": cm.tolist(),
+    }

@@ -1,0 +1,44 @@
+"""Rich and markdown tables of evaluation results."""
+from __future__ import annotations
+
+from typing import Any
+
+from rich.table import Table
+
+COLUMNS = ["n", "accuracy", "precision", "recall", "f1", "roc_auc", "average_precision", "eer", "ece"]
+
+
+def _fmt(v: Any) -> str:
+    if v is None:
+        return "-"
+    return f"{v:.3f}" if isinstance(v, float) else str(v)
+
+
+def metrics_table(rows: list[dict[str, Any]]) -> Table:
+    table = Table("model", "data", *COLUMNS, "confusion [[tn, fp], [fn, tp]]")
+    for r in rows:
+        table.add_row(r["model"], r["data"], *[_fmt(r.get(c)) for c in COLUMNS], str(r["confusion_matrix"]))
+    return table
+
+
+def _cross(rows: list[dict[str, Any]], key: str) -> tuple[list[str], list[str], dict]:
+    models = list(dict.fromkeys(r["model"] for r in rows))
+    datas = list(dict.fromkeys(r["data"] for r in rows))
+    cell = {(r["model"], r["data"]): r.get(key) for r in rows}
+    return models, datas, cell
+
+
+def cross_table(rows: list[dict[str, Any]], key: str = "roc_auc") -> Table:
+    """Model x dataset table of one metric."""
+    models, datas, cell = _cross(rows, key)
+    table = Table(f"{key}: model \\ data", *datas)
+    for m in models:
+        table.add_row(m, *[_fmt(cell.get((m, d))) for d in datas])
+    return table
+
+
+def cross_markdown(rows: list[dict[str, Any]], key: str = "roc_auc") -> str:
+    models, datas, cell = _cross(rows, key)
+    lines = [f"| {key} | " + " | ".join(datas) + " |", "|---|" + "---|" * len(datas)]
+    lines += [f"| {m} | " + " | ".join(_fmt(cell.get((m, d))) for d in datas) + " |" for m in models]
+    return "\n".join(lines)

@@ -1,0 +1,4 @@
+"""Inference: the one Detector object every caller (CLI, API, report, benchmarks) uses."""
+from fakescope.inference.detector import DEFAULT_DETECTOR, Detector, DetectorError
+
+__all__ = ["DEFAULT_DETECTOR", "Detector", "DetectorError"]

@@ -1,0 +1,35 @@
+"""What ``fakescope models`` and ``GET /v1/models`` list: every registered detector and its shipped weights."""
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+
+from fakescope.inference.detector import DEFAULT_DETECTOR, shipped_weights
+from fakescope.registry import get_spec, list_detectors
+
+
+def count_params(name: str) -> int:
+    """Parameters plus BatchNorm running statistics, counted on the meta device (no memory, no init cost)."""
+    spec = get_spec(name)
+    pre = spec.preprocess
+    with torch.device("meta"):
+        model = spec.factory(in_chans=pre.channels, pretrained=False, size=pre.size, **spec.kwargs)
+    stats = sum(b.numel() for k, b in model.named_buffers() if k.endswith(("running_mean", "running_var")))
+    return sum(p.numel() for p in model.parameters()) + stats
+
+
+def detector_catalog() -> list[dict[str, Any]]:
+    rows = []
+    for name in list_detectors():
+        spec = get_spec(name)
+        rows.append({
+            "name": name,
+            "params": count_params(name),
+            "input_size": spec.preprocess.size,
+            "input_mode": spec.preprocess.input_mode,
+            "shipped": shipped_weights(name) is not None,
+            "default": name == DEFAULT_DETECTOR,
+            "description": spec.description,
+        })
+    return rows

@@ -1,0 +1,101 @@
+"""The Detector: a model plus the preprocessing, calibration and threshold stored with its weights."""
+from __future__ import annotations
+
+import logging
+from importlib import resources
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+from torch import nn
+
+from fakescope.data.preprocess import Preprocess
+from fakescope.engine.checkpoint import CheckpointError, CheckpointMeta, load_checkpoint
+
+log = logging.getLogger(__name__)
+
+#: The shipped detector ``fakescope scan`` uses when no ``--model`` is given.
+DEFAULT_DETECTOR = "efficientnet_lite0"
+
+
+class DetectorError(ValueError):
+    """The requested detector cannot be used (unknown name, no weights, bad checkpoint)."""
+
+
+def shipped_weights(name: str) -> Path | None:
+    """Path of the weights shipped inside the package for registered detector ``name``, if any."""
+    path = Path(str(resources.files("fakescope") / "weights" / f"{name}.safetensors"))
+    return path if path.is_file() else None
+
+
+def resolve_device(device: str = "auto") -> torch.device:
+    if device == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        if getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    return torch.device(device)
+
+
+class Detector:
+    """Scores images: ``predict_images([...])`` returns calibrated fake probabilities."""
+
+    def __init__(self, model: nn.Module, meta: CheckpointMeta, name: str, device: str = "auto"):
+        self.device = resolve_device(device)
+        self.model = model.to(self.device).eval()
+        self.meta = meta
+        self.name = name
+
+    @classmethod
+    def load(cls, name_or_path: str = "default", device: str = "auto") -> "Detector":
+        """A shipped detector by registry name (``default`` for the default one) or a checkpoint path."""
+        from fakescope.registry import list_detectors
+
+        key = DEFAULT_DETECTOR if name_or_path == "default" else str(name_or_path)
+        path = Path(key)
+        if path.suffix == ".safetensors" or path.exists():
+            name = str(path)
+        elif key in list_detectors():
+            found = shipped_weights(key)
+            if found is None:
+                raise DetectorError(f"{key}: no shipped weights for this detector; train one with "
+                                    f"'fakescope train --model {key}' and pass the checkpoint path")
+            path, name = found, key
+        else:
+            raise DetectorError(f"{key}: neither a checkpoint file nor a registered detector "
+                                f"(see 'fakescope models')")
+        try:
+            model, meta = load_checkpoint(path)
+        except (CheckpointError, KeyError, RuntimeError) as err:
+            raise DetectorError(f"{path}: cannot load checkpoint: {err}") from None
+        return cls(model, meta, name, device)
+
+    @property
+    def preprocess(self) -> Preprocess:
+        return self.meta.preprocess
+
+    @property
+    def threshold(self) -> float:
+        return self.meta.threshold
+
+    def prepare(self, img: Image.Image) -> np.ndarray:
+        """Decoded image -> the uint8 array this detector's model takes (cacheable, picklable)."""
+        return self.preprocess.to_array(img)
+
+    @torch.inference_mode()
+    def logits(self, arrays: np.ndarray) -> torch.Tensor:
+        x = self.preprocess.to_tensor(arrays).to(self.device)
+        return self.model(x).float().cpu()
+
+    def predict_arrays(self, arrays: np.ndarray) -> np.ndarray:
+        """uint8 (N, H, W, C) arrays from :meth:`prepare` -> calibrated fake probabilities, shape (N,)."""
+        logits = self.logits(arrays) / self.meta.temperature
+        return torch.softmax(logits, dim=1)[:, 1].numpy().astype(np.float64)
+
+    def predict_images(self, images: list[Image.Image]) -> np.ndarray:
+        return self.predict_arrays(np.stack([self.prepare(im) for im in images]))
+
+    def label(self, probability: float, threshold: float | None = None) -> str:
+        return "fake" if probability >= (self.threshold if threshold is None else threshold) else "real"

@@ -1,0 +1,78 @@
+"""Writers for scan results: JSON list, JSON lines (appendable, resumable), CSV, and a Rich table."""
+from __future__ import annotations
+
+import csv
+import io
+import json
+from collections.abc import Iterable
+from pathlib import Path
+from typing import TextIO
+
+from rich.table import Table
+
+from fakescope.inference.scan import ScanResult
+
+FIELDS = ["path", "fake_probability", "label", "model", "error"]
+FORMATS = ("table", "json", "jsonl", "csv")
+
+
+def read_jsonl_paths(path: str | Path) -> set[str]:
+    """Paths already recorded in a JSONL results file (a torn last line from a crash is ignored)."""
+    done = set()
+    p = Path(path)
+    if not p.exists():
+        return done
+    with open(p) as f:
+        for line in f:
+            try:
+                done.add(json.loads(line)["path"])
+            except (json.JSONDecodeError, KeyError, TypeError):
+                continue
+    return done
+
+
+def repair_jsonl(path: str | Path) -> None:
+    """Drop a partially written last line so appended results start on a fresh line."""
+    p = Path(path)
+    if not p.exists() or p.stat().st_size == 0:
+        return
+    data = p.read_bytes()
+    if not data.endswith(b"\n"):
+        p.write_bytes(data[: data.rfind(b"\n") + 1])
+
+
+def write_results(results: list[ScanResult], fmt: str, out: TextIO) -> None:
+    rows = [r.to_dict() for r in results]
+    if fmt == "json":
+        json.dump(rows, out, indent=2)
+        out.write("\n")
+    elif fmt == "jsonl":
+        for row in rows:
+            out.write(json.dumps(row) + "\n")
+    elif fmt == "csv":
+        writer = csv.DictWriter(out, fieldnames=FIELDS, extrasaction="ignore")
+        writer.writeheader()
+        writer.writerows(rows)
+    else:
+        raise ValueError(f"unknown format {fmt!r}; use one of {FORMATS}")
+
+
+def results_table(results: Iterable[ScanResult], threshold: float) -> Table:
+    table = Table(title=None, show_lines=False)
+    table.add_column("file", overflow="fold")
+    table.add_column("fake probability", justify="right")
+    table.add_column("label")
+    table.add_column("error", overflow="fold")
+    for r in results:
+        if r.error is not None:
+            table.add_row(r.path, "-", "[yellow]error[/]", r.error)
+        else:
+            style = "red" if r.label == "fake" else "green"
+            table.add_row(r.path, f"{r.fake_probability:.3f}", f"[{style}]{r.label}[/]", "")
+    return table
+
+
+def to_string(results: list[ScanResult], fmt: str) -> str:
+    buf = io.StringIO()
+    write_results(results, fmt, buf)
+    return buf.getvalue()
