@@ -39,8 +39,29 @@ def resolve_device(device: str = "auto") -> torch.device:
     return torch.device(device)
 
 
+#: Checkpoint kinds other than a single model (``meta.info["kind"]``), e.g. ensembles: kind -> Detector subclass
+#: with a ``from_checkpoint(path, name, device)`` classmethod. Registered by the module defining the kind.
+DETECTOR_KINDS: dict[str, type["Detector"]] = {}
+
+
+def checkpoint_kind(path: Path) -> str:
+    from fakescope.engine.checkpoint import read_meta
+
+    return read_meta(path).info.get("kind", "model")
+
+
 class Detector:
-    """Scores images: ``predict_images([...])`` returns calibrated fake probabilities."""
+    """Scores images: ``predict_images([...])`` returns calibrated fake probabilities.
+
+    The contract every caller relies on (scan, evaluate, the API, the report, the benchmarks):
+
+    - ``preparer``: a picklable object whose ``to_array(img)`` turns a decoded RGB image into this detector's
+      input (run in worker processes);
+    - ``predict_batch(items)``: a list of such inputs -> calibrated fake probabilities, shape (N,);
+    - ``name``, ``threshold``, ``label(p)``.
+
+    Subclasses (ensembles, patch-level detectors, other runtimes) override those two and keep the rest.
+    """
 
     def __init__(self, model: nn.Module, meta: CheckpointMeta, name: str, device: str = "auto"):
         self.device = resolve_device(device)
@@ -67,6 +88,11 @@ class Detector:
             raise DetectorError(f"{key}: neither a checkpoint file nor a registered detector "
                                 f"(see 'fakescope models')")
         try:
+            kind = checkpoint_kind(path)
+            if kind != "model":
+                if kind not in DETECTOR_KINDS:
+                    raise DetectorError(f"{path}: unknown checkpoint kind {kind!r}")
+                return DETECTOR_KINDS[kind].from_checkpoint(path, name, device)
             model, meta = load_checkpoint(path)
         except (CheckpointError, KeyError, RuntimeError) as err:
             raise DetectorError(f"{path}: cannot load checkpoint: {err}") from None
@@ -80,9 +106,18 @@ class Detector:
     def threshold(self) -> float:
         return self.meta.threshold
 
-    def prepare(self, img: Image.Image) -> np.ndarray:
-        """Decoded image -> the uint8 array this detector's model takes (cacheable, picklable)."""
-        return self.preprocess.to_array(img)
+    @property
+    def preparer(self):
+        """Picklable object with ``to_array(img)``; scan workers call it (default: the model's Preprocess)."""
+        return self.preprocess
+
+    def prepare(self, img: Image.Image):
+        """Decoded image -> the input this detector takes (cacheable, picklable)."""
+        return self.preparer.to_array(img)
+
+    def predict_batch(self, items: list) -> np.ndarray:
+        """Inputs from :meth:`prepare` -> calibrated fake probabilities, shape (N,)."""
+        return self.predict_arrays(np.stack(items))
 
     @torch.inference_mode()
     def logits(self, arrays: np.ndarray) -> torch.Tensor:
@@ -95,7 +130,7 @@ class Detector:
         return torch.softmax(logits, dim=1)[:, 1].numpy().astype(np.float64)
 
     def predict_images(self, images: list[Image.Image]) -> np.ndarray:
-        return self.predict_arrays(np.stack([self.prepare(im) for im in images]))
+        return self.predict_batch([self.prepare(im) for im in images])
 
     def label(self, probability: float, threshold: float | None = None) -> str:
         return "fake" if probability >= (self.threshold if threshold is None else threshold) else "real"

@@ -17,7 +17,6 @@ import torch
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
 from fakescope.data.discovery import iter_image_files
-from fakescope.data.preprocess import Preprocess
 from fakescope.forensics.io import ImageLoadError, load_image
 from fakescope.inference.detector import Detector
 
@@ -44,13 +43,17 @@ class Prepared:
 
     index: int
     path: str
-    array: np.ndarray | None
+    array: Any
     error: str | None
 
 
-def prepare_file(index: int, path: str | Path, preprocess: Preprocess) -> Prepared:
+def prepare_file(index: int, path: str | Path, preparer: Any, transform: Callable | None = None) -> Prepared:
+    """Decode ``path``, apply ``transform`` (e.g. a robustness perturbation) and ``preparer.to_array``."""
     try:
-        return Prepared(index, str(path), preprocess.to_array(load_image(path)), None)
+        img = load_image(path)
+        if transform is not None:
+            img = transform(img)
+        return Prepared(index, str(path), preparer.to_array(img), None)
     except ImageLoadError as err:
         return Prepared(index, str(path), None, err.reason)
     except Exception as err:  # noqa: BLE001  one odd file must not end a scan of millions
@@ -60,9 +63,10 @@ def prepare_file(index: int, path: str | Path, preprocess: Preprocess) -> Prepar
 class _FileStream(IterableDataset):
     """Each worker prepares every k-th file of the (lazily listed) input, k = number of workers."""
 
-    def __init__(self, paths: Iterable[str | Path], preprocess: Preprocess):
+    def __init__(self, paths: Iterable[str | Path], preparer: Any, transform: Callable | None = None):
         self.paths = paths
-        self.preprocess = preprocess
+        self.preparer = preparer
+        self.transform = transform
 
     def __iter__(self) -> Iterator[Prepared]:
         info = get_worker_info()
@@ -71,16 +75,17 @@ class _FileStream(IterableDataset):
             torch.set_num_threads(1)
         for i, path in enumerate(self.paths):
             if i % nw == wid:
-                yield prepare_file(i, path, self.preprocess)
+                yield prepare_file(i, path, self.preparer, self.transform)
 
 
 def _identity(item: Prepared) -> Prepared:
     return item
 
 
-def iter_prepared(paths: list[Path] | Iterable[Path], preprocess: Preprocess, workers: int) -> Iterator[Prepared]:
+def iter_prepared(paths: list[Path] | Iterable[Path], preparer: Any, workers: int,
+                  transform: Callable | None = None) -> Iterator[Prepared]:
     """Prepared files, decoded in ``workers`` processes (0: in this process)."""
-    stream = _FileStream(paths, preprocess)
+    stream = _FileStream(paths, preparer, transform)
     if workers <= 0:
         yield from stream
         return
@@ -98,7 +103,7 @@ def score_prepared(
     batch: list[Prepared] = []
 
     def flush() -> Iterator[tuple[Prepared, ScanResult]]:
-        probs = detector.predict_arrays(np.stack([b.array for b in batch]))
+        probs = detector.predict_batch([b.array for b in batch])
         for item, p in zip(batch, probs):
             yield item, ScanResult(item.path, float(p), detector.label(float(p), threshold), detector.name)
         batch.clear()
@@ -131,16 +136,19 @@ def scan(
     threshold: float | None = None,
     skip: set[str] | None = None,
     on_result: Callable[[ScanResult], None] | None = None,
+    transform: Callable | None = None,
 ) -> Iterator[ScanResult]:
     """Score every image below ``paths``; yields one :class:`ScanResult` per file, in completion order.
 
     ``skip``: paths (as strings) already scored, e.g. by an interrupted run being resumed.
+    ``transform``: a picklable image -> image function applied after decoding (robustness sweeps).
     """
     files = (p for p in iter_image_files(paths) if not skip or str(p) not in skip)
     if workers is None:
         files = list(files)
         workers = auto_workers(len(files))
-    for _, result in score_prepared(iter_prepared(files, detector.preprocess, workers), detector, batch_size, threshold):
+    prepared = iter_prepared(files, detector.preparer, workers, transform)
+    for _, result in score_prepared(prepared, detector, batch_size, threshold):
         if on_result:
             on_result(result)
         yield result
