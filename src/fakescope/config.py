@@ -5,6 +5,7 @@ The resolved configuration is saved next to each run's outputs, so a run can be 
 from __future__ import annotations
 
 import dataclasses
+import types
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -68,11 +69,29 @@ class AugmentConfig:
 
 
 @dataclass
+class ParallelConfig:
+    """Options of the parallel strategies (``TrainConfig.strategy``); see ``fakescope.engine.parallel``."""
+
+    #: localsgd: average the replicas every k optimizer steps, after this many synchronous (DDP) steps.
+    localsgd_period: int = 4
+    localsgd_warmup: int = 0
+    #: pipeline: micro-batches per batch, ``gpipe`` or ``1f1b``, and the module names where stages begin
+    #: (empty: cut where the forward FLOPs are most evenly shared).
+    microbatches: int = 4
+    schedule: str = "gpipe"
+    pipeline_split: list[str] = field(default_factory=list)
+
+
+@dataclass
 class TrainConfig:
     data: DataConfig = field(default_factory=DataConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)
     augment: AugmentConfig = field(default_factory=AugmentConfig)
+    #: ``none`` (one process) or a torch.distributed strategy run under torchrun / ``--nproc``: ``ddp``
+    #: (synchronous data parallel), ``localsgd``, ``pipeline`` or ``tensor``. ``batch_size`` is the global batch.
+    strategy: str = "none"
+    parallel: ParallelConfig = field(default_factory=ParallelConfig)
     epochs: int = 30
     batch_size: int = 32
     patience: int = 5
@@ -88,28 +107,40 @@ class TrainConfig:
 
 
 def _coerce(value: Any, hint: Any) -> Any:
-    """Turn a string from the command line into the field's type."""
+    """Turn a command-line string (or a YAML value) into the field's type."""
+    if typing.get_origin(hint) in (typing.Union, types.UnionType):  # Optional[X] and ``X | None``
+        if type(None) in typing.get_args(hint) and (value is None or str(value).lower() in ("none", "null")):
+            return None
+        args = [a for a in typing.get_args(hint) if a is not type(None)]
+        hint = args[0] if len(args) == 1 else Any
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if origin in (list, tuple):
+        return _coerce_sequence(value, origin, args[0] if args else Any)
     if not isinstance(value, str):
         return value
-    origin = typing.get_origin(hint)
-    args = [a for a in typing.get_args(hint) if a is not type(None)]
-    if value.lower() in ("none", "null") and type(None) in typing.get_args(hint):
-        return None
-    if hint is bool or (args and args[0] is bool and origin is typing.Union):
+    if hint is bool:
         if value.lower() in ("1", "true", "yes", "on"):
             return True
         if value.lower() in ("0", "false", "no", "off"):
             return False
         raise ValueError(f"expected true/false, got {value!r}")
-    if origin is list:
-        return [value]
-    if origin is tuple:
-        parts = [p.strip() for p in value.strip("()[] ").split(",")]
-        return tuple(args[0](p) for p in parts)
-    target = args[0] if origin is typing.Union and args else hint
-    if target in (int, float, str):
-        return target(value)
+    if hint in (int, float, str):
+        return hint(value)
     return yaml.safe_load(value)  # Any: let YAML decide (true, 3, a path)
+
+
+def _coerce_sequence(value: Any, origin: type, item: Any) -> list | tuple:
+    """``"30,100"``, ``"(30, 100)"`` or ``"[a, b]"`` (a single list value without brackets) or a YAML list."""
+    if isinstance(value, str):
+        text = value.strip()
+        inner = text.strip("()[] ")
+        if origin is tuple or text.startswith("["):
+            value = [p.strip() for p in inner.split(",")] if inner else []
+        else:
+            value = [text]
+    if not isinstance(value, (list, tuple)):
+        raise ValueError(f"expected a list, got {value!r}")
+    return origin(_coerce(v, item) for v in value)
 
 
 def _set(obj: Any, dotted: str, value: Any) -> None:
@@ -121,14 +152,13 @@ def _set(obj: Any, dotted: str, value: Any) -> None:
     hints = typing.get_type_hints(type(obj))
     if leaf not in hints:
         raise KeyError(f"unknown config key {dotted!r}; valid keys here: {', '.join(hints)}")
-    if dataclasses.is_dataclass(getattr(obj, leaf)) and isinstance(value, dict):
+    if dataclasses.is_dataclass(getattr(obj, leaf)):
+        if not isinstance(value, dict):
+            raise ValueError(f"{dotted!r} is a section, not a value; set its keys, e.g. --{dotted}.KEY VALUE")
         for k, v in value.items():
             _set(obj, f"{leaf}.{k}", v)
         return
-    v = _coerce(value, hints[leaf])
-    if isinstance(v, list) and typing.get_origin(hints[leaf]) is tuple:
-        v = tuple(v)
-    setattr(obj, leaf, v)
+    setattr(obj, leaf, _coerce(value, hints[leaf]))
 
 
 def apply_overrides(cfg: TrainConfig, overrides: dict[str, Any]) -> TrainConfig:

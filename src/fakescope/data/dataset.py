@@ -24,11 +24,16 @@ class ImageDataset(Dataset):
     The cache is used only without augmentation: an augmented image is different every epoch by design.
     """
 
-    def __init__(self, samples: Sequence[Sample], preprocess: Preprocess, augment=None, cache_dir: str | Path | None = None):
+    def __init__(self, samples: Sequence[Sample], preprocess: Preprocess, augment=None, cache_dir: str | Path | None = None,
+                 random_crop: bool = False):
         self.samples = list(samples)
         self.preprocess = preprocess
         self.augment = augment
-        self.cache = ArrayCache(cache_dir, preprocess.key()) if cache_dir and augment is None else None
+        # Crop preprocessing (``resize="crop"``): a random native-resolution window per item (training) instead of
+        # the centre one; drawn from torch's RNG, which the DataLoader seeds per worker, so runs are repeatable.
+        self.random_crop = random_crop and preprocess.resize == "crop"
+        cacheable = augment is None and not self.random_crop
+        self.cache = ArrayCache(cache_dir, preprocess.key()) if cache_dir and cacheable else None
 
     def __len__(self) -> int:
         return len(self.samples)
@@ -38,7 +43,10 @@ class ImageDataset(Dataset):
         return [s.label for s in self.samples]
 
     def _compute(self, path: Path) -> np.ndarray:
-        return self.preprocess.to_array(apply(self.augment, load_image(path)))
+        img = apply(self.augment, load_image(path))
+        if self.random_crop:
+            return self.preprocess.to_array(img, np.random.default_rng(int(torch.randint(0, 2**62, ()))))
+        return self.preprocess.to_array(img)
 
     def __getitem__(self, index: int) -> tuple[np.ndarray, int] | None:
         sample = self.samples[index]

@@ -63,7 +63,8 @@ def discover_samples(root: str | Path) -> list[Sample]:
         raise LayoutError(f"{root}: not a folder")
     samples: list[Sample] = []
     for dirpath, dirnames, _ in os.walk(root):
-        dirnames.sort()
+        # Mask / ground-truth trees often mirror the class folders (GT/fake/...): never read them as images.
+        dirnames[:] = sorted(d for d in dirnames if not d.startswith(".") and not _SKIP_DIRS.match(d))
         for d in list(dirnames):
             label = folder_label(d)
             if label is None:

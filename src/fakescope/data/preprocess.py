@@ -17,6 +17,9 @@ from PIL import Image
 from fakescope.forensics.ela import ela_image
 
 INPUT_MODES = ("ela", "rgb", "rgb+ela")
+#: ``squash``: resize the whole image to ``size`` x ``size`` (content detectors); ``crop``: cut ``size`` x ``size``
+#: windows at native resolution, never resampling the pixels (trace detectors, whose evidence resizing erases).
+RESIZE_MODES = ("squash", "crop")
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
@@ -26,8 +29,10 @@ class Preprocess:
     """How pixels become a model input.
 
     ``input_mode``: ``ela`` (classic ELA image), ``rgb`` (the image itself) or ``rgb+ela`` (both, 6 channels).
-    ``size``: square side the input is resized to (the ELA is computed at full resolution first).
+    ``size``: square side the input is resized to (the ELA is computed at full resolution first), or with
+    ``resize="crop"`` the side of the native-resolution crop.
     ``mean``/``std``: per-channel normalisation applied to values scaled to [0, 1].
+    ``resize``: how the image becomes ``size`` x ``size``, one of :data:`RESIZE_MODES`; a detector declares it.
     """
 
     input_mode: str = "ela"
@@ -38,10 +43,13 @@ class Preprocess:
     mean: tuple[float, ...] = (0.0, 0.0, 0.0)
     std: tuple[float, ...] = (1.0, 1.0, 1.0)
     extra: dict[str, Any] = field(default_factory=dict)
+    resize: str = "squash"
 
     def __post_init__(self) -> None:
         if self.input_mode not in INPUT_MODES:
             raise ValueError(f"input_mode must be one of {INPUT_MODES}, got {self.input_mode!r}")
+        if self.resize not in RESIZE_MODES:
+            raise ValueError(f"resize must be one of {RESIZE_MODES}, got {self.resize!r}")
         if len(self.mean) != self.channels or len(self.std) != self.channels:
             raise ValueError(f"mean/std need {self.channels} values for input_mode {self.input_mode!r}")
 
@@ -49,19 +57,37 @@ class Preprocess:
     def channels(self) -> int:
         return 6 if self.input_mode == "rgb+ela" else 3
 
-    def to_array(self, img: Image.Image) -> np.ndarray:
-        """Decoded RGB image -> uint8 array of shape (size, size, channels)."""
+    def to_array(self, img: Image.Image, rng: np.random.Generator | None = None) -> np.ndarray:
+        """Decoded RGB image -> uint8 array of shape (size, size, channels).
+
+        With ``resize="crop"`` the window is the centre one, or a random one drawn from ``rng`` (training).
+        """
+        parts = self.native_parts(img)
+        if self.resize == "crop":
+            return native_crop(self.stack_native(parts), self.size, rng)
+        resized = [np.asarray(p.resize((self.size, self.size), Image.Resampling.BILINEAR)) for p in parts]
+        return np.ascontiguousarray(np.concatenate(resized, axis=2))
+
+    def native_parts(self, img: Image.Image) -> list[Image.Image]:
+        """The input's parts (RGB and/or ELA) at the image's own resolution."""
         parts = []
         if "rgb" in self.input_mode:
             parts.append(img.convert("RGB"))
         if "ela" in self.input_mode:
             parts.append(ela_image(img, self.ela_quality, self.ela_grayscale, self.ela_bits))
-        resized = [np.asarray(p.resize((self.size, self.size), Image.Resampling.BILINEAR)) for p in parts]
-        return np.ascontiguousarray(np.concatenate(resized, axis=2))
+        return parts
+
+    @staticmethod
+    def stack_native(parts: list[Image.Image]) -> np.ndarray:
+        """Parts from :meth:`native_parts` -> one uint8 (H, W, channels) array, nothing resampled."""
+        return np.concatenate([np.asarray(p) for p in parts], axis=2)
 
     def to_tensor(self, arrays: np.ndarray | torch.Tensor) -> torch.Tensor:
-        """uint8 (N, H, W, C) or (H, W, C) -> normalised float32 (N, C, H, W)."""
+        """uint8 (N, H, W, C) or (H, W, C) -> normalised float32 (N, C, H, W); clips of frames (N, T, H, W, C),
+        as video models read them, -> (N, T, C, H, W)."""
         t = torch.as_tensor(arrays)
+        if t.ndim == 5:
+            return self.to_tensor(t.flatten(0, 1)).unflatten(0, tuple(t.shape[:2]))
         if t.ndim == 3:
             t = t.unsqueeze(0)
         t = t.permute(0, 3, 1, 2).float().div_(255.0)
@@ -73,6 +99,8 @@ class Preprocess:
         """A short hash of every parameter that changes the cached array (not mean/std)."""
         d = self.to_dict()
         d.pop("mean"), d.pop("std")
+        if d["resize"] == "squash":
+            d.pop("resize")  # the default: keys of configurations older than the field stay the same
         return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:16]
 
     def to_dict(self) -> dict[str, Any]:
@@ -104,3 +132,42 @@ class Preprocess:
         else:
             mean, std = rgb_mean + ela_mean, rgb_std + ela_std
         return cls(input_mode=input_mode, size=size, mean=mean, std=std, **kwargs)
+
+
+def pad_to(arr: np.ndarray, size: int) -> np.ndarray:
+    """(H, W, C) -> at least (size, size, C), mirroring the bottom and right edges (no resampling)."""
+    ph, pw = max(0, size - arr.shape[0]), max(0, size - arr.shape[1])
+    if ph == 0 and pw == 0:
+        return arr
+    return np.pad(arr, ((0, ph), (0, pw), (0, 0)), mode="symmetric")
+
+
+def crop_origin(h: int, w: int, size: int, rng: np.random.Generator | None = None) -> tuple[int, int]:
+    """(top, left) of a ``size`` window in an (h, w) image: centred, or uniformly random with ``rng``."""
+    dh, dw = max(0, h - size), max(0, w - size)
+    if rng is None:
+        return dh // 2, dw // 2
+    return int(rng.integers(0, dh + 1)), int(rng.integers(0, dw + 1))
+
+
+def native_crop(arr: np.ndarray, size: int, rng: np.random.Generator | None = None) -> np.ndarray:
+    """A ``size`` x ``size`` window of ``arr`` (H, W, C) at native resolution (small images are mirror-padded)."""
+    arr = pad_to(arr, size)
+    top, left = crop_origin(arr.shape[0], arr.shape[1], size, rng)
+    return np.ascontiguousarray(arr[top:top + size, left:left + size])
+
+
+def grid_origins(h: int, w: int, size: int, max_patches: int | None = None) -> list[tuple[int, int]]:
+    """(top, left) of ``size`` windows that together cover an (h, w) image, overlapping as little as possible.
+
+    With ``max_patches`` and more windows than that, an evenly spaced subset (then the cover is partial).
+    """
+    def starts(n: int) -> list[int]:
+        k = max(1, -(-n // size))
+        return sorted({round(v) for v in np.linspace(0, max(0, n - size), k)})
+
+    boxes = [(t, l) for t in starts(h) for l in starts(w)]
+    if max_patches is not None and len(boxes) > max_patches:
+        keep = np.linspace(0, len(boxes) - 1, max_patches).round().astype(int)
+        boxes = [boxes[i] for i in keep]
+    return boxes

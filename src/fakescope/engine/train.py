@@ -9,6 +9,7 @@ import csv
 import json
 import logging
 import random
+import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,7 +18,7 @@ from typing import Any
 import numpy as np
 import torch
 from torch import nn
-from torch.utils.data import DataLoader, WeightedRandomSampler
+from torch.utils.data import DataLoader, DistributedSampler, WeightedRandomSampler
 
 from fakescope import __version__
 from fakescope.config import TrainConfig, save_config, to_dict
@@ -28,11 +29,20 @@ from fakescope.data.discovery import Sample, discover_samples
 from fakescope.data.preprocess import Preprocess
 from fakescope.data.splits import class_weights, sample_weights, split_folders
 from fakescope.engine.checkpoint import CheckpointMeta, save_checkpoint
-from fakescope.engine.loops import Track, _no_track, fit_temperature, predict_loader, train_one_epoch
+from fakescope.engine.distributed import DistInfo, barrier, device_for, init_distributed
+from fakescope.engine.loops import Track, _no_track, fit_temperature, predict_loader
 from fakescope.engine.optim import build_optimizer, build_scheduler
+from fakescope.engine.parallel import (
+    STRATEGIES,
+    build_strategy,
+    check_config,
+    prepare_config,
+)
 from fakescope.evaluation.metrics import compute_metrics
 from fakescope.inference.detector import resolve_device
+from fakescope.inference.patches import patch_info
 from fakescope.registry import create_detector
+from fakescope.video.clips import clip_info, clip_spec
 
 log = logging.getLogger(__name__)
 
@@ -65,20 +75,36 @@ def limit_per_class(samples: list[Sample], n: int | None, seed: int) -> list[Sam
     return out
 
 
-def build_loaders(cfg: TrainConfig, pre: Preprocess) -> tuple[DataLoader, DataLoader, dict[str, Any]]:
+def image_datasets(cfg: TrainConfig, pre: Preprocess) -> tuple[ImageDataset, ImageDataset]:
     per_folder = [limit_per_class(discover_samples(p), cfg.data.max_per_class, cfg.data.seed) for p in cfg.data.path]
     train_s, val_s = split_folders(per_folder, cfg.data.val_fraction, cfg.data.seed)
     cache_dir = (cfg.data.cache_dir or default_cache_dir()) if cfg.data.cache else None
-    train_ds = ImageDataset(train_s, pre, build_augment(cfg.augment), cache_dir)
-    val_ds = ImageDataset(val_s, pre, None, cache_dir)
+    train_ds = ImageDataset(train_s, pre, build_augment(cfg.augment), cache_dir, random_crop=True)
+    return train_ds, ImageDataset(val_s, pre, None, cache_dir)
+
+
+def build_loaders(cfg: TrainConfig, pre: Preprocess,
+                  shard: DistInfo | None = None) -> tuple[DataLoader, DataLoader, dict[str, Any]]:
+    """Training and validation loaders; with ``shard`` (data parallelism) each rank draws its own share of every
+    epoch through a ``DistributedSampler``, in batches of ``batch_size / world_size`` (one global batch per step)."""
+    if clip_spec(pre) is not None:  # a video model (Preprocess.extra["clip"]): clips from real/ + fake/ videos
+        from fakescope.video.dataset import video_datasets
+
+        train_ds, val_ds = video_datasets(cfg, pre)
+    else:
+        train_ds, val_ds = image_datasets(cfg, pre)
     sampler = None
     if cfg.data.balance == "sampler":
         g = torch.Generator().manual_seed(cfg.seed)
         sampler = WeightedRandomSampler(torch.as_tensor(sample_weights(train_ds.labels)), len(train_ds), generator=g)
     common = dict(batch_size=cfg.batch_size, num_workers=cfg.data.workers, collate_fn=collate_skip,
                   persistent_workers=cfg.data.workers > 0)
-    train_dl = DataLoader(train_ds, sampler=sampler, shuffle=sampler is None, drop_last=len(train_ds) > cfg.batch_size,
-                          generator=torch.Generator().manual_seed(cfg.seed), **common)
+    batch, n_train = cfg.batch_size, len(train_ds)
+    if shard is not None:
+        sampler = DistributedSampler(train_ds, shard.world_size, shard.rank, shuffle=True, seed=cfg.seed)
+        batch, n_train = cfg.batch_size // shard.world_size, len(sampler)
+    train_dl = DataLoader(train_ds, sampler=sampler, shuffle=sampler is None, drop_last=n_train > batch,
+                          generator=torch.Generator().manual_seed(cfg.seed), **{**common, "batch_size": batch})
     val_dl = DataLoader(val_ds, shuffle=False, **common)
     counts = {
         "train": {"real": train_ds.labels.count(0), "fake": train_ds.labels.count(1)},
@@ -105,7 +131,8 @@ def _meta(cfg: TrainConfig, pre: Preprocess, counts: dict, metrics: dict, temper
         preprocess=pre,
         temperature=temperature,
         info={"data": {"path": cfg.data.path, "counts": counts}, "metrics": metrics, "config": to_dict(cfg),
-              "fakescope_version": __version__, "created": time.strftime("%Y-%m-%dT%H:%M:%S")},
+              "fakescope_version": __version__, "created": time.strftime("%Y-%m-%dT%H:%M:%S"),
+              **patch_info(pre), **clip_info(pre)},  # crop / clip detectors load as their Detector kinds
     )
 
 
@@ -120,6 +147,23 @@ def _save_state(path: Path, model: nn.Module, optimizer, scheduler, epoch: int, 
     }, path)
 
 
+def _resume(path: Path, model: nn.Module, optimizer, scheduler, device: torch.device,
+            best_path: Path) -> tuple[list, float, int, int]:
+    """Restore a run from its ``last.pt``; returns (history, best validation loss, bad epochs, next epoch)."""
+    state = torch.load(path, map_location=device, weights_only=True)
+    model.load_state_dict(state["model"])
+    optimizer.load_state_dict(state["optimizer"])
+    if scheduler is not None and state["scheduler"] is not None:
+        scheduler.load_state_dict(state["scheduler"])
+    torch.set_rng_state(state["torch_rng"])
+    source_best = path.with_name(best_path.name)
+    if not best_path.exists() and source_best.is_file():
+        # Resumed into another folder: bring the best checkpoint so far, or a run with no better epoch has none.
+        shutil.copy2(source_best, best_path)
+    log.info("resumed from %s at epoch %d", path, state["epoch"] + 1)
+    return state["history"], state["best_val_loss"], state["bad_epochs"], state["epoch"] + 1
+
+
 def _calibrated_metrics(logits: torch.Tensor, labels: torch.Tensor, temperature: float) -> dict[str, Any]:
     probs = torch.softmax(logits / temperature, 1)[:, 1].numpy()
     return compute_metrics(labels.numpy(), probs)
@@ -128,22 +172,29 @@ def _calibrated_metrics(logits: torch.Tensor, labels: torch.Tensor, temperature:
 def fit(cfg: TrainConfig, track: Track = _no_track, on_epoch=None) -> FitResult:
     """Train ``cfg.model.name`` on ``cfg.data.path``; returns the best (lowest validation loss) checkpoint."""
     seed_everything(cfg.seed)
-    device = resolve_device(cfg.device)
+    cfg, info = _join(cfg)
+    if not info.is_main:  # only rank 0 reports and writes
+        track, on_epoch = _no_track, None
+    device = device_for(resolve_device(cfg.device))
     out = Path(cfg.out)
-    out.mkdir(parents=True, exist_ok=True)
-    save_config(cfg, out / "config.yaml")
+    if info.is_main:
+        out.mkdir(parents=True, exist_ok=True)
+        save_config(cfg, out / "config.yaml")
 
     model, pre = create_detector(cfg.model.name, input_mode=cfg.model.input_mode, size=cfg.model.size,
                                  pretrained=cfg.model.pretrained)
     model.to(device, memory_format=torch.channels_last)  # ~2x faster convolutions on CPU
-    train_dl, val_dl, counts = build_loaders(cfg, pre)
+    train_dl, val_dl, counts = build_loaders(cfg, pre, info if STRATEGIES[cfg.strategy].data_parallel else None)
     log.info("data: %s", counts)
 
     def to_input(arrays: torch.Tensor) -> torch.Tensor:
-        return pre.to_tensor(arrays).contiguous(memory_format=torch.channels_last)
+        x = pre.to_tensor(arrays)  # 5-D for clips (N, T, C, H, W), which have no channels-last layout
+        return x.contiguous(memory_format=torch.channels_last) if x.ndim == 4 else x
 
     loss_fn = _loss_fn(cfg, train_dl.dataset.labels).to(device)
-    optimizer = build_optimizer(cfg.optim, model.parameters())
+    strategy = build_strategy(cfg, model, device, info, to_input(torch.zeros(1, pre.size, pre.size, pre.channels)))
+    optimizer = build_optimizer(cfg.optim, strategy.parameters())
+    strategy.attach(optimizer)
     scheduler, per_batch = build_scheduler(cfg.optim, optimizer, len(train_dl), cfg.epochs)
     scaler = torch.amp.GradScaler("cuda") if cfg.amp and device.type == "cuda" else None
     ema = None
@@ -153,25 +204,18 @@ def fit(cfg: TrainConfig, track: Track = _no_track, on_epoch=None) -> FitResult:
 
     history: list[dict[str, float]] = []
     best, bad_epochs, start_epoch = float("inf"), 0, 1
-    if cfg.resume:
-        state = torch.load(cfg.resume, map_location=device, weights_only=True)
-        model.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        if scheduler is not None and state["scheduler"] is not None:
-            scheduler.load_state_dict(state["scheduler"])
-        torch.set_rng_state(state["torch_rng"])
-        history, best, bad_epochs = state["history"], state["best_val_loss"], state["bad_epochs"]
-        start_epoch = state["epoch"] + 1
-        log.info("resumed from %s at epoch %d", cfg.resume, start_epoch)
-
     best_path = out / "best.safetensors"
+    if cfg.resume:
+        history, best, bad_epochs, start_epoch = _resume(Path(cfg.resume), model, optimizer, scheduler, device, best_path)
+
     for epoch in range(start_epoch, cfg.epochs + 1):
         t0 = time.perf_counter()
-        tr = train_one_epoch(model, train_dl, optimizer, loss_fn, device, to_input,
-                             scheduler if per_batch else None, cfg.optim.grad_clip, cfg.amp, scaler, ema,
-                             track, len(train_dl))
-        eval_model = ema.module if ema is not None else model
-        logits, labels = predict_loader(eval_model, val_dl, device, to_input, cfg.amp, track, len(val_dl))
+        if isinstance(train_dl.sampler, DistributedSampler):
+            train_dl.sampler.set_epoch(epoch)  # a new shuffle, the same on every rank
+        tr = strategy.train_one_epoch(train_dl, optimizer, loss_fn, to_input, scheduler if per_batch else None,
+                                      cfg.optim.grad_clip, cfg.amp, scaler, ema, track, len(train_dl))
+        eval_model = ema.module if ema is not None else strategy.eval_model()
+        logits, labels = strategy.predict(eval_model, val_dl, to_input, cfg.amp, track)
         val_loss = float(nn.functional.cross_entropy(logits, labels)) if len(labels) else float("nan")
         val = compute_metrics(labels.numpy(), torch.softmax(logits, 1)[:, 1].numpy()) if len(labels) else {}
         if scheduler is not None and not per_batch:
@@ -181,19 +225,32 @@ def fit(cfg: TrainConfig, track: Track = _no_track, on_epoch=None) -> FitResult:
                "lr": optimizer.param_groups[0]["lr"], "train_images_per_s": tr["images_per_s"],
                "seconds": time.perf_counter() - t0}
         history.append(row)
-        _write_history(out / "history.csv", history)
+        if info.is_main:
+            _write_history(out / "history.csv", history)
         if on_epoch:
             on_epoch(row)
         if val_loss < best:
             best, bad_epochs = val_loss, 0
-            save_checkpoint(best_path, eval_model, _meta(cfg, pre, counts, val, 1.0))
+            if info.is_main:
+                save_checkpoint(best_path, eval_model, _meta(cfg, pre, counts, val, 1.0))
         else:
             bad_epochs += 1
-        _save_state(out / "last.pt", model, optimizer, scheduler, epoch, best, history, bad_epochs)
+        if info.is_main and "resume" in strategy.supports:  # sharded optimizer states do not resume
+            _save_state(out / "last.pt", model, optimizer, scheduler, epoch, best, history, bad_epochs)
         if bad_epochs >= cfg.patience:
             log.info("early stopping: validation loss has not improved for %d epochs", cfg.patience)
             break
-    return _finish(cfg, pre, counts, history, best_path, val_dl, device)
+    barrier()
+    result = _finish(cfg, pre, counts, history, best_path, val_dl, device) if info.is_main else None
+    barrier()  # every rank returns once the final checkpoint is written
+    return result or FitResult(best_path, history, {})
+
+
+def _join(cfg: TrainConfig) -> tuple[TrainConfig, DistInfo]:
+    """Join the torchrun process group for a parallel strategy (one process without one), check the config."""
+    info = init_distributed(cfg.device) if cfg.strategy != "none" else DistInfo()
+    check_config(cfg, info)
+    return prepare_config(cfg), info
 
 
 def _finish(cfg: TrainConfig, pre: Preprocess, counts: dict, history: list, best_path: Path,

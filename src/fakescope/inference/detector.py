@@ -1,6 +1,7 @@
 """The Detector: a model plus the preprocessing, calibration and threshold stored with its weights."""
 from __future__ import annotations
 
+import importlib
 import logging
 from importlib import resources
 from pathlib import Path
@@ -42,6 +43,10 @@ def resolve_device(device: str = "auto") -> torch.device:
 #: Checkpoint kinds other than a single model (``meta.info["kind"]``), e.g. ensembles: kind -> Detector subclass
 #: with a ``from_checkpoint(path, name, device)`` classmethod. Registered by the module defining the kind.
 DETECTOR_KINDS: dict[str, type["Detector"]] = {}
+#: Modules that register a kind, imported when a checkpoint of that kind is loaded before they were.
+KIND_MODULES: dict[str, str] = {"dynamic-int8": "fakescope.compress.quantize"}
+KIND_MODULES["ensemble"] = "fakescope.models.ensemble"
+KIND_MODULES["clip"] = "fakescope.models.temporal"  # video models reading clips of frames (ClipDetector)
 
 
 def checkpoint_kind(path: Path) -> str:
@@ -70,8 +75,26 @@ class Detector:
         self.name = name
 
     @classmethod
-    def load(cls, name_or_path: str = "default", device: str = "auto") -> "Detector":
-        """A shipped detector by registry name (``default`` for the default one) or a checkpoint path."""
+    def load(cls, name_or_path: str = "default", device: str = "auto", backend: str = "torch") -> "Detector":
+        """A shipped detector by registry name (``default`` for the default one), a checkpoint path or an
+        exported ``.onnx`` file.
+
+        ``backend``: ``torch``; ``onnx`` (ONNX Runtime, exported to fakescope's cache on first use); ``auto``
+        (ONNX Runtime when installed and the export works, else PyTorch with one log line).
+        """
+        if str(name_or_path).endswith(".onnx"):
+            from fakescope.inference.onnx import OnnxDetector
+
+            return OnnxDetector.from_onnx(name_or_path)
+        detector = cls._load_torch(name_or_path, device)
+        if backend == "torch":
+            return detector
+        from fakescope.inference.onnx import to_backend
+
+        return to_backend(detector, backend)
+
+    @classmethod
+    def _load_torch(cls, name_or_path: str, device: str) -> "Detector":
         from fakescope.registry import list_detectors
 
         key = DEFAULT_DETECTOR if name_or_path == "default" else str(name_or_path)
@@ -90,6 +113,8 @@ class Detector:
         try:
             kind = checkpoint_kind(path)
             if kind != "model":
+                if kind not in DETECTOR_KINDS and kind in KIND_MODULES:
+                    importlib.import_module(KIND_MODULES[kind])  # registers the kind
                 if kind not in DETECTOR_KINDS:
                     raise DetectorError(f"{path}: unknown checkpoint kind {kind!r}")
                 return DETECTOR_KINDS[kind].from_checkpoint(path, name, device)

@@ -1,14 +1,21 @@
 """Streaming scan: files and folders in, one result per file out.
 
-Decoding and preprocessing run in DataLoader worker processes, inference runs in batches, and results are
-yielded as they are ready, so memory stays bounded however many files are scanned. A file that cannot be read
-becomes a result with an ``error`` and never stops the scan.
+Folders are listed lazily inside DataLoader worker processes, which decode and preprocess; inference runs in
+batches, and results are yielded as they are ready, so memory stays bounded however many files are scanned
+(a folder of a million files is never held as a list of paths or tensors). A file that cannot be read becomes
+a result with an ``error`` and never stops the scan.
 """
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
-from collections.abc import Callable, Iterable, Iterator
+import os
+import signal
+import sys
+from collections.abc import Callable, Container, Iterable, Iterator
 from dataclasses import asdict, dataclass
+from itertools import islice
 from pathlib import Path
 from typing import Any
 
@@ -16,9 +23,11 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
-from fakescope.data.discovery import iter_image_files
-from fakescope.forensics.io import ImageLoadError, load_image
+from fakescope.data.discovery import _SKIP_DIRS as SKIP_DIRS  # one rule for mask folders, in discovery
+from fakescope.forensics.io import ImageLoadError, is_image_file, load_image
 from fakescope.inference.detector import Detector
+from fakescope.video.frames import VideoLoadError, is_video_file
+from fakescope.video.scan import PreparedVideo, VideoOptions, prepare_video, score_video
 
 log = logging.getLogger(__name__)
 
@@ -32,9 +41,14 @@ class ScanResult:
     label: str | None
     model: str
     error: str | None = None
+    #: Videos only: one record per sampled frame (index, time in s, score, face flag, faces with box and score).
+    frames: list[dict[str, Any]] | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        d = asdict(self)
+        if self.frames is None:
+            del d["frames"]  # images keep exactly the five fields
+        return d
 
 
 @dataclass
@@ -47,8 +61,14 @@ class Prepared:
     error: str | None
 
 
-def prepare_file(index: int, path: str | Path, preparer: Any, transform: Callable | None = None) -> Prepared:
-    """Decode ``path``, apply ``transform`` (e.g. a robustness perturbation) and ``preparer.to_array``."""
+def prepare_file(index: int, path: str | Path, preparer: Any, transform: Callable | None = None,
+                 video: VideoOptions | None = None) -> Prepared:
+    """Decode ``path``, apply ``transform`` (e.g. a robustness perturbation) and ``preparer.to_array``.
+
+    A video file (by extension) is sampled as ``video`` says (default :class:`VideoOptions`): its ``array`` is
+    a :class:`~fakescope.video.scan.PreparedVideo` holding every frame's face crops, scored as one result."""
+    if is_video_file(path):
+        return _prepare_video(index, path, preparer, transform, video)
     try:
         img = load_image(path)
         if transform is not None:
@@ -60,37 +80,180 @@ def prepare_file(index: int, path: str | Path, preparer: Any, transform: Callabl
         return Prepared(index, str(path), None, f"{type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}")
 
 
-class _FileStream(IterableDataset):
-    """Each worker prepares every k-th file of the (lazily listed) input, k = number of workers."""
+def _prepare_video(index: int, path: str | Path, preparer: Any, transform: Callable | None,
+                   video: VideoOptions | None) -> Prepared:
+    try:
+        return Prepared(index, str(path), prepare_video(path, preparer, video, transform), None)
+    except VideoLoadError as err:
+        return Prepared(index, str(path), None, err.reason)
+    except Exception as err:  # noqa: BLE001  one odd file must not end a scan of millions
+        return Prepared(index, str(path), None, f"{type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}")
 
-    def __init__(self, paths: Iterable[str | Path], preparer: Any, transform: Callable | None = None):
-        self.paths = paths
+
+def _distinct_roots(paths: Iterable[str | Path]) -> list[Path]:
+    """Input paths without repeats and without files or folders that lie inside another given folder.
+
+    Scanning ``photos/`` and ``photos/a.jpg`` together must score ``a.jpg`` once, or a resumed scan could not
+    tell a finished file from a pending one.
+    """
+    roots = [Path(p) for p in paths]
+    dirs = {os.path.abspath(p) for p in roots if p.is_dir()}
+    seen: set[str] = set()
+    out = []
+    for p in roots:
+        key = os.path.abspath(p)
+        if key in seen or (dirs and any(parent in dirs for parent in _ancestors(key))):
+            continue
+        seen.add(key)
+        out.append(p)
+    return out
+
+
+def _ancestors(abspath: str) -> Iterator[str]:
+    parent = os.path.dirname(abspath)
+    while parent != abspath:
+        yield parent
+        abspath, parent = parent, os.path.dirname(parent)
+
+
+def walk_image_files(roots: Iterable[str | Path]) -> Iterator[Path]:
+    """Image and video files below ``roots``, streamed as they are listed: memory does not grow with the file count.
+
+    ``os.scandir`` order is used as it comes (no sorting, which would hold a whole folder's names); it is the
+    same on every call for an unchanged folder, which is what lets each worker take its own share. Mask and
+    hidden folders are skipped as :func:`fakescope.data.discovery.iter_image_files` does; a path given
+    explicitly is yielded as it is, so a missing file becomes an error entry.
+    """
+    for root in roots:
+        root = Path(root)
+        if not root.is_dir():
+            yield root
+            continue
+        stack = [str(root)]
+        while stack:
+            folder = stack.pop()
+            subdirs: list[str] = []
+            try:
+                entries = os.scandir(folder)
+            except OSError as err:
+                log.warning("cannot list %s: %s", folder, err.strerror or err)
+                continue
+            with entries:
+                for entry in entries:
+                    if entry.name.startswith("."):
+                        continue
+                    try:
+                        is_dir = entry.is_dir(follow_symlinks=False)
+                    except OSError:
+                        continue
+                    if is_dir:
+                        if not SKIP_DIRS.match(entry.name):
+                            subdirs.append(entry.path)
+                    elif is_image_file(Path(entry.name)) or is_video_file(entry.name):
+                        yield Path(entry.path)
+            stack.extend(reversed(subdirs))
+
+
+def count_files(roots: Iterable[str | Path], skip: Container[str] | None = None) -> int:
+    """How many files a scan of ``roots`` will score (a cheap listing pass, for progress bars)."""
+    return sum(1 for p in walk_image_files(_distinct_roots(roots)) if not skip or str(p) not in skip)
+
+
+class PathSet:
+    """A compact, picklable set of path strings: sorted 64-bit hashes, 8 bytes per path (1M paths = 8 MB).
+
+    Holds the finished files of a resumed scan; sent to every worker. A false "already done" needs two paths
+    with the same 64-bit BLAKE2 hash (odds about n^2 / 2^65: 3e-8 for a million files).
+    """
+
+    def __init__(self, paths: Iterable[str] = ()):
+        self._hashes = np.unique(np.fromiter((_hash(p) for p in paths), dtype=np.uint64))
+
+    @classmethod
+    def from_jsonl(cls, path: str | Path) -> "PathSet":
+        """Paths recorded in a JSONL results file; a line torn by a crash is ignored (its file is redone)."""
+        p = Path(path)
+        return cls(_jsonl_paths(p)) if p.exists() else cls()
+
+    def __contains__(self, path: object) -> bool:
+        h = np.uint64(_hash(str(path)))
+        i = int(np.searchsorted(self._hashes, h))
+        return i < len(self._hashes) and self._hashes[i] == h
+
+    def __len__(self) -> int:
+        return len(self._hashes)
+
+
+def _hash(path: str) -> int:
+    digest = hashlib.blake2b(path.encode("utf-8", "surrogateescape"), digest_size=8).digest()
+    return int.from_bytes(digest, "little")
+
+
+def _jsonl_paths(path: Path) -> Iterator[str]:
+    with open(path, encoding="utf-8", errors="surrogateescape") as f:
+        for line in f:
+            try:
+                yield json.loads(line)["path"]
+            except (json.JSONDecodeError, KeyError, TypeError):
+                continue
+
+
+class _FileStream(IterableDataset):
+    """Each worker walks the input itself and prepares every k-th pending file, k = number of workers.
+
+    Only the root paths travel to the workers; the listing is streamed in each, so nothing grows with the
+    number of files.
+    """
+
+    def __init__(self, roots: list[Path], preparer: Any, transform: Callable | None = None,
+                 skip: Container[str] | None = None, video: VideoOptions | None = None):
+        self.roots = roots
+        self.video = video
         self.preparer = preparer
         self.transform = transform
+        self.skip = skip
 
     def __iter__(self) -> Iterator[Prepared]:
         info = get_worker_info()
         wid, nw = (info.id, info.num_workers) if info else (0, 1)
         if info:
             torch.set_num_threads(1)
-        for i, path in enumerate(self.paths):
+        pending = (p for p in walk_image_files(self.roots) if not self.skip or str(p) not in self.skip)
+        for i, path in enumerate(pending):
             if i % nw == wid:
-                yield prepare_file(i, path, self.preparer, self.transform)
+                yield prepare_file(i, path, self.preparer, self.transform, self.video)
 
 
-def _identity(item: Prepared) -> Prepared:
-    return item
+def _as_list(items: list[Prepared]) -> list[Prepared]:
+    return items
 
 
-def iter_prepared(paths: list[Path] | Iterable[Path], preparer: Any, workers: int,
-                  transform: Callable | None = None) -> Iterator[Prepared]:
-    """Prepared files, decoded in ``workers`` processes (0: in this process)."""
-    stream = _FileStream(paths, preparer, transform)
+def _die_with_parent(_: int) -> None:
+    """Worker init: exit when the scanning process dies (SIGKILL, OOM). An orphaned DataLoader worker would
+    otherwise block for ever at exit, flushing results into a pipe nobody reads."""
+    if sys.platform.startswith("linux"):
+        import ctypes
+
+        pr_set_pdeathsig = 1
+        ctypes.CDLL(None, use_errno=True).prctl(pr_set_pdeathsig, signal.SIGKILL)
+
+
+#: Files a worker prepares per message to the main process (fewer, larger messages cost less).
+CHUNK = 8
+
+
+def iter_prepared(paths: Iterable[str | Path], preparer: Any, workers: int, transform: Callable | None = None,
+                  skip: Container[str] | None = None, video: VideoOptions | None = None) -> Iterator[Prepared]:
+    """Prepared files, decoded in ``workers`` processes (0: in this process); at most about
+    ``workers x 4 x CHUNK`` files are in flight, whatever the input size."""
+    stream = _FileStream(_distinct_roots(paths), preparer, transform, skip, video)
     if workers <= 0:
         yield from stream
         return
-    loader = DataLoader(stream, batch_size=None, num_workers=workers, collate_fn=_identity, prefetch_factor=8)
-    yield from loader
+    loader = DataLoader(stream, batch_size=CHUNK, num_workers=workers, collate_fn=_as_list, prefetch_factor=4,
+                        worker_init_fn=_die_with_parent)
+    for chunk in loader:
+        yield from chunk
 
 
 def score_prepared(
@@ -112,6 +275,10 @@ def score_prepared(
         if item.error is not None:
             yield item, ScanResult(item.path, None, None, detector.name, item.error)
             continue
+        if isinstance(item.array, PreparedVideo):  # a whole video: its frames are batched on their own
+            p, frames = score_video(item.array, detector, batch_size)
+            yield item, ScanResult(item.path, p, detector.label(p, threshold), detector.name, frames=frames)
+            continue
         batch.append(item)
         if len(batch) >= batch_size:
             yield from flush()
@@ -121,8 +288,6 @@ def score_prepared(
 
 def auto_workers(n_files: int | None) -> int:
     """Worker processes for decoding: none for a handful of files (start-up costs more than it saves)."""
-    import os
-
     if n_files is not None and n_files < 16:
         return 0
     return max(1, min(4, (os.cpu_count() or 1)))
@@ -134,20 +299,23 @@ def scan(
     batch_size: int = 32,
     workers: int | None = None,
     threshold: float | None = None,
-    skip: set[str] | None = None,
+    skip: Container[str] | None = None,
     on_result: Callable[[ScanResult], None] | None = None,
     transform: Callable | None = None,
+    video: VideoOptions | None = None,
 ) -> Iterator[ScanResult]:
     """Score every image below ``paths``; yields one :class:`ScanResult` per file, in completion order.
 
-    ``skip``: paths (as strings) already scored, e.g. by an interrupted run being resumed.
-    ``transform``: a picklable image -> image function applied after decoding (robustness sweeps).
+    Folders are listed lazily inside the workers and at most a few batches are in flight, so memory stays flat
+    for any number of files. ``skip``: paths (as strings) already scored, e.g. a :class:`PathSet` read from
+    an interrupted run's JSONL. ``transform``: a picklable image -> image function applied after decoding.
+    Video files give one result each, with ``frames``; ``video`` sets their sampling (default
+    :class:`~fakescope.video.scan.VideoOptions`: 32 frames, faces, mean of the top 5 frame scores).
     """
-    files = (p for p in iter_image_files(paths) if not skip or str(p) not in skip)
+    roots = _distinct_roots(paths)
     if workers is None:
-        files = list(files)
-        workers = auto_workers(len(files))
-    prepared = iter_prepared(files, detector.preparer, workers, transform)
+        workers = auto_workers(sum(1 for _ in islice(walk_image_files(roots), 16)))
+    prepared = iter_prepared(roots, detector.preparer, workers, transform, skip, video)
     for _, result in score_prepared(prepared, detector, batch_size, threshold):
         if on_result:
             on_result(result)

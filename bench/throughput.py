@@ -1,0 +1,260 @@
+"""End-to-end scan throughput (decode + preprocess + model) per backend, the JPEG codec bound, and scan memory.
+
+    python bench/throughput.py --model CKPT [--model CKPT ...] [--n 240] [--workers 2] [--memory 1000,20000] [--write]
+
+On a fixed set of real JPEGs from the shared data (the first n/3 files of casia1/real, faces140k/real and
+diffusiondb/real), each model is scanned through ``fakescope.inference.scan.scan`` as eager PyTorch with batch 1,
+eager PyTorch batched, ONNX Runtime fp32 and ONNX Runtime int8 (static, calibrated on 32 of the images). The codec
+bound is the same pipeline with the same workers doing only decode + JPEG re-encode + decode (what an ELA input
+costs before any model). Memory: peak PSS (proportional set size) of ``fakescope scan`` (main process + workers, sampled every 0.1 s) on
+folders of 1,000 and 20,000 JPEGs made by re-encoding shared images in a temporary folder, deleted afterwards.
+--write puts the tables into docs/benchmarks.md under "## Throughput".
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+from _common import data_root, write_section
+from PIL import Image
+
+from fakescope.compress.quantize import quantize_onnx_static
+from fakescope.forensics.ela import resave_jpeg
+from fakescope.forensics.io import load_image
+from fakescope.inference.detector import Detector
+from fakescope.inference.onnx import OnnxDetector, default_onnx_path
+from fakescope.inference.scan import iter_prepared, scan
+
+log = logging.getLogger("bench.throughput")
+SOURCES = ("casia1/real", "faces140k/real", "diffusiondb/real")
+
+
+def bench_files(n: int) -> list[Path]:
+    """A fixed set: the first n/3 JPEGs (sorted by name) of each source folder."""
+    files: list[Path] = []
+    for src in SOURCES:
+        jpegs = sorted(p for p in (data_root() / src).iterdir() if p.suffix.lower() in (".jpg", ".jpeg"))
+        files += jpegs[: n // len(SOURCES)]
+    return files
+
+
+class CodecOnly:
+    """A scan preparer doing what an ELA input costs in codec work: re-encode at JPEG q90 and decode again."""
+
+    def to_array(self, img: Image.Image) -> np.ndarray:
+        resave_jpeg(img, 90).load()
+        return np.zeros(1, np.uint8)
+
+
+def codec_bound(files: list[Path], workers: int) -> float:
+    """Files/s of decode + re-encode + decode alone, through the scan's own worker pipeline."""
+    start = time.perf_counter()
+    n = sum(1 for item in iter_prepared(files, CodecOnly(), workers) if item.error is None)
+    return n / (time.perf_counter() - start)
+
+
+def scan_rate(files: list[Path], detector: Detector, batch_size: int, workers: int) -> float:
+    """End-to-end files/s of a scan (worker start-up included, after a short warm-up scan)."""
+    list(scan(files[:8], detector, batch_size, workers=0))
+    start = time.perf_counter()
+    n = sum(1 for r in scan(files, detector, batch_size, workers) if r.error is None)
+    return n / (time.perf_counter() - start)
+
+
+def int8_twin(detector: Detector, fp32: OnnxDetector, files: list[Path]) -> OnnxDetector:
+    """The ONNX int8 model, calibrated on 32 of the bench images (cached next to the fp32 export)."""
+    path = default_onnx_path(detector, "int8")
+    if not path.is_file():
+        calibration = np.stack([detector.prepare(load_image(p)) for p in files[:: max(1, len(files) // 32)][:32]])
+        quantize_onnx_static(fp32.onnx_path, path, calibration, detector.meta)
+    return OnnxDetector.from_onnx(path, name=detector.name)
+
+
+def model_rows(ckpt: str, files: list[Path], workers: int, batch_size: int, bound: float) -> list[dict]:
+    torch_det = Detector.load(ckpt, device="cpu")
+    fp32 = OnnxDetector.from_detector(torch_det)
+    variants = [("eager PyTorch, batch 1", torch_det, 1), (f"eager PyTorch, batch {batch_size}", torch_det, batch_size),
+                ("ONNX Runtime fp32", fp32, batch_size), ("ONNX Runtime int8", int8_twin(torch_det, fp32, files), batch_size)]
+    rows = []
+    for name, det, bs in variants:
+        rate = scan_rate(files, det, bs, workers)
+        rows.append({"model": f"{torch_det.meta.architecture} {torch_det.preprocess.input_mode} "
+                              f"{torch_det.preprocess.size}", "variant": name, "images_per_s": rate,
+                     "vs_batch1": rate / rows[0]["images_per_s"] if rows else 1.0, "vs_codec": rate / bound})
+        log.info("%s / %s: %.1f images/s", rows[-1]["model"], name, rate)
+    return rows
+
+
+def make_jpeg_folder(sources: list[Path], folder: Path, n: int, side: int = 160) -> None:
+    """``n`` distinct JPEGs: the sources shrunk to ``side`` px and re-encoded at varying quality."""
+    folder.mkdir(parents=True, exist_ok=True)
+    thumbs = []
+    for p in sources:
+        img = load_image(p)
+        img.thumbnail((side, side))
+        thumbs.append(img)
+    for i in range(n):
+        thumbs[i % len(thumbs)].save(folder / f"f{i:06d}.jpg", quality=60 + (i // len(thumbs)) % 40)
+
+
+def tree_pss_kb(pid: int) -> int:
+    """Proportional set size of a process and all its descendants (Linux /proc), in kB: pages the forked workers
+    share with the main process are counted once, as RSS summed over processes would not."""
+    total, stack = 0, [pid]
+    while stack:
+        p = stack.pop()
+        try:
+            rollup = Path(f"/proc/{p}/smaps_rollup").read_text()
+            total += int(rollup.split("\nPss:")[1].split()[0])
+            for task in Path(f"/proc/{p}/task").iterdir():
+                stack += [int(c) for c in (task / "children").read_text().split()]
+        except (OSError, IndexError, ValueError):
+            continue
+    return total
+
+
+def peak_scan_memory(folder: Path, ckpt: str, workers: int, out: Path) -> dict:
+    cmd = [sys.executable, "-c", "from fakescope.cli import app; app()", "scan", str(folder), "--model", ckpt,
+           "--format", "jsonl", "--output", str(out), "--backend", "onnx", "--workers", str(workers)]
+    start, peak = time.perf_counter(), 0
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    while proc.poll() is None:
+        peak = max(peak, tree_pss_kb(proc.pid))
+        time.sleep(0.1)
+    if proc.returncode != 0:
+        raise RuntimeError(f"scan failed: {proc.stderr.read()[-2000:]}")
+    n = sum(1 for _ in open(out))
+    return {"files": n, "peak_pss_mb": peak / 1024, "seconds": time.perf_counter() - start}
+
+
+def memory_rows(sources: list[Path], ckpt: str, workers: int, sizes: list[int]) -> list[dict]:
+    """Peak scan memory for each folder size; the folders live in a temporary directory removed afterwards."""
+    tmp = Path(tempfile.mkdtemp(prefix="fakescope-bench-"))
+    try:
+        big = tmp / "large"
+        make_jpeg_folder(sources, big, max(sizes))
+        rows = []
+        for n in sizes:
+            folder = big if n == max(sizes) else tmp / f"set{n}"
+            if folder != big:
+                folder.mkdir()
+                for name in sorted(os.listdir(big))[:n]:
+                    os.link(big / name, folder / name)
+            rows.append(peak_scan_memory(folder, ckpt, workers, tmp / f"out{n}.jsonl"))
+            log.info("memory: %s", rows[-1])
+        return rows
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def markdown(rows: list[dict], mem: list[dict], bound: float, args: argparse.Namespace, load: tuple) -> str:
+    lines = [f"Command: `python bench/throughput.py {' '.join(sys.argv[1:])}`", "",
+             f"{len(bench_files(args.n))} real JPEGs ({', '.join(SOURCES)}), {args.workers} decode workers, "
+             f"{os.cpu_count()} cores; load average {load[0]:.1f} before / {load[1]:.1f} after (the machine is "
+             "shared: figures are lower bounds of what an idle machine does).", "",
+             f"Codec bound (decode + JPEG q90 re-encode + decode, same workers): **{bound:.1f} images/s**", "",
+             "| model | variant | images/s | x eager batch 1 | of codec bound |", "|---|---|---|---|---|"]
+    lines += [f"| {r['model']} | {r['variant']} | {r['images_per_s']:.1f} | {r['vs_batch1']:.2f}x | "
+              f"{r['vs_codec']:.0%} |" for r in rows]
+    if mem:
+        lines += ["", "Peak memory (PSS) of `fakescope scan --backend onnx` (main process + workers, sampled every 0.1 s):", "",
+                  "| files | peak PSS MB | seconds | files/s |", "|---|---|---|---|"]
+        lines += [f"| {m['files']:,} | {m['peak_pss_mb']:.0f} | {m['seconds']:.0f} | {m['files'] / m['seconds']:.0f} |"
+                  for m in mem]
+        lines += ["", f"Peak memory ratio {max(mem, key=lambda m: m['files'])['peak_pss_mb'] / min(mem, key=lambda m: m['files'])['peak_pss_mb']:.3f}"]
+    return "\n".join(lines)
+
+
+def compression_rows(model: str, data: list[str], out: Path, eval_samples: int, finetune: bool) -> list[dict]:
+    """Every compressed variant of ``model``, measured on the validation split of ``data`` (same images)."""
+    from fakescope.compress.prune import prune_checkpoint
+    from fakescope.compress.quantize import export_int8, quantize_checkpoint
+
+    stem = Path(model).stem
+    pruned = prune_checkpoint(model, 0.3, out / f"{stem}-pruned30.safetensors", data, eval_samples=eval_samples).rows
+    rows = pruned + quantize_checkpoint(model, out / f"{stem}-int8.safetensors", data, eval_samples).rows[1:]
+    rows += export_int8(model, data, 64, out / f"{stem}-int8.onnx", eval_samples=eval_samples).rows[1:]
+    if finetune:
+        rows += prune_checkpoint(model, 0.5, out / f"{stem}-pruned50-ft.safetensors", data, data, epochs=1,
+                                 eval_samples=eval_samples).rows[1:]
+        rows[-1]["variant"] += " + 1 epoch fine-tune"
+    arch = Detector.load(model).meta.architecture
+    return [{**r, "variant": f"{arch}: {r['variant']}"} for r in rows]
+
+
+def distill_rows(teacher: str, data: list[str], out: Path, eval_samples: int, epochs: int, per_class: int) -> list[dict]:
+    from fakescope.compress.distill import DistillConfig, distill
+
+    cfg = DistillConfig(teacher, "ela-cnn", data, str(out / "distilled-ela-cnn.safetensors"), epochs=epochs,
+                        max_per_class=per_class, eval_samples=eval_samples, lr=3e-4)
+    return [{**r, "variant": f"distil: {r['variant']}"} for r in distill(cfg).rows]
+
+
+def compression_section(args: argparse.Namespace) -> str:
+    from fakescope.compress.report import markdown_table
+
+    data = [str(data_root() / s) for s in args.compression_data.split(",")]
+    out = Path(tempfile.mkdtemp(prefix="fakescope-compress-"))
+    try:
+        rows = [r for i, m in enumerate(args.model)
+                for r in compression_rows(m, data, out, args.eval_samples, finetune=i == 0)]
+        if args.distill_epochs:
+            rows += distill_rows(args.model[-1], data, out, args.eval_samples, args.distill_epochs, args.distill_per_class)
+    finally:
+        shutil.rmtree(out, ignore_errors=True)
+    return "\n".join([f"Command: `python bench/throughput.py {' '.join(sys.argv[1:])}`", "",
+                      f"Validation split of {', '.join(args.compression_data.split(','))} (at most {args.eval_samples} "
+                      "images, the same for every variant); img/s is the model alone on preprocessed arrays, batch 32, "
+                      f"load average {os.getloadavg()[0]:.1f}. MB is the file as saved, gzip MB the same file "
+                      "compressed (pruned zeros only pay off there).", "", markdown_table(rows)])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--model", action="append", required=True, help="Checkpoint or detector name (repeat).")
+    parser.add_argument("--n", type=int, default=240, help="Bench images (a third from each source).")
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--memory", default="1000,20000", help="Folder sizes for the memory test ('' to skip).")
+    parser.add_argument("--memory-model", default=None, help="Model for the memory test (default: the first).")
+    parser.add_argument("--write", action="store_true", help="Write the section into docs/benchmarks.md.")
+    parser.add_argument("--json", type=Path, default=None, help="Also write the raw figures here.")
+    parser.add_argument("--compression-data", default=None,
+                        help="Comma-separated shared sets: instead of throughput, measure every compressed variant.")
+    parser.add_argument("--eval-samples", type=int, default=400)
+    parser.add_argument("--distill-epochs", type=int, default=0, help="Also distil the last --model into an ELA-CNN.")
+    parser.add_argument("--distill-per-class", type=int, default=300)
+    args = parser.parse_args()
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    if args.compression_data:
+        text = compression_section(args)
+        print(text)
+        if args.write:
+            write_section("Compression", text)
+        return
+    load_before = os.getloadavg()[0]
+    files = bench_files(args.n)
+    bound = codec_bound(files, args.workers)
+    log.info("codec bound: %.1f images/s", bound)
+    rows = [r for ckpt in args.model for r in model_rows(ckpt, files, args.workers, args.batch_size, bound)]
+    sizes = [int(s) for s in args.memory.split(",") if s]
+    mem = memory_rows(files, args.memory_model or args.model[0], args.workers, sizes) if sizes else []
+    text = markdown(rows, mem, bound, args, (load_before, os.getloadavg()[0]))
+    print(text)
+    if args.json:
+        args.json.write_text(json.dumps({"codec_bound": bound, "rows": rows, "memory": mem}, indent=2))
+    if args.write:
+        write_section("Throughput", text)
+
+
+if __name__ == "__main__":
+    main()

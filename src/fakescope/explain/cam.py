@@ -1,0 +1,95 @@
+"""Class-activation maps of the "fake" logit through pytorch-grad-cam.
+
+The target is ``ClassifierOutputTarget(1)``: every detector returns logits (N, 2) with index 1 = fake, so the map
+shows what pushes the score towards fake, whatever the prediction. The layer is the one each detector declares
+in the registry (``get_spec(name).target_layer``), resolved with ``model.get_submodule``. The CAM objects are
+used as context managers so that their hooks are released even on error.
+"""
+from __future__ import annotations
+
+import logging
+import threading
+
+import numpy as np
+import torch
+from PIL import Image
+from pytorch_grad_cam import GradCAM, GradCAMPlusPlus, ScoreCAM
+from pytorch_grad_cam.base_cam import BaseCAM
+from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
+from torch import nn
+
+from fakescope.data.preprocess import Preprocess
+from fakescope.registry import get_spec
+
+log = logging.getLogger(__name__)
+
+#: Index of the "fake" logit in every detector's output.
+FAKE_CLASS = 1
+#: CAM methods by CLI name. Score-CAM runs one forward pass per channel of the target layer: cheap for the
+#: ELA-CNN (64 channels), slow for wide layers (EfficientNet's 1280).
+CAM_METHODS: dict[str, type[BaseCAM]] = {"gradcam": GradCAM, "gradcam++": GradCAMPlusPlus, "scorecam": ScoreCAM}
+CAM_LABELS = {"gradcam": "Grad-CAM", "gradcam++": "Grad-CAM++", "scorecam": "Score-CAM"}
+
+# Hooks are registered on the (shared) model for the duration of one map; a served model may be explained from
+# several threads at once, and their hooks must not see each other's activations.
+_CAM_LOCK = threading.Lock()
+
+
+class ExplainError(ValueError):
+    """The detector or method cannot produce a class-activation map."""
+
+
+def target_layer(model: nn.Module, architecture: str) -> nn.Module:
+    """The layer registered detector ``architecture`` declares for Grad-CAM, found in ``model``."""
+    try:
+        name = get_spec(architecture).target_layer
+    except KeyError as err:
+        raise ExplainError(str(err).strip("'\"")) from None
+    try:
+        return model.get_submodule(name)
+    except AttributeError:
+        raise ExplainError(f"detector {architecture!r} declares target layer {name!r}, "
+                           f"which its model does not have") from None
+
+
+def model_input(preprocess: Preprocess, img: Image.Image) -> torch.Tensor:
+    """The (1, C, S, S) float tensor the model sees for ``img`` (RGB, ELA or both, as its preprocessing says)."""
+    return preprocess.to_tensor(preprocess.to_array(img.convert("RGB")))
+
+
+def resize_map(heatmap: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """A float map resized (bilinear) to ``size`` = (width, height), clipped to [0, 1]."""
+    if heatmap.shape[::-1] != tuple(size):
+        as_image = Image.fromarray(heatmap.astype(np.float32))
+        heatmap = np.asarray(as_image.resize(size, Image.Resampling.BILINEAR))
+    return np.clip(heatmap, 0.0, 1.0).astype(np.float32)
+
+
+def model_cam(model: nn.Module, architecture: str, x: torch.Tensor, method: str = "gradcam") -> np.ndarray:
+    """CAM of the fake logit for input batch ``x`` (1, C, S, S) -> float32 (S, S) in [0, 1]."""
+    if method not in CAM_METHODS:
+        raise ExplainError(f"unknown CAM method {method!r}; choose from {', '.join(CAM_METHODS)}")
+    layer = target_layer(model, architecture)
+    device = next(model.parameters()).device
+    with _CAM_LOCK, torch.inference_mode(False), torch.enable_grad():
+        # A fresh copy (never an inference tensor) that carries a gradient, so the hooks fire even when every
+        # parameter is frozen.
+        x = x.detach().clone().to(device).requires_grad_(True)
+        with CAM_METHODS[method](model=model, target_layers=[layer]) as cam:
+            grayscale = cam(input_tensor=x, targets=[ClassifierOutputTarget(FAKE_CLASS)])
+        model.zero_grad(set_to_none=True)
+    return np.nan_to_num(grayscale[0].astype(np.float32))
+
+
+def cam_heatmap(detector, img: Image.Image, method: str = "gradcam") -> np.ndarray:
+    """Class-activation map of the fake class for ``img``: float32 (H, W) in [0, 1] at the image's own size.
+
+    ``detector`` is a :class:`fakescope.inference.Detector` holding a single registered model (checkpoint kinds
+    without one, such as ensembles, raise :class:`ExplainError`).
+    """
+    model = getattr(detector, "model", None)
+    meta = getattr(detector, "meta", None)
+    if not isinstance(model, nn.Module) or meta is None:
+        raise ExplainError(f"detector {getattr(detector, 'name', detector)!r} has no single model to explain")
+    heat = model_cam(model, meta.architecture, model_input(detector.preprocess, img), method)
+    return resize_map(heat, img.size)

@@ -1,0 +1,258 @@
+"""ONNX Runtime backend: a checkpoint is exported to ONNX once (into fakescope's cache) and scored through an
+``InferenceSession``.
+
+The exporter is ``torch.onnx.export(dynamo=True)`` (the torch.export-based exporter, the default since torch
+2.9; the TorchScript one is deprecated). It handles the ELA-CNN and the timm ResNet / EfficientNet families with
+a dynamic batch axis; if it fails on some other registered architecture, the TorchScript exporter is tried once.
+
+The fakescope checkpoint metadata (preprocessing, temperature, threshold, ...) is stored in the ONNX model's
+``metadata_props`` under ``fakescope``, so an ``.onnx`` file alone can be scanned with.
+"""
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import importlib.util
+import io
+import logging
+import os
+import re
+from collections.abc import Iterator
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from fakescope.data.cache import default_cache_dir
+from fakescope.engine.checkpoint import CheckpointError, CheckpointMeta
+from fakescope.inference.detector import Detector, DetectorError
+
+log = logging.getLogger(__name__)
+
+META_KEY = "fakescope"
+OPSET = 18
+BACKENDS = ("auto", "onnx", "torch")
+#: Largest difference in fake probability accepted between PyTorch and the fp32 ONNX model.
+FP32_TOLERANCE = 1e-4
+
+
+def onnx_available() -> bool:
+    """Whether onnx and onnxruntime are installed (the ``onnx`` backend needs both)."""
+    return all(importlib.util.find_spec(m) is not None for m in ("onnx", "onnxruntime"))
+
+
+def available_cores() -> int:
+    """CPU cores this process may run on (respects taskset / cgroup CPU affinity)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
+
+
+def weights_digest(model: nn.Module, meta: CheckpointMeta) -> str:
+    """A short hash of the weights and of what feeds them, naming the cached export (new weights, new file)."""
+    h = hashlib.sha256(meta.architecture.encode())
+    h.update(repr(sorted(meta.preprocess.to_dict().items())).encode())
+    for name, tensor in sorted(model.state_dict().items()):
+        h.update(name.encode())
+        h.update(tensor.detach().cpu().contiguous().numpy().tobytes())
+    return h.hexdigest()[:16]
+
+
+def default_onnx_path(detector: Detector, quantize: str | None = None) -> Path:
+    """``<cache>/onnx/<name>-<hash of weights>[-int8].onnx``."""
+    stem = re.sub(r"[^A-Za-z0-9_.-]+", "_", Path(detector.name).stem or detector.meta.architecture)
+    suffix = f"-{quantize}" if quantize else ""
+    return default_cache_dir() / "onnx" / f"{stem}-{weights_digest(detector.model, detector.meta)}{suffix}.onnx"
+
+
+@contextlib.contextmanager
+def _quiet(*loggers: str) -> Iterator[None]:
+    saved = [(logging.getLogger(n), logging.getLogger(n).level) for n in loggers]
+    for lg, _ in saved:
+        lg.setLevel(logging.WARNING)
+    try:
+        yield
+    finally:
+        for lg, level in saved:
+            lg.setLevel(level)
+
+
+def _export_proto(model: nn.Module, example: torch.Tensor) -> Any:
+    """The model as an ``onnx.ModelProto`` with a dynamic batch axis named ``batch``."""
+    import onnx
+
+    names = dict(input_names=["input"], output_names=["logits"], opset_version=OPSET)
+    try:
+        with _quiet("onnxscript", "onnx_ir"):  # their INFO lines narrate every optimisation pass
+            program = torch.onnx.export(model, (example,), dynamo=True, verbose=False, external_data=False,
+                                        dynamic_shapes=({0: torch.export.Dim("batch")},), **names)
+        return program.model_proto
+    except Exception as err:  # noqa: BLE001  any exporter failure: try the other exporter once
+        log.warning("torch.export-based ONNX export failed (%s: %s); trying the TorchScript exporter",
+                    type(err).__name__, str(err).splitlines()[0] if str(err) else "")
+    buf = io.BytesIO()
+    torch.onnx.export(model, (example,), buf, dynamo=False,
+                      dynamic_axes={"input": {0: "batch"}, "logits": {0: "batch"}}, **names)
+    return onnx.load_from_string(buf.getvalue())
+
+
+def set_onnx_meta(proto: Any, meta: CheckpointMeta) -> None:
+    """Store the fakescope metadata in the model's ``metadata_props`` (replacing an older entry)."""
+    kept = [p for p in proto.metadata_props if p.key != META_KEY]
+    del proto.metadata_props[:]
+    proto.metadata_props.extend(kept)
+    entry = proto.metadata_props.add()
+    entry.key, entry.value = META_KEY, meta.to_json()
+
+
+def save_proto(proto: Any, path: Path) -> Path:
+    """Write atomically, so a concurrent scan never opens a half-written model."""
+    import onnx
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    onnx.save(proto, str(tmp))
+    tmp.replace(path)
+    return path
+
+
+def export_onnx(model: nn.Module, meta: CheckpointMeta, path: str | Path) -> Path:
+    """Export ``model`` (fed as ``meta.preprocess`` says) to ``path`` with ``meta`` embedded."""
+    pre = meta.preprocess
+    model = model.to("cpu").float().eval()
+    example = torch.zeros(2, pre.channels, pre.size, pre.size)  # batch 2: a batch of 1 would be specialised
+    proto = _export_proto(model, example)
+    set_onnx_meta(proto, replace(meta, info={**meta.info, "onnx": {"opset": OPSET}}))
+    return save_proto(proto, Path(path))
+
+
+def make_session(path: str | Path, threads: int | None = None) -> Any:
+    """An ONNX Runtime CPU session: intra-op threads = available cores, full graph optimisation."""
+    import onnxruntime as ort
+
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads = threads or available_cores()
+    opts.inter_op_num_threads = 1
+    opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    return ort.InferenceSession(str(path), sess_options=opts, providers=["CPUExecutionProvider"])
+
+
+def read_onnx_meta(session: Any, path: str | Path) -> CheckpointMeta:
+    props = session.get_modelmeta().custom_metadata_map
+    if META_KEY not in props:
+        raise DetectorError(f"{path}: ONNX model has no fakescope metadata; export it with 'fakescope export'")
+    try:
+        return CheckpointMeta.from_json(props[META_KEY])
+    except (CheckpointError, KeyError, ValueError) as err:
+        raise DetectorError(f"{path}: bad fakescope metadata in ONNX model: {err}") from None
+
+
+class OnnxDetector(Detector):
+    """A :class:`Detector` whose model call runs in ONNX Runtime; preprocessing, temperature and threshold
+    come from the same checkpoint metadata, so results are the PyTorch backend's to within 1e-4.
+
+    ``model`` is the PyTorch module it was exported from when there is one (Grad-CAM needs it), else None.
+    """
+
+    def __init__(self, session: Any, meta: CheckpointMeta, name: str, model: nn.Module | None = None,
+                 onnx_path: str | Path | None = None):
+        self.device = torch.device("cpu")
+        self.session = session
+        self.meta = meta
+        self.name = name
+        self.model = model
+        self.onnx_path = Path(onnx_path) if onnx_path else None
+        self._input = session.get_inputs()[0].name
+
+    @classmethod
+    def from_onnx(cls, path: str | Path, name: str | None = None, threads: int | None = None) -> "OnnxDetector":
+        """Load an exported ``.onnx`` file on its own (its metadata says how to feed it)."""
+        if not onnx_available():
+            raise DetectorError("the onnx backend needs onnxruntime: pip install 'fakescope[onnx]'")
+        if not Path(path).is_file():
+            raise DetectorError(f"{path}: ONNX file does not exist")
+        session = make_session(path, threads)
+        return cls(session, read_onnx_meta(session, path), name or str(path), onnx_path=path)
+
+    @classmethod
+    def from_detector(cls, detector: Detector, path: str | Path | None = None) -> "OnnxDetector":
+        """The ONNX twin of a PyTorch detector, exported (and verified) on first use, then read from the cache."""
+        path = Path(path) if path else default_onnx_path(detector)
+        if not path.is_file():
+            export_onnx(detector.model, detector.meta, path)
+            diff = max_probability_difference(detector, path)
+            log.info("exported %s to %s (largest fake-probability difference to PyTorch: %.2e)",
+                     detector.name, path, diff)
+            if diff > FP32_TOLERANCE:
+                path.unlink(missing_ok=True)
+                raise DetectorError(f"{detector.name}: ONNX export differs from PyTorch by {diff:.2e} "
+                                    f"(> {FP32_TOLERANCE:g})")
+        session = make_session(path)
+        return cls(session, detector.meta, detector.name, detector.model, path)
+
+    @torch.inference_mode()
+    def logits(self, arrays: np.ndarray) -> torch.Tensor:
+        x = self.preprocess.to_tensor(arrays).numpy()
+        return torch.from_numpy(self.session.run(None, {self._input: x})[0]).float()
+
+
+def verification_arrays(meta: CheckpointMeta, n: int = 6, seed: int = 0) -> np.ndarray:
+    """Random uint8 inputs (smooth plus noise, like ELA and photo arrays) to compare two backends on."""
+    rng = np.random.default_rng(seed)
+    s, c = meta.preprocess.size, meta.preprocess.channels
+    base = rng.integers(0, 256, (n, 1, 1, c)) * np.linspace(0, 1, s)[None, :, None, None]
+    return np.clip(base + rng.normal(0, 24, (n, s, s, c)), 0, 255).astype(np.uint8)
+
+
+def max_probability_difference(detector: Detector, onnx_path: str | Path, arrays: np.ndarray | None = None) -> float:
+    """Largest |p_torch - p_onnx| over ``arrays`` (random inputs by default), run as one batch of 6 and one of 1
+    so that the dynamic batch axis is exercised."""
+    arrays = verification_arrays(detector.meta) if arrays is None else arrays
+    onnx_det = OnnxDetector(make_session(onnx_path), detector.meta, detector.name)
+    diffs = [np.abs(detector.predict_arrays(a) - onnx_det.predict_arrays(a)).max() for a in (arrays, arrays[:1])]
+    return float(max(diffs))
+
+
+def to_backend(detector: Detector, backend: str = "auto") -> Detector:
+    """``detector`` on ``backend``: ``torch`` as it is, ``onnx`` through ONNX Runtime (exported on first use),
+    ``auto`` ONNX Runtime when it can be used, else PyTorch with one log line saying why."""
+    if backend not in BACKENDS:
+        raise DetectorError(f"unknown backend {backend!r}; use one of {', '.join(BACKENDS)}")
+    if backend == "torch" or isinstance(detector, OnnxDetector):
+        return detector
+    reason = _onnx_unusable(detector)
+    if reason is None:
+        try:
+            return OnnxDetector.from_detector(detector)
+        except Exception as err:  # noqa: BLE001  export can fail in many ways; auto falls back on any of them
+            reason = f"ONNX export failed: {type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}"
+    if backend == "onnx":
+        raise DetectorError(f"{detector.name}: cannot use the onnx backend: {reason}")
+    log.info("using the PyTorch backend for %s (%s)", detector.name, reason)
+    return detector
+
+
+def _onnx_unusable(detector: Detector) -> str | None:
+    if not onnx_available():
+        return "onnxruntime is not installed; pip install 'fakescope[onnx]'"
+    if type(detector) is not Detector or detector.meta.info.get("kind", "model") != "model":
+        return f"checkpoint kind {detector.meta.info.get('kind', type(detector).__name__)!r} has no ONNX export"
+    if detector.device.type != "cpu":
+        return f"PyTorch runs on {detector.device.type}"
+    return None
+
+
+def export_detector(model: str = "default", out: str | Path | None = None) -> tuple[Path, float]:
+    """``fakescope export --format onnx``: export ``model`` (name or checkpoint) to ``out`` (default: the cache
+    path the onnx backend reads), verify it, and return (path, largest fake-probability difference)."""
+    detector = Detector.load(model, device="cpu")
+    path = Path(out) if out else default_onnx_path(detector)
+    export_onnx(detector.model, detector.meta, path)
+    diff = max_probability_difference(detector, path)
+    if diff > FP32_TOLERANCE:
+        raise DetectorError(f"{detector.name}: ONNX export differs from PyTorch by {diff:.2e} (> {FP32_TOLERANCE:g})")
+    return path, diff

@@ -1,0 +1,1 @@
+"""One router per concern: detection, the model catalogue, health probes."""

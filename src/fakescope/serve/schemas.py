@@ -1,0 +1,71 @@
+"""The JSON the service speaks: pydantic models, so the OpenAPI schema at ``/docs`` documents every field."""
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, Field
+
+
+class Explanation(BaseModel):
+    """Why the model decided: images as base64-encoded PNG (no ``data:`` prefix)."""
+
+    ela_png: str | None = Field(None, description="Error level analysis map of the upload (base64 PNG).")
+    gradcam_png: str | None = Field(None, description="Grad-CAM heatmap over the upload (base64 PNG).")
+    method: str = Field("gradcam", description="Class-activation method used for the heatmap.")
+    error: str | None = Field(None, description="Why a view could not be computed, if one is missing.")
+
+
+class DetectResult(BaseModel):
+    """One scored image: the same fields as a ``fakescope scan`` result, plus the threshold used."""
+
+    path: str = Field(description="The uploaded file name.")
+    fake_probability: float | None = Field(description="Calibrated probability that the image is fake, 0..1.")
+    label: Literal["real", "fake"] | None = Field(description="'fake' if fake_probability >= threshold.")
+    model: str = Field(description="The detector that scored the image.")
+    error: str | None = Field(None, description="Why this image could not be scored (batch items only).")
+    threshold: float = Field(description="Decision threshold stored with the model.")
+    width: int | None = Field(None, description="Decoded image width in pixels.")
+    height: int | None = Field(None, description="Decoded image height in pixels.")
+    explanation: Explanation | None = Field(None, description="Present when the request asked for explain=true.")
+
+
+class BatchResult(BaseModel):
+    model: str
+    threshold: float
+    results: list[DetectResult] = Field(description="One result per uploaded file, in upload order.")
+
+
+class ModelInfo(BaseModel):
+    name: str
+    params: int
+    input_size: int
+    input_mode: str
+    shipped: bool = Field(description="Weights ship with fakescope.")
+    default: bool = Field(description="The detector used when none is named.")
+    description: str
+
+
+class ModelsResponse(BaseModel):
+    loaded: str | None = Field(description="Name of the detector this server answers with (None while loading).")
+    ready: bool
+    models: list[ModelInfo] = Field(description="Every registered detector.")
+
+
+class Health(BaseModel):
+    status: Literal["ok"] = "ok"
+
+
+class Readiness(BaseModel):
+    ready: bool
+    model: str | None = Field(description="The loaded detector, once ready.")
+    error: str | None = Field(None, description="Why the model failed to load, if it did.")
+    api_key_required: bool = Field(description="Whether /v1 endpoints need the X-API-Key header.")
+
+
+class ErrorMessage(BaseModel):
+    detail: str = Field(description="One line saying what went wrong.")
+
+
+class UnprocessableMessage(BaseModel):
+    detail: str | list[dict[str, Any]] = Field(
+        description="The image's one-line reason, or the request validation errors (missing field, bad value).")

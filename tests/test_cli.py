@@ -1,0 +1,183 @@
+"""The command line contract: scan output formats and resume, models, evaluate, and clean errors."""
+from __future__ import annotations
+
+import csv
+import io
+import json
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from fakescope.cli import app
+from fakescope.forensics.io import load_image
+from fakescope.inference.detector import Detector
+from fakescope.registry import list_detectors
+
+RESULT_KEYS = {"path", "fake_probability", "label", "model", "error"}
+METRIC_KEYS = {"n", "accuracy", "precision", "recall", "f1", "roc_auc", "average_precision", "eer", "confusion_matrix"}
+
+runner = CliRunner()
+
+
+def invoke(*args: str):
+    return runner.invoke(app, [str(a) for a in args])
+
+
+@pytest.fixture
+def images(tiny_images) -> list[Path]:
+    return tiny_images(3, "imgs", "jpg") + tiny_images(2, "imgs", "png", prefix="p", seed=1)
+
+
+def scan_args(ckpt: Path, folder: Path, *extra: str) -> list[str]:
+    return ["scan", str(folder), "--model", str(ckpt), *extra]
+
+
+def test_scan_json_contract(images, tiny_ela_checkpoint):
+    res = invoke(*scan_args(tiny_ela_checkpoint, images[0].parent, "--format", "json"))
+    assert res.exit_code == 0, res.output
+    rows = json.loads(res.stdout)  # the whole of stdout is one JSON document
+    assert isinstance(rows, list) and len(rows) == 5
+    assert {r["path"] for r in rows} == {str(p) for p in images}
+    for r in rows:
+        assert set(r) == RESULT_KEYS
+        assert 0.0 <= r["fake_probability"] <= 1.0
+        assert r["label"] in ("real", "fake") and r["error"] is None
+        assert r["model"] == str(tiny_ela_checkpoint)
+        assert r["label"] == ("fake" if r["fake_probability"] >= 0.5 else "real")
+
+
+def test_scan_probabilities_match_the_detector(images, tiny_ela_checkpoint):
+    res = invoke(*scan_args(tiny_ela_checkpoint, images[0], "--format", "json"))
+    (row,) = json.loads(res.stdout)
+    expected = Detector.load(str(tiny_ela_checkpoint), device="cpu").predict_images([load_image(images[0])])[0]
+    assert row["fake_probability"] == pytest.approx(float(expected), abs=1e-5)
+
+
+def test_scan_jsonl(images, tiny_ela_checkpoint):
+    res = invoke(*scan_args(tiny_ela_checkpoint, images[0].parent, "--format", "jsonl"))
+    assert res.exit_code == 0
+    lines = res.stdout.strip().splitlines()
+    assert len(lines) == 5 and all(set(json.loads(line)) == RESULT_KEYS for line in lines)
+
+
+def test_scan_csv(images, tiny_ela_checkpoint):
+    res = invoke(*scan_args(tiny_ela_checkpoint, images[0].parent, "--format", "csv"))
+    assert res.exit_code == 0
+    rows = list(csv.DictReader(io.StringIO(res.stdout)))
+    assert len(rows) == 5 and set(rows[0]) == RESULT_KEYS
+    assert all(0.0 <= float(r["fake_probability"]) <= 1.0 and r["error"] == "" for r in rows)
+
+
+def test_scan_table(images, tiny_ela_checkpoint):
+    res = invoke(*scan_args(tiny_ela_checkpoint, images[0].parent))
+    assert res.exit_code == 0
+    assert "5 files:" in res.stdout and "0 errors" in res.stdout
+    assert images[0].name in res.stdout
+
+
+@pytest.mark.parametrize("fmt", ["json", "jsonl", "csv"])
+def test_scan_output_file(images, tiny_ela_checkpoint, tmp_path, fmt):
+    out = tmp_path / "out" / f"results.{fmt}"
+    res = invoke(*scan_args(tiny_ela_checkpoint, images[0].parent, "--format", fmt, "--output", out))
+    assert res.exit_code == 0, res.output
+    text = out.read_text()
+    n = {"json": lambda: len(json.loads(text)), "jsonl": lambda: len(text.strip().splitlines()),
+         "csv": lambda: len(list(csv.DictReader(io.StringIO(text))))}[fmt]()
+    assert n == 5
+    assert "5 files:" in res.stdout and str(out) in res.stdout.replace("\n", "")
+
+
+def test_threshold_changes_labels(images, tiny_ela_checkpoint):
+    def labels(t: str) -> set[str]:
+        res = invoke(*scan_args(tiny_ela_checkpoint, images[0].parent, "--format", "json", "--threshold", t))
+        return {r["label"] for r in json.loads(res.stdout)}
+
+    assert labels("0") == {"fake"}
+    assert labels("1") == {"real"}
+
+
+def test_resume_skips_finished_files_and_appends(images, tiny_ela_checkpoint, tmp_path):
+    out = tmp_path / "results.jsonl"
+    full = invoke(*scan_args(tiny_ela_checkpoint, images[0].parent, "--format", "jsonl"))
+    done = full.stdout.strip().splitlines()[:2]
+    torn = done[1][: len(done[1]) // 2]
+    out.write_text(done[0] + "\n" + torn)  # a crash while writing the second result
+    res = invoke(*scan_args(tiny_ela_checkpoint, images[0].parent, "--format", "jsonl", "--output", out, "--resume"))
+    assert res.exit_code == 0, res.output
+    assert "resuming: 1 files already scored" in res.stderr
+    lines = out.read_text().splitlines()
+    assert lines[0] == done[0]
+    rows = [json.loads(line) for line in lines]  # every line parses: the torn one is gone
+    paths = [r["path"] for r in rows]
+    assert len(paths) == len(set(paths)) == 5 and set(paths) == {str(p) for p in images}
+    again = invoke(*scan_args(tiny_ela_checkpoint, images[0].parent, "--format", "jsonl", "--output", out, "--resume"))
+    assert again.exit_code == 0 and out.read_text().splitlines() == lines  # nothing left to do
+
+
+def test_resume_needs_jsonl_output(images, tiny_ela_checkpoint, tmp_path):
+    res = invoke(*scan_args(tiny_ela_checkpoint, images[0].parent, "--format", "json", "--output",
+                            tmp_path / "r.json", "--resume"))
+    assert res.exit_code == 2 and "--resume" in res.output
+
+
+def test_models_json_lists_every_detector():
+    res = invoke("models", "--format", "json")
+    assert res.exit_code == 0
+    rows = json.loads(res.stdout)
+    assert [r["name"] for r in rows] == list_detectors()
+    for r in rows:
+        assert {"name", "params", "input_size", "shipped"} <= set(r)
+        assert isinstance(r["params"], int) and r["params"] > 0
+        assert isinstance(r["input_size"], int) and isinstance(r["shipped"], bool)
+    assert next(r for r in rows if r["name"] == "ela-cnn")["params"] == 7_392_962
+    assert invoke("models").exit_code == 0
+
+
+def test_evaluate_json(tiny_images, tiny_ela_checkpoint, tmp_path):
+    tiny_images(3, "data/real", seed=1)
+    tiny_images(3, "data/fake", "png", seed=2)
+    out = tmp_path / "metrics.json"
+    res = invoke("evaluate", "--data", tmp_path / "data", "--model", tiny_ela_checkpoint, "--format", "json",
+                 "--output", out)
+    assert res.exit_code == 0, res.output
+    m = json.loads(res.stdout)
+    assert METRIC_KEYS <= set(m)
+    assert m["n"] == 6 and sum(map(sum, m["confusion_matrix"])) == 6
+    assert 0.0 <= m["accuracy"] <= 1.0 and 0.0 <= m["roc_auc"] <= 1.0
+    assert json.loads(out.read_text()) == m
+
+
+def test_evaluate_folder_without_layout_fails_cleanly(tiny_images, tiny_ela_checkpoint, tmp_path):
+    tiny_images(2, "flat")
+    res = invoke("evaluate", "--data", tmp_path / "flat", "--model", tiny_ela_checkpoint, "--format", "json")
+    assert res.exit_code == 1 and "no labelled images" in res.stderr and "Traceback" not in res.output
+
+
+@pytest.mark.parametrize("command", ["scan", "evaluate"])
+def test_unknown_model_is_a_one_line_error(images, tmp_path, command):
+    where = ["--data", tmp_path] if command == "evaluate" else [images[0]]
+    res = invoke(command, *where, "--model", "no-such-model")
+    assert res.exit_code == 1
+    assert "Traceback" not in res.output
+    lines = res.stderr.strip().splitlines()
+    assert len(lines) == 1 and "no-such-model" in lines[0] and lines[0].startswith("error:")
+
+
+def test_bad_checkpoint_is_a_one_line_error(images, tmp_path):
+    bad = tmp_path / "broken.safetensors"
+    bad.write_bytes(b"not a checkpoint")
+    res = invoke("scan", images[0], "--model", bad)
+    assert res.exit_code == 1 and "Traceback" not in res.output
+    assert len(res.stderr.strip().splitlines()) == 1 and "broken.safetensors" in res.stderr
+
+
+@pytest.mark.parametrize("args", [["--format", "xml"], ["--threshold", "1.5"]])
+def test_bad_options_are_usage_errors(images, tiny_ela_checkpoint, args):
+    res = invoke(*scan_args(tiny_ela_checkpoint, images[0], *args))
+    assert res.exit_code == 2 and "Usage" in res.output
+
+
+def test_evaluate_bad_format_is_usage_error(tmp_path, tiny_ela_checkpoint):
+    res = invoke("evaluate", "--data", tmp_path, "--model", tiny_ela_checkpoint, "--format", "csv")
+    assert res.exit_code == 2

@@ -1,0 +1,116 @@
+"""Training configuration: defaults, then YAML, then dotted overrides; unknown keys fail; the result is saved."""
+from __future__ import annotations
+
+import pytest
+import yaml
+from conftest import REPO
+from typer.testing import CliRunner
+
+from fakescope.cli import app
+from fakescope.config import TrainConfig, apply_overrides, load_config, parse_dotted_args, save_config, to_dict
+
+
+def test_parse_dotted_args_both_spellings():
+    args = ["--optim.lr", "3e-4", "--augment.enabled=false", "--data.max-per-class", "24", "--model.size=none"]
+    assert parse_dotted_args(args) == {"optim.lr": "3e-4", "augment.enabled": "false", "data.max_per_class": "24",
+                                       "model.size": "none"}
+    for bad in (["optim.lr", "1"], ["--optim.lr"]):
+        with pytest.raises(ValueError):
+            parse_dotted_args(bad)
+
+
+def test_overrides_coerce_to_field_types():
+    cfg = load_config(None, parse_dotted_args([
+        "--optim.lr", "3e-4", "--augment.enabled=false", "--epochs", "3", "--data.cache", "no",
+        "--optim.grad_clip", "1e-3", "--ema", "0.999", "--data.max_per_class", "24", "--model.size", "none",
+        "--model.input_mode", "rgb+ela", "--data.cache_dir", "123",
+    ]))
+    assert cfg.optim.lr == 3e-4 and isinstance(cfg.optim.lr, float)
+    assert cfg.augment.enabled is False and cfg.data.cache is False
+    assert cfg.epochs == 3 and isinstance(cfg.epochs, int)
+    assert cfg.optim.grad_clip == pytest.approx(1e-3) and isinstance(cfg.optim.grad_clip, float)  # float | None
+    assert cfg.ema == pytest.approx(0.999)
+    assert cfg.data.max_per_class == 24
+    assert cfg.model.size is None and cfg.model.input_mode == "rgb+ela"
+    assert cfg.data.cache_dir == "123"  # a str | None field stays a string
+
+
+@pytest.mark.parametrize("text, expected", [("50,90", (50, 90)), ("(40, 95)", (40, 95)), ("[30,100]", (30, 100))])
+def test_tuple_overrides(text, expected):
+    cfg = load_config(None, {"augment.jpeg_quality": text, "augment.blur_sigma": "0.5, 2"})
+    assert cfg.augment.jpeg_quality == expected and all(isinstance(v, int) for v in cfg.augment.jpeg_quality)
+    assert cfg.augment.blur_sigma == (0.5, 2.0)
+
+
+def test_list_overrides():
+    assert load_config(None, {"data.path": "some/folder"}).data.path == ["some/folder"]
+    assert load_config(None, {"data.path": "[a, b/c]"}).data.path == ["a", "b/c"]
+    assert load_config(None, {"data.path": ["x", "y"]}).data.path == ["x", "y"]
+
+
+def test_none_for_optional_fields_and_any():
+    cfg = load_config(None, {"optim.grad_clip": "None", "resume": "null", "model.pretrained": "true"})
+    assert cfg.optim.grad_clip is None and cfg.resume is None and cfg.model.pretrained is True
+    assert load_config(None, {"optim.grad_clip": "2", "model.size": None}).model.size is None  # YAML null
+    assert load_config(None, {"model.pretrained": "weights/in1k.pth"}).model.pretrained == "weights/in1k.pth"
+
+
+@pytest.mark.parametrize("key, value", [("optim.lrr", "1"), ("nosuch.lr", "1"), ("optim.lr.x", "1"), ("foo", "1")])
+def test_unknown_keys_raise(key, value):
+    with pytest.raises(KeyError, match="unknown config key"):
+        load_config(None, {key: value})
+
+
+@pytest.mark.parametrize("key, value", [("optim.lr", "fast"), ("augment.enabled", "maybe"), ("optim", "3")])
+def test_bad_values_raise(key, value):
+    with pytest.raises(ValueError):
+        load_config(None, {key: value})
+
+
+def test_yaml_then_overrides(tmp_path):
+    recipe = tmp_path / "recipe.yaml"
+    recipe.write_text("model:\n  name: resnet18\n  size: 64\noptim:\n  lr: 1e-3\n  grad_clip: 2e-1\n"
+                      "augment:\n  jpeg_quality: [40, 90]\nepochs: 7\ndata:\n  path: [a, b]\n")
+    cfg = load_config(recipe, {"optim.lr": "5e-4"})
+    assert cfg.model.name == "resnet18" and cfg.model.size == 64 and cfg.epochs == 7
+    assert cfg.optim.lr == 5e-4  # the override wins over the file
+    assert cfg.optim.grad_clip == pytest.approx(0.2)  # YAML reads "2e-1" as a string: coerced
+    assert cfg.augment.jpeg_quality == (40, 90) and cfg.data.path == ["a", "b"]
+    assert cfg.batch_size == TrainConfig().batch_size  # untouched defaults stay
+
+
+def test_yaml_unknown_key_and_non_mapping_raise(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("optim:\n  learning_rate: 1e-3\n")
+    with pytest.raises(KeyError, match="optim.learning_rate"):
+        load_config(bad)
+    bad.write_text("- just\n- a list\n")
+    with pytest.raises(ValueError, match="mapping"):
+        load_config(bad)
+
+
+def test_resolved_config_saved_and_reloaded(tmp_path):
+    cfg = apply_overrides(TrainConfig(), {"optim.lr": "2e-4", "augment.jpeg_quality": "50,90",
+                                          "data.path": ["d1", "d2"], "optim.grad_clip": "1.5"})
+    save_config(cfg, tmp_path / "config.yaml")
+    raw = yaml.safe_load((tmp_path / "config.yaml").read_text())
+    assert raw["optim"]["lr"] == 2e-4 and raw["augment"]["jpeg_quality"] == [50, 90]
+    assert load_config(tmp_path / "config.yaml") == cfg
+    assert to_dict(load_config(tmp_path / "config.yaml")) == to_dict(cfg)
+
+
+@pytest.mark.parametrize("name", ["default.yaml", "ela-cnn-classic.yaml"])
+def test_shipped_recipes_load(name):
+    path = REPO / "configs" / name
+    if not path.is_file():
+        pytest.skip(f"{path} not present")
+    cfg = load_config(path)
+    assert cfg.model.name and cfg.epochs > 0
+
+
+def test_train_cli_rejects_unknown_override_before_training(tmp_path):
+    result = CliRunner().invoke(app, ["train", "--data", str(tmp_path), "--optim.lrr", "1", "--out", str(tmp_path / "run")])
+    assert result.exit_code == 2 and "unknown config key" in result.output
+    assert not (tmp_path / "run").exists()
+    result = CliRunner().invoke(app, ["train", "--optim.lr", "1e-3"])
+    assert result.exit_code == 2 and "--data is required" in result.output

@@ -1,0 +1,91 @@
+"""Detection metrics (fake = positive class) against scikit-learn and hand computation."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from sklearn import metrics as skm
+
+from fakescope.evaluation.metrics import compute_metrics, equal_error_rate, expected_calibration_error
+
+Y = [0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 0]
+P = [0.05, 0.2, 0.45, 0.5, 0.7, 0.9, 0.65, 0.3, 0.55, 0.99, 0.1, 0.35]
+
+
+def test_metrics_equal_scikit_learn():
+    m = compute_metrics(Y, P, threshold=0.5)
+    pred = (np.asarray(P) >= 0.5).astype(int)
+    assert m["n"] == 12 and m["threshold"] == 0.5
+    assert m["accuracy"] == pytest.approx(skm.accuracy_score(Y, pred))
+    assert m["precision"] == pytest.approx(skm.precision_score(Y, pred))
+    assert m["recall"] == pytest.approx(skm.recall_score(Y, pred))
+    assert m["f1"] == pytest.approx(skm.f1_score(Y, pred))
+    assert m["roc_auc"] == pytest.approx(skm.roc_auc_score(Y, P))
+    assert m["average_precision"] == pytest.approx(skm.average_precision_score(Y, P))
+    assert m["confusion_matrix"] == skm.confusion_matrix(Y, pred).tolist()
+
+
+def test_confusion_matrix_layout_by_hand():
+    # reals: 0.05 0.2 0.45 0.35 -> tn; 0.5 0.7 -> fp (0.5 counts as fake: p >= threshold)
+    # fakes: 0.9 0.65 0.55 0.99 -> tp; 0.3 0.1 -> fn
+    m = compute_metrics(Y, P, threshold=0.5)
+    assert m["confusion_matrix"] == [[4, 2], [2, 4]]
+    assert m["accuracy"] == pytest.approx(8 / 12)
+    assert m["precision"] == pytest.approx(4 / 6) and m["recall"] == pytest.approx(4 / 6)
+    assert m["accuracy_real"] == pytest.approx(4 / 6) and m["accuracy_fake"] == pytest.approx(4 / 6)
+
+
+def test_threshold_changes_hard_metrics_not_rank_metrics():
+    low, high = compute_metrics(Y, P, 0.25), compute_metrics(Y, P, 0.8)
+    assert low["confusion_matrix"] == [[2, 4], [1, 5]]
+    assert high["confusion_matrix"] == [[6, 0], [4, 2]]
+    assert low["roc_auc"] == high["roc_auc"] and low["eer"] == high["eer"]
+
+
+def test_eer_by_hand():
+    y = [0, 0, 0, 0, 1, 1, 1, 1]
+    s = [0.1, 0.2, 0.3, 0.6, 0.4, 0.7, 0.8, 0.9]
+    # at threshold 0.6 one real of four is flagged (FPR 1/4) and one fake of four is missed (FNR 1/4)
+    eer, thr = equal_error_rate(y, s)
+    assert eer == pytest.approx(0.25) and thr == pytest.approx(0.6)
+    m = compute_metrics(y, s)
+    assert m["eer"] == pytest.approx(0.25) and m["accuracy_at_eer_threshold"] == pytest.approx(0.75)
+
+
+def test_eer_of_perfect_and_inverted_scores():
+    y = [0, 0, 1, 1]
+    assert equal_error_rate(y, [0.1, 0.2, 0.8, 0.9])[0] == 0.0
+    assert equal_error_rate(y, [0.9, 0.8, 0.2, 0.1])[0] == 1.0
+
+
+def test_ece_of_perfectly_calibrated_bins_is_zero():
+    y, p = [], []
+    for prob, n_fake in [(0.7, 70), (0.2, 20), (0.95, 95), (0.4, 40)]:
+        p += [prob] * 100
+        y += [1] * n_fake + [0] * (100 - n_fake)  # exactly prob of them are fake
+    assert expected_calibration_error(y, p) == pytest.approx(0.0, abs=1e-9)
+    assert compute_metrics(y, p)["ece"] == pytest.approx(0.0, abs=1e-9)
+
+
+def test_ece_of_over_confident_model_is_large():
+    rng = np.random.default_rng(0)
+    y = rng.integers(0, 2, 1000)
+    correct = rng.random(1000) < 0.6  # right 60% of the time ...
+    pred = np.where(correct, y, 1 - y)
+    p = np.where(pred == 1, 0.99, 0.01)  # ... but always 99% sure
+    ece = expected_calibration_error(y, p)
+    assert ece == pytest.approx(0.99 - correct.mean(), abs=1e-9)
+    assert ece > 0.3
+
+
+def test_one_class_input_gives_none_rank_metrics():
+    m = compute_metrics([1, 1, 1], [0.9, 0.2, 0.7])
+    assert m["roc_auc"] is None and m["average_precision"] is None and m["eer"] is None
+    assert m["eer_threshold"] is None and m["accuracy_at_eer_threshold"] is None
+    assert m["accuracy"] == pytest.approx(2 / 3)
+    assert m["accuracy_real"] is None and m["accuracy_fake"] == pytest.approx(2 / 3)
+    assert m["confusion_matrix"] == [[0, 0], [1, 2]]
+
+
+def test_empty_input_raises():
+    with pytest.raises(ValueError):
+        compute_metrics([], [])

@@ -1,0 +1,215 @@
+"""The service on a real socket (uvicorn on loopback) and its web page driven in Debian's Chromium by Playwright.
+
+Playwright's own browser download does not work offline, so the test uses ``/usr/bin/chromium`` and installs it with
+``apt-get install -y chromium`` when it is absent (skipping with the reason if that fails). Set
+``FAKESCOPE_UPDATE_SCREENSHOT=1`` to also save the page to ``docs/web-screenshot.png``.
+"""
+from __future__ import annotations
+
+import io
+import os
+import shutil
+import socket
+import subprocess
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+pytest.importorskip("fastapi", reason="the serve extra is not installed")
+httpx = pytest.importorskip("httpx")
+uvicorn = pytest.importorskip("uvicorn")
+from conftest import REPO, make_image
+from PIL import Image
+
+from fakescope.serve import Settings, create_app
+
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+                 "--disable-sync", "--no-first-run"]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class LiveServer:
+    """uvicorn serving ``app`` on 127.0.0.1 in a thread of this process."""
+
+    def __init__(self, app):
+        self.app = app
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=self.port, log_level="warning"))
+        self.thread = threading.Thread(target=self.server.run, daemon=True)
+
+    def __enter__(self) -> LiveServer:
+        self.thread.start()
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            try:
+                if httpx.get(self.url + "/readyz", timeout=2).status_code == 200:
+                    return self
+            except httpx.TransportError:
+                pass
+            time.sleep(0.1)
+        raise AssertionError("server did not become ready")
+
+    def __exit__(self, *exc) -> None:
+        self.server.should_exit = True
+        self.thread.join(15)
+
+
+@pytest.fixture(scope="module")
+def server(tiny_ela_checkpoint: Path) -> Iterator[LiveServer]:
+    with LiveServer(create_app(Settings(model=str(tiny_ela_checkpoint)))) as live:
+        yield live
+
+
+def spliced_image(size: tuple[int, int] = (320, 240)) -> bytes:
+    """A JPEG with a pasted, differently compressed patch: the kind of edit ELA makes visible."""
+    base = make_image(size, seed=11)
+    buf = io.BytesIO()
+    base.save(buf, "JPEG", quality=70)
+    img = Image.open(io.BytesIO(buf.getvalue())).convert("RGB")
+    patch = make_image((90, 70), seed=12).rotate(180)
+    img.paste(patch, (size[0] // 2, size[1] // 3))
+    out = io.BytesIO()
+    img.save(out, "JPEG", quality=95)
+    return out.getvalue()
+
+
+def ensure_chromium() -> None:
+    if CHROMIUM.exists():
+        return
+    if shutil.which("apt-get") is None:
+        pytest.skip("no /usr/bin/chromium and no apt-get to install it")
+    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+    try:
+        for cmd in (["apt-get", "update", "-qq"], ["apt-get", "install", "-y", "-qq", "chromium"]):
+            subprocess.run(cmd, check=True, capture_output=True, timeout=900, env=env)
+    except (subprocess.SubprocessError, OSError) as err:
+        pytest.skip(f"cannot install Debian's chromium: {err}")
+    if not CHROMIUM.exists():
+        pytest.skip("apt-get install chromium did not provide /usr/bin/chromium")
+
+
+@pytest.fixture(scope="module")
+def browser():
+    sync_api = pytest.importorskip("playwright.sync_api")
+    ensure_chromium()
+    with sync_api.sync_playwright() as pw:
+        try:
+            b = pw.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS, headless=True)
+        except sync_api.Error as err:
+            pytest.skip(f"chromium does not start under Playwright: {str(err).splitlines()[0]}")
+        yield b
+        b.close()
+
+
+@pytest.fixture
+def page(browser, server: LiveServer):
+    page = browser.new_page(viewport={"width": 1200, "height": 860})
+    page.problems = []
+    page.on("console", lambda m: m.type == "error" and page.problems.append(m.text))
+    page.on("pageerror", lambda e: page.problems.append(str(e)))
+    page.on("request", lambda r: r.url.startswith((server.url, "data:", "blob:")) or page.problems.append(r.url))
+    page.goto(server.url + "/")
+    page.wait_for_selector("#status.ready", timeout=30_000)
+    yield page
+    page.close()
+
+
+def api_detect(server: LiveServer, name: str, data: bytes, ctype: str) -> dict:
+    r = httpx.post(server.url + "/v1/detect", files={"file": (name, data, ctype)}, timeout=60)
+    assert r.status_code == 200
+    return r.json()
+
+
+def test_page_shows_the_api_score_and_both_maps(page, server: LiveServer, tmp_path: Path) -> None:
+    data = spliced_image()
+    path = tmp_path / "spliced.jpg"
+    path.write_bytes(data)
+    page.set_input_files("#file", str(path))
+    page.wait_for_selector("body[data-state=done]", timeout=60_000)
+
+    expected = api_detect(server, "spliced.jpg", data, "image/jpeg")
+    assert page.text_content("#score") == f"{expected['fake_probability']:.4f}"
+    assert page.text_content("#label") == expected["label"]
+    assert page.text_content("#filename") == "spliced.jpg"
+    assert page.text_content("#dims") == "320\u00d7240"
+    for view in ("#view-original", "#view-ela", "#view-cam"):
+        # naturalWidth > 0: the image decoded and the page's Content-Security-Policy let it through.
+        assert page.eval_on_selector(view, "img => img.complete && img.naturalWidth") > 0, view
+    assert page.get_attribute("#view-ela", "src").startswith("data:image/png;base64,")
+    assert page.is_hidden("#error")
+    assert page.problems == []
+
+    page.screenshot(path=str(tmp_path / "page.png"), full_page=True)
+    assert Image.open(tmp_path / "page.png").size[0] == 1200
+    if os.environ.get("FAKESCOPE_UPDATE_SCREENSHOT") == "1":
+        shutil.copyfile(tmp_path / "page.png", REPO / "docs" / "web-screenshot.png")
+
+
+def test_dropping_a_file_scores_it(page, server: LiveServer) -> None:
+    data = io.BytesIO()
+    make_image((64, 48), seed=21).save(data, "PNG")
+    png = data.getvalue()
+    page.evaluate("""([bytes, name]) => {
+        const dt = new DataTransfer();
+        dt.items.add(new File([new Uint8Array(bytes)], name, {type: "image/png"}));
+        document.getElementById("drop").dispatchEvent(new DragEvent("drop", {dataTransfer: dt, bubbles: true, cancelable: true}));
+    }""", [list(png), "dropped.png"])
+    page.wait_for_selector("body[data-state=done]", timeout=60_000)
+    expected = api_detect(server, "dropped.png", png, "image/png")
+    assert page.text_content("#score") == f"{expected['fake_probability']:.4f}"
+    assert page.text_content("#filename") == "dropped.png"
+    assert page.problems == []
+
+
+def test_page_shows_the_reason_for_a_non_image(page, tmp_path: Path) -> None:
+    path = tmp_path / "notes.txt"
+    path.write_text("not an image")
+    page.set_input_files("#file", str(path))
+    page.wait_for_selector("body[data-state=error]", timeout=30_000)
+    message = page.text_content("#error")
+    assert message.startswith("415: ") and "notes.txt" in message and "not an image" in message
+    assert page.is_hidden("#result")
+
+
+def test_health_answers_while_the_model_is_busy(server: LiveServer, monkeypatch: pytest.MonkeyPatch) -> None:
+    detector = server.app.state.runtime.detector
+    real = detector.predict_batch
+
+    def slow(items: list) -> np.ndarray:
+        time.sleep(1.5)
+        return real(items)
+
+    monkeypatch.setattr(detector, "predict_batch", slow)
+    data = io.BytesIO()
+    make_image((40, 40)).save(data, "PNG")
+    done: dict = {}
+    worker = threading.Thread(target=lambda: done.update(r=httpx.post(
+        server.url + "/v1/detect", files={"file": ("a.png", data.getvalue(), "image/png")}, timeout=30)))
+    worker.start()
+    time.sleep(0.4)
+    start = time.perf_counter()
+    health = httpx.get(server.url + "/healthz", timeout=5)
+    latency = time.perf_counter() - start
+    worker.join(30)
+    assert health.status_code == 200 and latency < 0.5
+    assert done["r"].status_code == 200
+
+
+def test_oversized_body_is_refused_before_it_is_sent(server: LiveServer) -> None:
+    """Content-Length over the limit: 413 comes back although only a few bytes of the body were sent."""
+    with socket.create_connection(("127.0.0.1", server.port), timeout=10) as sock:
+        sock.sendall(b"POST /v1/detect HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+                     b"Content-Type: multipart/form-data; boundary=b\r\nContent-Length: 1073741824\r\n\r\n--b\r\n")
+        reply = sock.recv(4096).decode("latin-1")
+    assert reply.startswith("HTTP/1.1 413")

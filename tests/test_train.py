@@ -1,0 +1,158 @@
+"""A tiny real training run through ``fit()`` and ``fakescope train``: loss goes down, the run folder is complete,
+the checkpoint carries its metadata, and ``last.pt`` resumes at the next epoch.
+
+Recipe: ELA-CNN on 24 + 24 images of faces140k, batch 4, Adam 1e-5, 2 epochs, no augmentation, workers 0. With
+these settings the epoch-2 training loss was below epoch 1 for 12 of 12 seeds tried (0-11); the test uses seed 0.
+"""
+from __future__ import annotations
+
+import csv
+import json
+import shutil
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import yaml
+from safetensors import safe_open
+from typer.testing import CliRunner
+
+from fakescope import __version__
+from fakescope.cli import app
+from fakescope.config import TrainConfig, load_config, to_dict
+from fakescope.engine.checkpoint import load_checkpoint, read_meta
+from fakescope.engine.train import HISTORY_FIELDS, FitResult, fit
+from fakescope.inference.detector import Detector
+from fakescope.registry import create_detector
+
+pytestmark = [pytest.mark.slow, pytest.mark.data]
+
+OVERRIDES = {"model.name": "ela-cnn", "data.max_per_class": "24", "data.workers": "0", "augment.enabled": "false",
+             "optim.lr": "1e-5", "batch_size": "4", "epochs": "2", "seed": "0", "device": "cpu"}
+
+
+@pytest.fixture(scope="module")
+def faces(data_root: Path) -> Path:
+    folder = data_root / "faces140k"
+    if not folder.is_dir():
+        pytest.skip(f"{folder} not found")
+    return folder
+
+
+@pytest.fixture(scope="module")
+def cache_dir(tmp_path_factory) -> Path:
+    return tmp_path_factory.mktemp("cache")
+
+
+@pytest.fixture(scope="module")
+def run(faces, cache_dir, tmp_path_factory) -> tuple[TrainConfig, FitResult]:
+    out = tmp_path_factory.mktemp("run") / "ela"
+    cfg = load_config(None, {**OVERRIDES, "data.path": [str(faces)], "data.cache_dir": str(cache_dir), "out": str(out)})
+    return cfg, fit(cfg)
+
+
+def read_history(path: Path) -> list[dict[str, str]]:
+    with open(path, newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def test_fit_lowers_training_loss(run):
+    _, result = run
+    assert [row["epoch"] for row in result.history] == [1, 2]
+    first, second = (row["train_loss"] for row in result.history)
+    assert second < first
+
+
+def test_run_folder_has_history_config_and_metrics(run):
+    cfg, result = run
+    out = Path(cfg.out)
+    with open(out / "history.csv", newline="") as f:
+        assert next(csv.reader(f)) == HISTORY_FIELDS
+    rows = read_history(out / "history.csv")
+    assert [int(r["epoch"]) for r in rows] == [1, 2]
+    assert float(rows[1]["train_loss"]) == pytest.approx(result.history[1]["train_loss"])
+    assert load_config(out / "config.yaml") == cfg
+    metrics = json.loads((out / "metrics.json").read_text())
+    for key in ("accuracy", "roc_auc", "ece", "ece_uncalibrated", "temperature", "confusion_matrix"):
+        assert key in metrics["validation"], key
+    counts = metrics["counts"]
+    assert sum(counts["train"].values()) + sum(counts["val"].values()) == 48
+    assert counts["val"] == {"real": 5, "fake": 5}
+    assert (out / "last.pt").is_file()
+
+
+def test_best_checkpoint_metadata(run):
+    cfg, result = run
+    assert result.checkpoint == Path(cfg.out) / "best.safetensors"
+    meta = read_meta(result.checkpoint)
+    assert meta.architecture == "ela-cnn"
+    assert meta.preprocess == create_detector("ela-cnn")[1]
+    assert meta.class_names == ["real", "fake"]
+    assert meta.info["data"]["path"] == cfg.data.path
+    assert meta.info["data"]["counts"] == json.loads((Path(cfg.out) / "metrics.json").read_text())["counts"]
+    assert meta.info["metrics"]["accuracy"] == result.metrics["accuracy"]
+    assert meta.temperature == pytest.approx(result.metrics["temperature"])
+    assert meta.info["fakescope_version"] == __version__
+    assert meta.info["config"] == to_dict(cfg)
+    with safe_open(str(result.checkpoint), framework="pt") as f:
+        header = json.loads(f.metadata()["fakescope"])
+    assert header["fakescope_version"] == __version__ and header["format_version"] == 1
+
+
+def test_best_checkpoint_loads_as_detector(run, faces):
+    _, result = run
+    detector = Detector.load(str(result.checkpoint), device="cpu")
+    from fakescope.forensics.io import load_image
+
+    images = [load_image(p) for p in sorted((faces / "fake").iterdir())[:3]]
+    probs = detector.predict_images(images)
+    assert probs.shape == (3,) and ((probs >= 0) & (probs <= 1)).all()
+    model, meta = load_checkpoint(result.checkpoint)
+    with torch.no_grad():
+        logits = model(meta.preprocess.to_tensor(np.stack([meta.preprocess.to_array(im) for im in images])))
+    expected = torch.softmax(logits / meta.temperature, 1)[:, 1].numpy()
+    assert probs == pytest.approx(expected, abs=1e-6)
+
+
+def test_resume_from_last_continues_at_next_epoch(run, tmp_path):
+    cfg, result = run
+    resumed = tmp_path / "resumed"
+    shutil.copytree(cfg.out, resumed)
+    state = torch.load(resumed / "last.pt", weights_only=True)
+    assert state["epoch"] == 2
+    again = fit(replace(cfg, epochs=3, out=str(resumed), resume=str(resumed / "last.pt")))
+    assert [row["epoch"] for row in again.history] == [1, 2, 3]
+    assert again.history[:2] == result.history  # the first two epochs come from the saved state, not retrained
+    assert [int(r["epoch"]) for r in read_history(resumed / "history.csv")] == [1, 2, 3]
+    assert torch.load(resumed / "last.pt", weights_only=True)["epoch"] == 3
+    assert read_meta(resumed / "best.safetensors").architecture == "ela-cnn"
+
+
+def test_resume_into_a_new_folder(run, tmp_path):
+    """Forking a finished run into another folder must not lose its best checkpoint."""
+    cfg, _ = run
+    forked = fit(replace(cfg, epochs=3, out=str(tmp_path / "fork"), resume=str(Path(cfg.out) / "last.pt")))
+    assert [row["epoch"] for row in forked.history] == [1, 2, 3]
+    assert forked.checkpoint.is_file()
+
+
+def test_train_cli_matches_fit(run, faces, cache_dir, tmp_path):
+    _, result = run
+    out = tmp_path / "cli-run"
+    args = ["train", "--data", str(faces), "--model", "ela-cnn", "--epochs", "2", "--batch-size", "4",
+            "--out", str(out), "--device", "cpu"]
+    for key, value in OVERRIDES.items():
+        if key not in ("model.name", "epochs", "batch_size", "device"):
+            args += [f"--{key}", value]
+    args += ["--data.cache_dir", str(cache_dir)]
+    res = CliRunner().invoke(app, args)
+    assert res.exit_code == 0, res.output
+    assert "epoch   1" in res.stdout and "epoch   2" in res.stdout and "best checkpoint" in res.stdout
+    assert "Traceback" not in res.output
+    saved = yaml.safe_load((out / "config.yaml").read_text())
+    assert saved["optim"]["lr"] == 1e-5 and saved["augment"]["enabled"] is False
+    cli_losses = [float(r["train_loss"]) for r in read_history(out / "history.csv")]
+    assert cli_losses == pytest.approx([row["train_loss"] for row in result.history], rel=1e-5)
+    assert (out / "best.safetensors").is_file() and (out / "metrics.json").is_file()
