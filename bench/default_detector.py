@@ -19,10 +19,8 @@ from _common import SETS, val_split, write_section
 from fakescope.evaluation.evaluate import score_samples
 from fakescope.evaluation.invariance import invariance_fpr
 from fakescope.evaluation.metrics import compute_metrics
-from fakescope.evaluation.robustness import PERTURBATIONS
+from fakescope.evaluation.robustness import PERTURBATIONS, SHORTCUT
 from fakescope.inference.detector import Detector
-
-SHORTCUT = "shortcut: jpeg q90, no metadata"
 
 
 def auc_under(detector: Detector, samples, perturbation: str) -> float | None:

@@ -6,7 +6,7 @@ On a fixed set of real JPEGs from the shared data (the first n/3 files of casia1
 diffusiondb/real), each model is scanned through ``fakescope.inference.scan.scan`` as eager PyTorch with batch 1,
 eager PyTorch batched, ONNX Runtime fp32 and ONNX Runtime int8 (static, calibrated on 32 of the images). The codec
 bound is the same pipeline with the same workers doing only decode + JPEG re-encode + decode (what an ELA input
-costs before any model). Memory: peak PSS (proportional set size) of ``fakescope scan`` (main process + workers, sampled every 0.1 s) on
+costs before any model). Memory: peak anonymous PSS (proportional set size) of ``fakescope scan`` (main process + workers, sampled every 0.1 s) on
 folders of 1,000 and 20,000 JPEGs made by re-encoding shared images in a temporary folder, deleted afterwards.
 --write puts the tables into docs/benchmarks.md under "## Throughput".
 """
@@ -107,14 +107,15 @@ def make_jpeg_folder(sources: list[Path], folder: Path, n: int, side: int = 160)
 
 
 def tree_pss_kb(pid: int) -> int:
-    """Proportional set size of a process and all its descendants (Linux /proc), in kB: pages the forked workers
-    share with the main process are counted once, as RSS summed over processes would not."""
+    """Anonymous memory (proportional set size) of a process and all its descendants (Linux /proc), in kB. Pages
+    the forked workers share with the main process count once, as RSS summed over processes would not; mapped
+    libraries are left out, since their share depends on how many other processes on the machine map them."""
     total, stack = 0, [pid]
     while stack:
         p = stack.pop()
         try:
             rollup = Path(f"/proc/{p}/smaps_rollup").read_text()
-            total += int(rollup.split("\nPss:")[1].split()[0])
+            total += int(rollup.split("\nPss_Anon:")[1].split()[0])
             for task in Path(f"/proc/{p}/task").iterdir():
                 stack += [int(c) for c in (task / "children").read_text().split()]
         except (OSError, IndexError, ValueError):
@@ -166,7 +167,7 @@ def markdown(rows: list[dict], mem: list[dict], bound: float, args: argparse.Nam
     lines += [f"| {r['model']} | {r['variant']} | {r['images_per_s']:.1f} | {r['vs_batch1']:.2f}x | "
               f"{r['vs_codec']:.0%} |" for r in rows]
     if mem:
-        lines += ["", "Peak memory (PSS) of `fakescope scan --backend onnx` (main process + workers, sampled every 0.1 s):", "",
+        lines += ["", "Peak anonymous memory (PSS) of `fakescope scan --backend onnx` (main process + workers, sampled every 0.1 s):", "",
                   "| files | peak PSS MB | seconds | files/s |", "|---|---|---|---|"]
         lines += [f"| {m['files']:,} | {m['peak_pss_mb']:.0f} | {m['seconds']:.0f} | {m['files'] / m['seconds']:.0f} |"
                   for m in mem]
@@ -221,7 +222,7 @@ def compression_section(args: argparse.Namespace) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--model", action="append", required=True, help="Checkpoint or detector name (repeat).")
-    parser.add_argument("--n", type=int, default=240, help="Bench images (a third from each source).")
+    parser.add_argument("--n", type=int, default=240, help="Bench images (a third from each source; 0: memory only).")
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--memory", default="1000,20000", help="Folder sizes for the memory test ('' to skip).")
@@ -243,11 +244,11 @@ def main() -> None:
         return
     load_before = os.getloadavg()[0]
     files = bench_files(args.n)
-    bound = codec_bound(files, args.workers)
+    bound = codec_bound(files, args.workers) if args.n else float("nan")
     log.info("codec bound: %.1f images/s", bound)
-    rows = [r for ckpt in args.model for r in model_rows(ckpt, files, args.workers, args.batch_size, bound)]
+    rows = [r for ckpt in args.model for r in model_rows(ckpt, files, args.workers, args.batch_size, bound)] if args.n else []
     sizes = [int(s) for s in args.memory.split(",") if s]
-    mem = memory_rows(files, args.memory_model or args.model[0], args.workers, sizes) if sizes else []
+    mem = memory_rows(bench_files(240), args.memory_model or args.model[0], args.workers, sizes) if sizes else []
     text = markdown(rows, mem, bound, args, (load_before, os.getloadavg()[0]))
     print(text)
     if args.json:

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import shutil
 import tempfile
 import time
@@ -69,15 +70,17 @@ def load_detector(name: str) -> tuple[Detector, str]:
     return det, f"{key} (untrained stand-in: no shipped weights yet)"
 
 
-def rate(fn, videos: list[Path]) -> tuple[float, int]:
-    """(sampled frames per second, frames) of ``fn(video) -> frames handled`` over all videos."""
+def rate(fn, videos: list[Path]) -> tuple[float, float, int]:
+    """(frames per wall-clock second, frames per CPU second of this process, frames) of ``fn(video) -> frames``.
+
+    CPU seconds do not count the time spent waiting for a core, so that figure moves less on a shared machine."""
     fn(videos[0])  # warm-up: codec, cascade and model loading
-    start = time.perf_counter()
+    start, cpu = time.perf_counter(), time.process_time()
     n = sum(fn(v) for v in videos)
-    return n / (time.perf_counter() - start), n
+    return n / (time.perf_counter() - start), n / (time.process_time() - cpu), n
 
 
-def stages(videos: list[Path], detector: Detector, frames: int) -> list[tuple[str, float, int]]:
+def stages(videos: list[Path], detector: Detector, frames: int) -> list[tuple[str, float, float | None, int]]:
     faces = FaceDetector()
 
     def decode(v: Path, every: int | None = None) -> int:
@@ -100,14 +103,16 @@ def stages(videos: list[Path], detector: Detector, frames: int) -> list[tuple[st
     two = scanner(sampled, 2)
     start = time.perf_counter()
     n = two(videos)
-    rows.append((f"scan, {frames} sampled frames, 2 workers (start-up included)", n / (time.perf_counter() - start), n))
+    rows.append((f"scan, {frames} sampled frames, 2 worker processes (start-up included)",
+                 n / (time.perf_counter() - start), None, n))
     return rows
 
 
-def table(rows: list[tuple[str, float, int]], videos: int) -> str:
-    lines = ["| stage | frames | frames/s | videos/s |", "|---|---|---|---|"]
-    for name, fps, n in rows:
-        lines.append(f"| {name} | {n} | {fps:.1f} | {fps * videos / n:.2f} |")
+def table(rows: list[tuple[str, float, float | None, int]], videos: int) -> str:
+    lines = ["| stage | frames | frames/s (wall) | videos/s (wall) | frames per CPU second |", "|---|---|---|---|---|"]
+    for name, fps, cpu_fps, n in rows:
+        cpu = f"{cpu_fps:.1f}" if cpu_fps is not None else "-"
+        lines.append(f"| {name} | {n} | {fps:.1f} | {fps * videos / n:.2f} | {cpu} |")
     return "\n".join(lines)
 
 
@@ -145,8 +150,11 @@ half fake/), {args.frames} frames sampled per video; one torch thread, faces by 
 
 {text}
 
+- "frames per CPU second" divides by the CPU time of the scanning process (not counting the time it waited for a
+  core, but counting OpenCV's own threads): the better guide to the cost of each stage on a busy machine.
 - "every frame" decodes and scores all {args.length} frames of each video (`--every 1`); frames/s counts scored frames.
-- The machine has 2 cores shared with training runs, so figures vary by tens of percent between runs.
+- The machine has 2 cores shared with training runs (load average {os.getloadavg()[0]:.1f} when this was written), so
+  the absolute figures are pessimistic and vary between runs; compare the stages with each other.
 """
 
 

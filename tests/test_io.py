@@ -281,4 +281,4 @@ def test_scan_of_folder_without_images_warns_and_exits_zero(tmp_path, tiny_ela_c
     (tmp_path / "empty_dir").mkdir()
     result, rows = scan_json(str(tmp_path / "empty_dir"), "--model", str(tiny_ela_checkpoint))
     assert result.exit_code == 0 and rows == []
-    assert "holds no image files" in result.stderr
+    assert "holds no image" in result.stderr

@@ -89,3 +89,17 @@ def test_one_class_input_gives_none_rank_metrics():
 def test_empty_input_raises():
     with pytest.raises(ValueError):
         compute_metrics([], [])
+
+
+def test_threshold_at_fpr_flags_at_most_the_allowed_share_of_reals():
+    from fakescope.evaluation.metrics import threshold_at_fpr
+
+    rng = np.random.default_rng(0)
+    y = np.array([0] * 200 + [1] * 100)
+    p = np.concatenate([rng.uniform(0, 1, 200), rng.uniform(0.5, 1, 100)])
+    for target in (0.0, 0.05, 0.2):
+        t = threshold_at_fpr(y, p, target)
+        fpr = float(np.mean(p[y == 0] >= t))
+        assert fpr <= target
+        # the lowest such threshold: one step below it, the rate goes over the target
+        assert np.mean(p[y == 0] >= np.nextafter(t, -np.inf)) > target or t == 0.0

@@ -12,7 +12,7 @@ import av
 import numpy as np
 import pytest
 import torch
-from PIL import Image, ImageDraw
+from PIL import Image
 from typer.testing import CliRunner
 
 from fakescope.cli import app
@@ -23,7 +23,12 @@ from fakescope.inference.scan import scan, walk_image_files
 from fakescope.models.ela_cnn import ELACNN
 from fakescope.video.clips import ClipPreparer, ClipSpec, clip_preprocess, fit_length
 from fakescope.video.faces import FaceBox, FaceDetector, crop_box
-from fakescope.video.frames import VideoLoadError, count_frames, read_frames, sample_indices
+from fakescope.video.frames import (
+    VideoLoadError,
+    count_frames,
+    read_frames,
+    sample_indices,
+)
 from fakescope.video.scan import VideoOptions, prepare_video, score_video, top_k_mean
 
 RESULT_KEYS = {"path", "fake_probability", "label", "model", "error"}

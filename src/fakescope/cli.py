@@ -69,6 +69,7 @@ def scan(
     frames: Annotated[int, typer.Option(help="Videos: frames sampled, evenly spaced, per video.")] = 32,
     every: Annotated[Optional[int], typer.Option(help="Videos: sample every K-th frame instead of --frames.")] = None,
     top_k: Annotated[int, typer.Option(help="Videos: a video's score is the mean of its K highest frame scores.")] = 5,
+    distributed: Annotated[bool, typer.Option(help="Under torchrun: each rank scores its share of the files, rank 0 merges them into --output.")] = False,
 ) -> None:
     """Score images, videos and folders; one result per file (a video's has its frames), errors per file."""
     from fakescope.inference.output import FORMATS, repair_jsonl
@@ -82,10 +83,13 @@ def scan(
     if resume and (fmt != "jsonl" or output is None):
         raise typer.BadParameter("--resume needs --format jsonl and --output FILE")
     video = _video_options(frames, every, top_k)
+    if distributed:
+        _scan_distributed(paths, model, fmt, output, threshold, batch_size, workers, device, backend, video)
+        return
     detector = _load_detector(model, device, backend)
     for p in paths:
         if p.is_dir() and next(walk_image_files([p]), None) is None:
-            err_console.print(f"[yellow]warning:[/] {p}: folder holds no image or video files", highlight=False)
+            err_console.print(f"[yellow]warning:[/] {p}: folder holds no image or video files", highlight=False, soft_wrap=True)
     done = PathSet.from_jsonl(output) if resume else None  # 8 bytes per finished file
     if done:
         err_console.print(f"resuming: {len(done)} files already scored", highlight=False)
@@ -121,6 +125,21 @@ def scan(
     _emit(results, fmt, output, stream is not None, detector.threshold if threshold is None else threshold, counts)
     if writer:
         err_console.print(f"report: {writer.close()}", highlight=False)
+
+
+def _scan_distributed(paths: list[Path], model: str, fmt: str, output: Optional[Path], threshold: Optional[float],
+                      batch_size: int, workers: Optional[int], device: str, backend: str, video) -> None:
+    """``scan --distributed``: the rank's share of the files, merged by rank 0 (see engine.distributed)."""
+    from fakescope.engine.distributed import init_distributed, local_device, scan_distributed
+
+    if output is None or fmt == "table":
+        raise typer.BadParameter("--distributed needs --output FILE and --format json, jsonl or csv")
+    info = init_distributed(device)
+    detector = _load_detector(model, local_device(device), backend)
+    counts = scan_distributed(paths, detector, output, fmt, batch_size, workers, threshold, video=video)
+    if counts is not None:
+        console.print(f"{sum(counts.values())} files on {info.world_size} ranks: {counts['fake']} flagged fake, "
+                      f"{counts['real']} real, {counts['error']} errors; results in {output}", highlight=False)
 
 
 def _video_options(frames: int, every: Optional[int], top_k: int):
@@ -178,10 +197,15 @@ def train(
     config: Annotated[Optional[Path], typer.Option(help="YAML recipe (see configs/).")] = None,
     pretrained: Annotated[Optional[str], typer.Option(help="'true' for packaged/cached ImageNet weights, or a file.")] = None,
     device: Annotated[Optional[str], typer.Option(help="auto, cpu, cuda or mps.")] = None,
+    strategy: Annotated[Optional[str], typer.Option(help="Parallel training on torch.distributed: none, ddp, localsgd, pipeline or tensor (under torchrun, or with --nproc).")] = None,
+    nproc: Annotated[Optional[int], typer.Option(help="Start this many local processes for --strategy (like torchrun --nproc-per-node).")] = None,
 ) -> None:
     """Train a detector. Any config key can be overridden: --optim.lr 3e-4 --augment.enabled false."""
+    from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
+
     from fakescope.config import load_config, parse_dotted_args
     from fakescope.data.discovery import LayoutError
+    from fakescope.engine.parallel import launch_fit
     from fakescope.engine.train import fit
 
     try:
@@ -189,7 +213,7 @@ def train(
     except ValueError as err:
         raise typer.BadParameter(str(err)) from None
     named = {"data.path": data and [str(d) for d in data], "model.name": model, "epochs": epochs, "batch_size": batch_size,
-             "out": out and str(out), "model.pretrained": pretrained, "device": device}
+             "out": out and str(out), "model.pretrained": pretrained, "device": device, "strategy": strategy}
     overrides.update({k: v for k, v in named.items() if v is not None})
     try:
         cfg = load_config(config, overrides)
@@ -212,8 +236,8 @@ def train(
             progress.remove_task(task)
 
         try:
-            result = fit(cfg, track=track, on_epoch=on_epoch)
-        except (LayoutError, FileNotFoundError, KeyError) as err:
+            result = launch_fit(cfg, nproc) if nproc else fit(cfg, track=track, on_epoch=on_epoch)
+        except (LayoutError, FileNotFoundError, KeyError, ValueError, ChildFailedError) as err:
             raise _fail(str(err).strip("'\"")) from None
     m = result.metrics
     if m:

@@ -101,6 +101,9 @@ class TrainConfig:
     amp: bool = False
     ema: float | None = None
     calibrate: bool = True
+    #: Ship the threshold that flags at most this share of validation reals (None: 0.5). Analysts pay for false
+    #: alarms on genuine photos; a detector should say how many it raises.
+    target_fpr: float | None = None
     seed: int = 0
     out: str = "runs/latest"
     resume: str | None = None

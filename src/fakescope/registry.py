@@ -44,7 +44,7 @@ class DetectorSpec:
         if input_mode is not None and input_mode != pre.input_mode:
             imagenet = pre.mean[:3] != (0.0, 0.0, 0.0)
             pre = Preprocess.for_mode(input_mode, pre.size, imagenet, ela_quality=pre.ela_quality,
-                                      ela_grayscale=pre.ela_grayscale, ela_bits=pre.ela_bits)
+                                      ela_grayscale=pre.ela_grayscale, ela_bits=pre.ela_bits, resize=pre.resize)
         return pre
 
 

@@ -8,11 +8,15 @@ through torchrun's own API (``torch.distributed.launcher.elastic_launch``), so `
 """
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
 import os
 import uuid
+from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -149,3 +153,79 @@ def reduce_epoch_stats(stats: dict[str, float]) -> dict[str, float]:
     dist.all_reduce(t)
     n = dist.get_world_size()
     return {"loss": float(t[0]) / n, "accuracy": float(t[1]) / n, "images_per_s": float(t[2])}
+
+
+class RankShare:
+    """A ``skip`` container for :func:`fakescope.inference.scan.scan` that leaves this rank its share of the files.
+
+    A file belongs to rank ``hash(path) % world_size`` (a stable BLAKE2 hash, the same on every node), so the
+    file list is sharded without any rank listing it first or holding it in memory.
+    """
+
+    def __init__(self, rank: int, world_size: int, done: Any = None):
+        self.rank, self.world_size, self.done = rank, world_size, done
+
+    def __contains__(self, path: object) -> bool:
+        text = str(path)
+        digest = hashlib.blake2b(text.encode("utf-8", "surrogateescape"), digest_size=8).digest()
+        if int.from_bytes(digest, "little") % self.world_size != self.rank:
+            return True
+        return self.done is not None and text in self.done
+
+
+def part_path(output: Path, rank: int) -> Path:
+    return output.with_name(f"{output.name}.part{rank}.jsonl")
+
+
+def scan_distributed(paths: Iterable[str | Path], detector: Any, output: Path, fmt: str, batch_size: int = 32,
+                     workers: int | None = None, threshold: float | None = None, **scan_options: Any) -> Counter | None:
+    """``scan`` under torchrun: each rank scores its share into ``<output>.part<rank>.jsonl`` (streamed), and
+    rank 0 merges the parts into ``output`` in ``fmt`` (json, jsonl or csv). The output folder must be shared by
+    all nodes. ``scan_options`` go to :func:`fakescope.inference.scan.scan`. Returns the label counts on rank 0,
+    None elsewhere."""
+    from fakescope.inference.scan import scan
+
+    rank, world = get_rank(), get_world_size()
+    part = part_path(output, rank)
+    part.parent.mkdir(parents=True, exist_ok=True)
+    with open(part, "w") as f:
+        results = scan(paths, detector, batch_size, workers, threshold, skip=RankShare(rank, world), **scan_options)
+        f.writelines(json.dumps(r.to_dict()) + "\n" for r in results)
+    barrier()
+    counts = merge_parts(output, fmt, world) if rank == 0 else None
+    barrier()
+    return counts
+
+
+def merge_parts(output: Path, fmt: str, world_size: int) -> Counter:
+    """Join the ranks' JSONL parts into ``output`` and delete them; jsonl is copied line by line (flat memory)."""
+    from fakescope.inference.output import write_results
+    from fakescope.inference.scan import ScanResult
+
+    parts = [part_path(output, r) for r in range(world_size)]
+    counts: Counter = Counter()
+    rows = (json.loads(line) for p in parts for line in _lines(p))
+    with open(output, "w", newline="") as f:
+        if fmt == "jsonl":
+            for row in rows:
+                counts[row["label"] or "error"] += 1
+                f.write(json.dumps(row) + "\n")
+        else:
+            results = [ScanResult(**row) for row in rows]
+            counts.update(r.label or "error" for r in results)
+            write_results(results, fmt, f)
+    for p in parts:
+        p.unlink()
+    return counts
+
+
+def _lines(path: Path) -> Iterator[str]:
+    with open(path) as f:
+        yield from f
+
+
+def local_device(device: str) -> str:
+    """``--device`` for this process: ``auto``/``cuda`` become ``cuda:LOCAL_RANK`` under torchrun with GPUs."""
+    if torch.cuda.is_available() and device in ("auto", "cuda") and in_torchrun_env():
+        return f"cuda:{os.environ.get('LOCAL_RANK', '0')}"
+    return device

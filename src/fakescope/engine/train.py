@@ -29,7 +29,13 @@ from fakescope.data.discovery import Sample, discover_samples
 from fakescope.data.preprocess import Preprocess
 from fakescope.data.splits import class_weights, sample_weights, split_folders
 from fakescope.engine.checkpoint import CheckpointMeta, save_checkpoint
-from fakescope.engine.distributed import DistInfo, barrier, device_for, init_distributed
+from fakescope.engine.distributed import (
+    DistInfo,
+    barrier,
+    device_for,
+    in_torchrun_env,
+    init_distributed,
+)
 from fakescope.engine.loops import Track, _no_track, fit_temperature, predict_loader
 from fakescope.engine.optim import build_optimizer, build_scheduler
 from fakescope.engine.parallel import (
@@ -38,7 +44,7 @@ from fakescope.engine.parallel import (
     check_config,
     prepare_config,
 )
-from fakescope.evaluation.metrics import compute_metrics
+from fakescope.evaluation.metrics import compute_metrics, threshold_at_fpr
 from fakescope.inference.detector import resolve_device
 from fakescope.inference.patches import patch_info
 from fakescope.registry import create_detector
@@ -125,10 +131,12 @@ def _write_history(path: Path, history: list[dict[str, float]]) -> None:
         writer.writerows(history)
 
 
-def _meta(cfg: TrainConfig, pre: Preprocess, counts: dict, metrics: dict, temperature: float) -> CheckpointMeta:
+def _meta(cfg: TrainConfig, pre: Preprocess, counts: dict, metrics: dict, temperature: float,
+          threshold: float = 0.5) -> CheckpointMeta:
     return CheckpointMeta(
         architecture=cfg.model.name,
         preprocess=pre,
+        threshold=threshold,
         temperature=temperature,
         info={"data": {"path": cfg.data.path, "counts": counts}, "metrics": metrics, "config": to_dict(cfg),
               "fakescope_version": __version__, "created": time.strftime("%Y-%m-%dT%H:%M:%S"),
@@ -164,9 +172,18 @@ def _resume(path: Path, model: nn.Module, optimizer, scheduler, device: torch.de
     return state["history"], state["best_val_loss"], state["bad_epochs"], state["epoch"] + 1
 
 
-def _calibrated_metrics(logits: torch.Tensor, labels: torch.Tensor, temperature: float) -> dict[str, Any]:
+def _calibrated_metrics(logits: torch.Tensor, labels: torch.Tensor, temperature: float,
+                        threshold: float = 0.5) -> dict[str, Any]:
     probs = torch.softmax(logits / temperature, 1)[:, 1].numpy()
-    return compute_metrics(labels.numpy(), probs)
+    return compute_metrics(labels.numpy(), probs, threshold)
+
+
+def _threshold(cfg: TrainConfig, logits: torch.Tensor, labels: torch.Tensor, temperature: float) -> float:
+    """0.5, or with ``target_fpr`` the lowest threshold that flags at most that share of validation reals."""
+    if cfg.target_fpr is None:
+        return 0.5
+    probs = torch.softmax(logits / temperature, 1)[:, 1].numpy()
+    return threshold_at_fpr(labels.numpy(), probs, cfg.target_fpr)
 
 
 def fit(cfg: TrainConfig, track: Track = _no_track, on_epoch=None) -> FitResult:
@@ -248,8 +265,10 @@ def fit(cfg: TrainConfig, track: Track = _no_track, on_epoch=None) -> FitResult:
 
 def _join(cfg: TrainConfig) -> tuple[TrainConfig, DistInfo]:
     """Join the torchrun process group for a parallel strategy (one process without one), check the config."""
+    if cfg.strategy != "none" and not in_torchrun_env() and not torch.distributed.is_initialized():
+        raise ValueError(f"strategy {cfg.strategy!r} runs under torchrun or with --nproc N")
     info = init_distributed(cfg.device) if cfg.strategy != "none" else DistInfo()
-    check_config(cfg, info)
+    check_config(cfg, info.world_size)
     return prepare_config(cfg), info
 
 
@@ -262,10 +281,16 @@ def _finish(cfg: TrainConfig, pre: Preprocess, counts: dict, history: list, best
     model.to(device)
     logits, labels = predict_loader(model, val_dl, device, pre.to_tensor, cfg.amp)
     temperature = fit_temperature(logits, labels) if cfg.calibrate and len(labels) else 1.0
-    metrics = _calibrated_metrics(logits, labels, temperature) if len(labels) else {}
+    if temperature != 1.0 and (_calibrated_metrics(logits, labels, temperature)["ece"]
+                               > _calibrated_metrics(logits, labels, 1.0)["ece"]):
+        log.info("temperature %.2f lowers the NLL but not the ECE on this small validation set; keeping 1.0",
+                 temperature)
+        temperature = 1.0
+    threshold = _threshold(cfg, logits, labels, temperature) if len(labels) else 0.5
+    metrics = _calibrated_metrics(logits, labels, temperature, threshold) if len(labels) else {}
     if metrics:
         metrics["ece_uncalibrated"] = _calibrated_metrics(logits, labels, 1.0)["ece"]
         metrics["temperature"] = temperature
-    save_checkpoint(best_path, model, _meta(cfg, pre, counts, metrics, temperature))
+    save_checkpoint(best_path, model, _meta(cfg, pre, counts, metrics, temperature, threshold))
     (Path(cfg.out) / "metrics.json").write_text(json.dumps({"validation": metrics, "counts": counts}, indent=2))
     return FitResult(best_path, history, metrics)

@@ -25,6 +25,18 @@ def equal_error_rate(y_true: Sequence[int], scores: Sequence[float]) -> tuple[fl
     return float((fpr[i] + fnr[i]) / 2.0), float(min(thresholds[i], 1.0))
 
 
+def threshold_at_fpr(y_true: Sequence[int], p_fake: Sequence[float], max_fpr: float) -> float:
+    """The lowest threshold at which at most ``max_fpr`` of the real samples (label 0) score as fake."""
+    if not 0.0 <= max_fpr < 1.0:
+        raise ValueError(f"max_fpr must be in [0, 1), got {max_fpr}")
+    reals = np.sort(np.asarray(p_fake, dtype=np.float64)[np.asarray(y_true) == 0])
+    if reals.size == 0:
+        raise ValueError("choosing a threshold by false-positive rate needs real samples")
+    allowed = int(np.floor(max_fpr * reals.size))  # reals that may score at or above the threshold
+    highest_kept_below = reals[reals.size - 1 - allowed]
+    return float(min(1.0, np.nextafter(highest_kept_below, np.inf)))
+
+
 def expected_calibration_error(y_true: Sequence[int], p_fake: Sequence[float], n_bins: int = 15) -> float:
     """ECE over equal-width bins of the predicted class's confidence."""
     y = np.asarray(y_true)

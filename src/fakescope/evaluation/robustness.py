@@ -9,7 +9,6 @@ tampered and authentic images differ in both) rather than on the content.
 """
 from __future__ import annotations
 
-import io
 import json
 import logging
 import random
@@ -22,18 +21,14 @@ from PIL import Image, ImageFilter
 
 from fakescope.data.discovery import Sample
 from fakescope.evaluation.metrics import compute_metrics
+from fakescope.forensics.ela import resave_jpeg
 
 log = logging.getLogger(__name__)
 
 
 def jpeg(img: Image.Image, quality: int) -> Image.Image:
     """Re-encode as JPEG at ``quality`` (from pixels: no EXIF, ICC or other metadata survives)."""
-    buf = io.BytesIO()
-    img.convert("RGB").save(buf, format="JPEG", quality=int(quality))
-    buf.seek(0)
-    with Image.open(buf) as out:
-        out.load()
-        return out.convert("RGB")
+    return resave_jpeg(img, quality)
 
 
 def gaussian_blur(img: Image.Image, sigma: float) -> Image.Image:
@@ -47,6 +42,8 @@ def downscale(img: Image.Image, factor: float) -> Image.Image:
     return img.resize((max(1, round(w * factor)), max(1, round(h * factor))), Image.Resampling.LANCZOS)
 
 
+#: The shortcut test's name: every image re-saved once at JPEG q90 from its pixels, metadata dropped.
+SHORTCUT = "shortcut: q90, no metadata"
 #: Name -> perturbation (None = the clean images). The order is the table's and the plot's.
 PERTURBATIONS: dict[str, Callable[[Image.Image], Image.Image] | None] = {
     "clean": None,
@@ -58,7 +55,7 @@ PERTURBATIONS: dict[str, Callable[[Image.Image], Image.Image] | None] = {
     "blur sigma 2": partial(gaussian_blur, sigma=2.0),
     "downscale 0.5": partial(downscale, factor=0.5),
     "downscale 0.25": partial(downscale, factor=0.25),
-    "shortcut: q90, no metadata": partial(jpeg, quality=90),
+    SHORTCUT: partial(jpeg, quality=90),
 }
 SUMMARY_KEYS = ("n", "accuracy", "roc_auc", "average_precision", "eer", "ece", "accuracy_real", "accuracy_fake")
 

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from rich.markup import escape
 from rich.table import Table
 
 COLUMNS = ["n", "accuracy", "precision", "recall", "f1", "roc_auc", "average_precision", "eer", "ece"]
@@ -15,9 +16,11 @@ def _fmt(v: Any) -> str:
 
 
 def metrics_table(rows: list[dict[str, Any]]) -> Table:
-    table = Table("model", "data", *COLUMNS, "confusion [[tn, fp], [fn, tp]]")
-    for r in rows:
-        table.add_row(r["model"], r["data"], *[_fmt(r.get(c)) for c in COLUMNS], str(r["confusion_matrix"]))
+    """One column per (model, data) evaluation, one row per metric: reads well however many metrics there are."""
+    table = Table("metric", *[f"{r['model']}\n{r['data']}" for r in rows])
+    for c in ("threshold", *COLUMNS, "accuracy_real", "accuracy_fake", "accuracy_at_eer_threshold"):
+        table.add_row(c, *[_fmt(r.get(c)) for r in rows])
+    table.add_row(escape("confusion [[tn, fp], [fn, tp]]"), *[str(r["confusion_matrix"]) for r in rows])
     return table
 
 

@@ -7,6 +7,7 @@ a result with an ``error`` and never stops the scan.
 """
 from __future__ import annotations
 
+import gc
 import hashlib
 import json
 import logging
@@ -117,7 +118,7 @@ def _ancestors(abspath: str) -> Iterator[str]:
 
 
 def walk_image_files(roots: Iterable[str | Path]) -> Iterator[Path]:
-    """Image and video files below ``roots``, streamed as they are listed: memory does not grow with the file count.
+    """Image and video files below ``roots``, streamed as listed: memory does not grow with the file count.
 
     ``os.scandir`` order is used as it comes (no sorting, which would hold a whole folder's names); it is the
     same on every call for an unchanged folder, which is what lets each worker take its own share. Mask and
@@ -252,7 +253,17 @@ def iter_prepared(paths: Iterable[str | Path], preparer: Any, workers: int, tran
         return
     loader = DataLoader(stream, batch_size=CHUNK, num_workers=workers, collate_fn=_as_list, prefetch_factor=4,
                         worker_init_fn=_die_with_parent)
-    for chunk in loader:
+    # Forked workers inherit this process's garbage. If a worker's garbage collector frees an object that owns
+    # threads (an unreferenced ONNX Runtime session), its destructor waits on a lock held by a thread that does
+    # not exist after fork, and the worker hangs. So free garbage here, and hide the rest from workers' collectors.
+    # (forkserver would avoid the question, but re-imports the caller's main module in every worker.)
+    gc.collect()
+    gc.freeze()
+    try:
+        chunks = iter(loader)
+    finally:
+        gc.unfreeze()
+    for chunk in chunks:
         yield from chunk
 
 

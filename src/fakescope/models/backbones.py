@@ -21,6 +21,7 @@ def build_timm(timm_name: str, in_chans: int, pretrained: bool | str, **kwargs) 
     """Create a timm model with two outputs; load ImageNet weights from a local source when asked."""
     kwargs.pop("size", None)
     model = timm.create_model(timm_name, pretrained=False, num_classes=2, in_chans=in_chans, **kwargs)
+    _small_head_init(model)
     if not pretrained:
         return model
     cfg = model.pretrained_cfg
@@ -35,6 +36,19 @@ def build_timm(timm_name: str, in_chans: int, pretrained: bool | str, **kwargs) 
         raise FileNotFoundError(f"{path}: pretrained weights file does not exist")
     load_pretrained(model, path, cfg.get("first_conv", "conv1"), cfg.get("classifier", "fc"), in_chans)
     return model
+
+
+def _small_head_init(model: nn.Module) -> None:
+    """Start the 2-class head near zero.
+
+    timm's EfficientNet initialisation scales the classifier by 1/sqrt(fan_out); with 2 outputs that gives logits of
+    +-20 on pretrained features and losses near 2 for the first epoch. Small weights start every detector at "don't
+    know" (p = 0.5), which fine-tuning needs.
+    """
+    head = model.get_classifier()
+    if isinstance(head, nn.Linear):
+        nn.init.normal_(head.weight, std=0.01)
+        nn.init.zeros_(head.bias)
 
 
 def _rgb(size: int) -> Preprocess:

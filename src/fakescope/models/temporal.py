@@ -25,7 +25,13 @@ from fakescope.engine.checkpoint import load_checkpoint
 from fakescope.inference.detector import DETECTOR_KINDS, Detector
 from fakescope.models.backbones import build_timm
 from fakescope.registry import register_detector
-from fakescope.video.clips import CLIP_KIND, ClipSpec, clip_preprocess, clip_spec, fit_length
+from fakescope.video.clips import (
+    CLIP_KIND,
+    ClipSpec,
+    clip_preprocess,
+    clip_spec,
+    fit_length,
+)
 
 
 class TemporalNet(nn.Module):

@@ -37,7 +37,7 @@ STRATEGIES: dict[str, type[Strategy]] = {"none": Strategy, "ddp": DDPStrategy, "
 __all__ = ["STRATEGIES", "Strategy", "build_strategy", "check_config", "fit_worker", "launch_fit", "prepare_config"]
 
 
-def check_config(cfg: TrainConfig, info: DistInfo) -> None:
+def check_config(cfg: TrainConfig, world_size: int) -> None:
     """Refuse, before any work, the combinations a strategy cannot run."""
     if cfg.strategy not in STRATEGIES:
         raise ValueError(f"unknown strategy {cfg.strategy!r}; use one of {', '.join(STRATEGIES)}")
@@ -46,10 +46,8 @@ def check_config(cfg: TrainConfig, info: DistInfo) -> None:
     unsupported = sorted(k for k, v in used.items() if v and k not in cls.supports)
     if unsupported:
         raise ValueError(f"strategy {cfg.strategy!r} does not support {', '.join(unsupported)}")
-    if cfg.strategy != "none" and not torch.distributed.is_initialized():
-        raise ValueError(f"strategy {cfg.strategy!r} runs under torchrun or with --nproc N")
-    if cls.data_parallel and cfg.batch_size % info.world_size:
-        raise ValueError(f"batch_size {cfg.batch_size} (the global batch) is not divisible by {info.world_size} ranks")
+    if cls.data_parallel and cfg.batch_size % world_size:
+        raise ValueError(f"batch_size {cfg.batch_size} (the global batch) is not divisible by {world_size} ranks")
     if cfg.strategy == "pipeline" and cfg.parallel.schedule not in SCHEDULES:
         raise ValueError(f"unknown pipeline schedule {cfg.parallel.schedule!r}; use {', '.join(SCHEDULES)}")
 
@@ -76,6 +74,7 @@ def launch_fit(cfg: TrainConfig, nproc: int) -> FitResult:
     """``fit(cfg)`` in ``nproc`` local processes (what ``torchrun --nproc-per-node N`` does); rank 0's result."""
     if cfg.strategy == "none":
         raise ValueError("--nproc needs a parallel --strategy (ddp, localsgd, pipeline or tensor)")
+    check_config(cfg, nproc)
     return launch(fit_worker, nproc, cfg)[0]
 
 
@@ -86,7 +85,8 @@ def fit_worker(cfg: TrainConfig) -> FitResult:
 
     if "OMP_NUM_THREADS" not in os.environ:
         torch.set_num_threads(max(1, (os.cpu_count() or 1) // int(os.environ.get("LOCAL_WORLD_SIZE", "1"))))
-    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    main = os.environ.get("RANK", "0") == "0"
+    logging.basicConfig(level=logging.INFO if main else logging.WARNING, format="%(message)s")
     try:
         return fit(cfg, on_epoch=_log_epoch)
     finally:

@@ -35,7 +35,7 @@ class CommCounter:
     buckets: int = 0
 
 
-def counting_allreduce_hook(state: CommCounter, bucket):  # noqa: ANN001, ANN201
+def counting_allreduce_hook(state: CommCounter, bucket):
     """DDP's default all-reduce of a ``dist.GradBucket``, counting what it sends (the measured side of the
     benchmark's byte counts). Unannotated: DDP checks the annotations and this module's are strings."""
     buffer = bucket.buffer()

@@ -55,10 +55,6 @@ class LocalSGDStrategy(DDPStrategy):
         return self.model
 
     def bytes_per_step(self) -> dict[str, float]:
+        """Steady state after the warm-up: the parameters once every k steps (warm-up steps send gradients)."""
         params = tensor_bytes(p for p in self.model.parameters() if p.requires_grad)
-        after = max(self.steps - self.warmup, 0)
-        averaged = (after + self.period - 1) // self.period  # PeriodicModelAverager averages at steps 0, k, 2k, ...
-        synced = min(self.steps, self.warmup)
-        steps = max(self.steps, 1)
-        return {"parameter averaging (model)": (averaged * params + synced * params) / steps if self.steps
-                else params / self.period}
+        return {f"parameter averaging every {self.period} steps (model)": params / self.period}

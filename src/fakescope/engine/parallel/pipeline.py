@@ -78,8 +78,10 @@ class PipelineStrategy(Strategy):
         if cfg.batch_size % n_mb:
             raise ValueError(f"batch_size {cfg.batch_size} is not divisible by parallel.microbatches {n_mb}")
         self.batch_size, self.n_mb = cfg.batch_size, n_mb
-        micro = example[:1].expand(cfg.batch_size // n_mb, *example.shape[1:]).contiguous(
-            memory_format=torch.channels_last)
+        # gloo sends only contiguous tensors ("RuntimeError: input tensor has to be contiguous" for the
+        # channels-last activations fit uses elsewhere), so the stages run in NCHW layout.
+        model.to(memory_format=torch.contiguous_format)
+        micro = example[:1].expand(cfg.batch_size // n_mb, *example.shape[1:]).contiguous()
         self.splits = list(cfg.parallel.pipeline_split) or balanced_split_points(model, micro, info.world_size)
         model.train()
         pipe = pipeline(model, mb_args=(micro,), split_spec={s: SplitPoint.BEGINNING for s in self.splits})
@@ -109,7 +111,7 @@ class PipelineStrategy(Strategy):
                 log.warning("pipeline: skipping a batch of %d (unreadable images)", len(labels))
                 continue
             optimizer.zero_grad(set_to_none=True)
-            args = (to_input(arrays).to(self.device),) if stage.is_first else ()
+            args = (to_input(arrays).to(self.device).contiguous(),) if stage.is_first else ()
             losses: list[torch.Tensor] = []
             out = schedule.step(*args, target=labels if stage.is_last else None, losses=losses)
             if grad_clip:
@@ -118,7 +120,7 @@ class PipelineStrategy(Strategy):
             if scheduler is not None:
                 scheduler.step()
             if stage.is_last:
-                loss_sum += float(torch.stack(losses).mean()) * len(labels)
+                loss_sum += float(torch.stack(losses).detach().mean()) * len(labels)
                 correct += int((out.argmax(1) == labels).sum())
             seen += len(labels)
         elapsed = time.perf_counter() - start

@@ -46,7 +46,10 @@ def dense_pair(model: nn.Module) -> tuple[str, str]:
 
 class TensorStrategy(Strategy):
     name = "tensor"
-    supports = frozenset({"grad_clip"})
+    #: Not grad_clip: ``clip_grad_norm_`` over a partly sharded model fails on CPU ("aten._foreach_norm.Scalar got
+    #: mixed torch.Tensor and DTensor, need to convert all torch.Tensor to DTensor before calling distributed
+    #: operators!").
+    supports = frozenset({"amp"})
 
     def __init__(self, model: nn.Module, cfg: TrainConfig, device: torch.device, info: DistInfo):
         super().__init__(copy.deepcopy(model), cfg, device, info)  # self.model: plain copy to validate and save

@@ -1,0 +1,51 @@
+"""The shipped default detector: it loads with its preprocessing, and behaves on the example images."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from fakescope.data.discovery import discover_samples
+from fakescope.evaluation.evaluate import score_samples
+from fakescope.evaluation.invariance import invariance_fpr
+from fakescope.evaluation.metrics import compute_metrics
+from fakescope.inference.detector import DEFAULT_DETECTOR, Detector, shipped_weights
+
+EXAMPLES = Path(__file__).resolve().parents[1] / "examples" / "images"
+
+
+@pytest.fixture(scope="module")
+def detector() -> Detector:
+    if shipped_weights(DEFAULT_DETECTOR) is None:
+        pytest.skip("the default detector's weights are not in this checkout")
+    return Detector.load("default", device="cpu")
+
+
+def test_default_weights_carry_their_preprocessing_and_calibration(detector):
+    meta = detector.meta
+    assert meta.architecture == DEFAULT_DETECTOR
+    assert meta.preprocess.input_mode == "rgb" and meta.preprocess.size == 224
+    assert 0.05 < meta.temperature < 20 and 0.0 < meta.threshold < 1.0
+    assert meta.info["data"]["counts"]["val"]["real"] > 0
+    assert shipped_weights(DEFAULT_DETECTOR).stat().st_size < 25 * 2**20
+
+
+def test_default_detector_ranks_the_example_fakes_above_the_reals(detector):
+    labels, probs, failed = score_samples(detector, discover_samples(EXAMPLES), workers=0)
+    assert not failed and len(labels) == 10
+    assert compute_metrics(labels, probs, detector.threshold)["roc_auc"] >= 0.9
+
+
+def test_example_reals_stay_real_after_resaving_and_rescaling(detector):
+    # The invariance check of issue 3 on the shipped example photos: JPEG 60-100 and 0.5x/0.75x rescales.
+    result = invariance_fpr(detector, discover_samples(EXAMPLES), workers=0)
+    assert result["n_real"] == 4
+    assert result["fpr"] == 0.0, result["per_variant"]
+
+
+def test_scores_are_deterministic(detector):
+    samples = discover_samples(EXAMPLES)[:3]
+    _, first, _ = score_samples(detector, samples, workers=0)
+    _, second, _ = score_samples(detector, samples, workers=0)
+    np.testing.assert_allclose(first, second, rtol=0, atol=1e-6)
