@@ -158,6 +158,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--model", action="append", default=[], help="checkpoint or shipped name for Grad-CAM rows")
     ap.add_argument("--write", action="store_true", help="put the table into docs/benchmarks.md")
     ap.add_argument("--doc", type=Path, default=REPO / "docs" / "benchmarks.md")
+    ap.add_argument("--val-only", action="store_true",
+                    help="only images of the validation split fakescope train holds out (seed 0, 20%%), so a model "
+                         "trained on casia1 is not scored on its own training images")
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     torch.set_num_threads(1)
@@ -165,6 +168,12 @@ def main(argv: list[str] | None = None) -> int:
         log.error("%s: no masks/ folder (set FAKESCOPE_DATA or --data)", args.data)
         return 2
     pairs = find_pairs(args.data)
+    if args.val_only:
+        from fakescope.data.discovery import discover_samples
+        from fakescope.data.splits import stratified_split
+
+        held_out = {s.path.name for s in stratified_split(discover_samples(args.data), 0.2, 0)[1]}
+        pairs = [pair for pair in pairs if pair[0].name in held_out]
     if args.limit and args.limit < len(pairs):
         pairs = sorted(random.Random(args.seed).sample(pairs, args.limit))
     models = [Detector.load(m, device="cpu") for m in args.model]

@@ -133,7 +133,7 @@ def peak_scan_memory(folder: Path, ckpt: str, workers: int, out: Path) -> dict:
         time.sleep(0.1)
     if proc.returncode != 0:
         raise RuntimeError(f"scan failed: {proc.stderr.read()[-2000:]}")
-    n = sum(1 for _ in open(out))
+    n = out.read_bytes().count(b"\n")
     return {"files": n, "peak_pss_mb": peak / 1024, "seconds": time.perf_counter() - start}
 
 
@@ -158,10 +158,10 @@ def memory_rows(sources: list[Path], ckpt: str, workers: int, sizes: list[int]) 
 
 
 def markdown(rows: list[dict], mem: list[dict], bound: float, args: argparse.Namespace, load: tuple) -> str:
-    lines = [f"Command: `python bench/throughput.py {' '.join(sys.argv[1:])}`", "",
-             f"{len(bench_files(args.n))} real JPEGs ({', '.join(SOURCES)}), {args.workers} decode workers, "
-             f"{os.cpu_count()} cores; load average {load[0]:.1f} before / {load[1]:.1f} after (the machine is "
-             "shared: figures are lower bounds of what an idle machine does).", "",
+    setting = (f"{len(bench_files(args.n))} real JPEGs ({', '.join(SOURCES)}), {args.workers} decode workers, "
+               f"{os.cpu_count()} cores; load average {load[0]:.1f} before / {load[1]:.1f} after (the machine is "
+               "shared: figures are lower bounds of what an idle machine does).")
+    lines = [f"Command: `python bench/throughput.py {' '.join(sys.argv[1:])}`", "", setting, "",
              f"Codec bound (decode + JPEG q90 re-encode + decode, same workers): **{bound:.1f} images/s**", "",
              "| model | variant | images/s | x eager batch 1 | of codec bound |", "|---|---|---|---|---|"]
     lines += [f"| {r['model']} | {r['variant']} | {r['images_per_s']:.1f} | {r['vs_batch1']:.2f}x | "
@@ -212,11 +212,12 @@ def compression_section(args: argparse.Namespace) -> str:
             rows += distill_rows(args.model[-1], data, out, args.eval_samples, args.distill_epochs, args.distill_per_class)
     finally:
         shutil.rmtree(out, ignore_errors=True)
-    return "\n".join([f"Command: `python bench/throughput.py {' '.join(sys.argv[1:])}`", "",
-                      f"Validation split of {', '.join(args.compression_data.split(','))} (at most {args.eval_samples} "
-                      "images, the same for every variant); img/s is the model alone on preprocessed arrays, batch 32, "
-                      f"load average {os.getloadavg()[0]:.1f}. MB is the file as saved, gzip MB the same file "
-                      "compressed (pruned zeros only pay off there).", "", markdown_table(rows)])
+    setting = (f"Validation split of {', '.join(args.compression_data.split(','))} (at most {args.eval_samples} "
+               "images, the same for every variant); img/s is the model alone on preprocessed arrays, batch 32, "
+               f"load average {os.getloadavg()[0]:.1f}. MB is the file as saved, gzip MB the same file "
+               "compressed (pruned zeros only pay off there).")
+    return "\n".join([f"Command: `python bench/throughput.py {' '.join(sys.argv[1:])}`", "", setting, "",
+                      markdown_table(rows)])
 
 
 def main() -> None:

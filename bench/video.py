@@ -144,7 +144,7 @@ def _doc(args: argparse.Namespace, described: str, size: int, text: str) -> str:
     return f"""Throughput of scanning videos (`fakescope scan clip.mp4`): sampled frames per second through each stage, on
 {args.videos} H.264 MP4s of {args.length} frames at {args.size}x{args.size} made from faces140k photos (half real/,
 half fake/), {args.frames} frames sampled per video; one torch thread, faces by OpenCV's Haar cascade, detector
-`{described}` at its {size} px input. Produced by:
+`{described}` at its {size} px input on the PyTorch backend (batch 32). Produced by:
 
     python bench/video.py --videos {args.videos} --length {args.length} --frames {args.frames} --size {args.size} --model {args.model} --write
 

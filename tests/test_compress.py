@@ -11,7 +11,12 @@ from typer.testing import CliRunner
 
 from fakescope.cli import app
 from fakescope.compress.distill import DistillConfig, distill, distillation_loss
-from fakescope.compress.prune import global_l1_prune, make_permanent, prunable, weight_sparsity
+from fakescope.compress.prune import (
+    global_l1_prune,
+    make_permanent,
+    prunable,
+    weight_sparsity,
+)
 from fakescope.compress.quantize import DynamicQuantDetector, quantize_linear_dynamic
 from fakescope.data.preprocess import Preprocess
 from fakescope.engine.checkpoint import CheckpointMeta, save_checkpoint

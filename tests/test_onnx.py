@@ -12,14 +12,15 @@ from typer.testing import CliRunner
 
 pytest.importorskip("onnxruntime")
 
-from fakescope.cli import app  # noqa: E402
-from fakescope.data.preprocess import Preprocess  # noqa: E402
-from fakescope.engine.checkpoint import CheckpointMeta, save_checkpoint  # noqa: E402
-from fakescope.inference import onnx as fonnx  # noqa: E402
-from fakescope.inference.detector import Detector, DetectorError  # noqa: E402
-from fakescope.models.ela_cnn import ELACNN  # noqa: E402
-from fakescope.registry import create_detector  # noqa: E402
-from conftest import make_image  # noqa: E402
+from conftest import make_image
+
+from fakescope.cli import app
+from fakescope.data.preprocess import Preprocess
+from fakescope.engine.checkpoint import CheckpointMeta, save_checkpoint
+from fakescope.inference import onnx as fonnx
+from fakescope.inference.detector import Detector, DetectorError
+from fakescope.models.ela_cnn import ELACNN
+from fakescope.registry import create_detector
 
 
 @pytest.fixture(scope="module", autouse=True)

@@ -43,8 +43,9 @@ class DetectorSpec:
             pre = replace(pre, size=size)
         if input_mode is not None and input_mode != pre.input_mode:
             imagenet = pre.mean[:3] != (0.0, 0.0, 0.0)
-            pre = Preprocess.for_mode(input_mode, pre.size, imagenet, ela_quality=pre.ela_quality,
-                                      ela_grayscale=pre.ela_grayscale, ela_bits=pre.ela_bits, resize=pre.resize)
+            norm = Preprocess.for_mode(input_mode, pre.size, imagenet)
+            # replace() keeps every other field (ELA settings, crop/resize mode, clip length, ...)
+            pre = replace(pre, input_mode=input_mode, mean=norm.mean, std=norm.std)
         return pre
 
 

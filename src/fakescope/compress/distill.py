@@ -8,7 +8,6 @@ different inputs (an RGB EfficientNet teaching an ELA-CNN) and the teacher runs 
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -17,7 +16,13 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
-from fakescope.compress.report import CompressionResult, measure, prepare_eval_set, split_data, subsample
+from fakescope.compress.report import (
+    CompressionResult,
+    measure,
+    prepare_eval_set,
+    split_data,
+    subsample,
+)
 from fakescope.config import OptimConfig
 from fakescope.data.cache import default_cache_dir
 from fakescope.data.dataset import ImageDataset, collate_skip

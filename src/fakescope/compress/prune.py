@@ -13,14 +13,26 @@ from torch import nn
 from torch.nn.utils import prune
 from torch.utils.data import DataLoader
 
-from fakescope.compress.report import CompressionResult, measure, prepare_eval_set, split_data, subsample
+from fakescope.compress.report import (
+    CompressionResult,
+    measure,
+    prepare_eval_set,
+    split_data,
+    subsample,
+)
 from fakescope.config import OptimConfig
 from fakescope.data.cache import default_cache_dir
 from fakescope.data.dataset import ImageDataset, collate_skip
 from fakescope.data.discovery import Sample
 from fakescope.data.preprocess import Preprocess
 from fakescope.engine.checkpoint import save_checkpoint
-from fakescope.engine.loops import Track, _no_track, fit_temperature, predict_loader, train_one_epoch
+from fakescope.engine.loops import (
+    Track,
+    _no_track,
+    fit_temperature,
+    predict_loader,
+    train_one_epoch,
+)
 from fakescope.engine.optim import build_optimizer
 from fakescope.inference.detector import Detector
 

@@ -25,8 +25,19 @@ from torch import nn
 from torch.ao.nn.quantized import dynamic as nnqd
 from torch.ao.quantization import quantize_dynamic
 
-from fakescope.compress.report import CompressionResult, measure, prepare_eval_set, split_data, subsample
-from fakescope.engine.checkpoint import CheckpointError, CheckpointMeta, read_meta, unwrap
+from fakescope.compress.report import (
+    CompressionResult,
+    measure,
+    prepare_eval_set,
+    split_data,
+    subsample,
+)
+from fakescope.engine.checkpoint import (
+    CheckpointError,
+    CheckpointMeta,
+    read_meta,
+    unwrap,
+)
 from fakescope.inference.detector import DETECTOR_KINDS, Detector, shipped_weights
 from fakescope.registry import get_spec
 
@@ -96,7 +107,7 @@ class DynamicQuantDetector(Detector):
     """A detector whose Linear layers run in int8 (PyTorch dynamic quantization, CPU)."""
 
     @classmethod
-    def from_checkpoint(cls, path: str | Path, name: str, device: str = "cpu") -> "DynamicQuantDetector":
+    def from_checkpoint(cls, path: str | Path, name: str, device: str = "cpu") -> DynamicQuantDetector:
         model, meta = load_dynamic(path)
         return cls(model, meta, name, device="cpu")  # quantized kernels exist for CPU only
 
@@ -138,7 +149,13 @@ def quantize_onnx_static(fp32_path: str | Path, out: str | Path, calibration: np
     """Static int8 (QDQ: uint8 activations, int8 per-channel weights) calibrated on ``calibration`` (uint8
     arrays from the detector's ``prepare``); the fakescope metadata is carried over."""
     import onnx
-    from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quant_pre_process, quantize_static
+    from onnxruntime.quantization import (
+        CalibrationDataReader,
+        QuantFormat,
+        QuantType,
+        quant_pre_process,
+        quantize_static,
+    )
 
     from fakescope.inference.onnx import save_proto, set_onnx_meta
 
@@ -161,7 +178,7 @@ def quantize_onnx_static(fp32_path: str | Path, out: str | Path, calibration: np
                         per_channel=per_channel, activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8)
         proto = onnx.load(str(Path(tmp) / "q.onnx"))
     info = {**meta.info, "onnx": {**meta.info.get("onnx", {}), "quantization": "static-int8-qdq",
-                                  "calibration_images": int(len(calibration))}}
+                                  "calibration_images": len(calibration)}}
     set_onnx_meta(proto, replace(meta, info=info))
     return save_proto(proto, Path(out))
 

@@ -85,7 +85,7 @@ def _export_proto(model: nn.Module, example: torch.Tensor) -> Any:
     """The model as an ``onnx.ModelProto`` with a dynamic batch axis named ``batch``."""
     import onnx
 
-    names = dict(input_names=["input"], output_names=["logits"], opset_version=OPSET)
+    names = {"input_names": ["input"], "output_names": ["logits"], "opset_version": OPSET}
     try:
         with _quiet("onnxscript", "onnx_ir"):  # their INFO lines narrate every optimisation pass
             program = torch.onnx.export(model, (example,), dynamo=True, verbose=False, external_data=False,
@@ -169,7 +169,7 @@ class OnnxDetector(Detector):
         self._input = session.get_inputs()[0].name
 
     @classmethod
-    def from_onnx(cls, path: str | Path, name: str | None = None, threads: int | None = None) -> "OnnxDetector":
+    def from_onnx(cls, path: str | Path, name: str | None = None, threads: int | None = None) -> OnnxDetector:
         """Load an exported ``.onnx`` file on its own (its metadata says how to feed it)."""
         if not onnx_available():
             raise DetectorError("the onnx backend needs onnxruntime: pip install 'fakescope[onnx]'")
@@ -179,7 +179,7 @@ class OnnxDetector(Detector):
         return cls(session, read_onnx_meta(session, path), name or str(path), onnx_path=path)
 
     @classmethod
-    def from_detector(cls, detector: Detector, path: str | Path | None = None) -> "OnnxDetector":
+    def from_detector(cls, detector: Detector, path: str | Path | None = None) -> OnnxDetector:
         """The ONNX twin of a PyTorch detector, exported (and verified) on first use, then read from the cache."""
         path = Path(path) if path else default_onnx_path(detector)
         if not path.is_file():
