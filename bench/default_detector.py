@@ -62,7 +62,11 @@ def main() -> None:
             f"{detector.meta.temperature:.2f}). Command: `python bench/default_detector.py --model {args.model} --write` "
             f"({time.time() - t0:.0f} s here).\n\n{table}\n\n"
             f"Invariance check on the {inv['n_real']} real validation images of all three sets: false-positive rate "
-            f"**{inv['fpr']:.3f}** over all variants at the shipped threshold ({per}).\n")
+            f"**{inv['fpr']:.3f}** over all variants at the shipped threshold ({per}).\n\n"
+            "The shipped threshold is chosen on these same validation reals (training config `target_fpr`), so the "
+            "invariance figure is optimistic for unseen photos; ROC-AUC and ECE do not depend on the threshold. "
+            "Issue 3's targets for the default are faces140k ROC-AUC >= 0.97, casia1 shortcut-free ROC-AUC >= 0.80, "
+            "invariance false-positive rate <= 5% and ECE <= 0.05.\n")
     print(body)
     if args.write:
         write_section("Default detector", body)
