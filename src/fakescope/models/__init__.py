@@ -1,12 +1,13 @@
 """Detector families, one per file; importing this package registers them all."""
-from fakescope.models import backbones, ela_cnn, hybrid  # noqa: F401
-from fakescope.models import scratch  # noqa: F401  (scratch-cnn, the from-scratch NumPy/CuPy CNN)
+from fakescope.models import (  # noqa: F401
+    backbones,  # timm backbones: resnet, vgg, densenet, xception, efficientnet(-lite)
+    ela_cnn,  # the classic ELA-CNN
+    hybrid,  # ResNet + DenseNet
+    npr,  # trace detectors: npr, npr_resnet18
+    scratch,  # scratch-cnn, the from-scratch NumPy/CuPy CNN
+    spectral,  # spectral
+    srm,  # srm, bayar
+    temporal,  # frame CNN + bidirectional LSTM over video clips
+)
 
-__all__ = ["backbones", "ela_cnn", "hybrid"]
-__all__ += ["scratch"]
-from fakescope.models import npr, spectral, srm  # noqa: F401  (trace detectors: npr, srm, bayar, spectral)
-
-__all__ += ["npr", "spectral", "srm"]
-from fakescope.models import temporal  # noqa: F401  (temporal: frame CNN + bidirectional LSTM over video clips)
-
-__all__ += ["temporal"]
+__all__ = ["backbones", "ela_cnn", "hybrid", "npr", "scratch", "spectral", "srm", "temporal"]
