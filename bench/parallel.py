@@ -20,6 +20,7 @@ import os
 os.environ.setdefault("OMP_NUM_THREADS", "1")  # before torch: one thread per process, in the workers too
 
 import argparse
+import contextlib
 import copy
 import dataclasses
 import logging
@@ -104,9 +105,35 @@ def _probe(batch: int, per_class_cfg: TrainConfig) -> dict:
             dist.all_reduce(t)
             samples.append(time.perf_counter() - start)
         times[size] = statistics.median(samples)
+    steps = _ddp_steps(batch // info.world_size)
     sent = {name: _bytes_per_step(name, per_class_cfg, info, batch) for name in ("ddp", "localsgd", "pipeline", "tensor")}
     dist.destroy_process_group()
-    return {"allreduce": times, "bytes": sent}
+    return {"allreduce": times, "bytes": sent, "steps": steps}
+
+
+def _ddp_steps(per_rank: int) -> dict[str, float]:
+    """Median DDP training step on random data (no data loading), with and without the gradient all-reduce
+    (``no_sync``), alternated so both see the same load: what the gradient synchronisation really costs."""
+    import torch.distributed as dist
+    from torch.nn.parallel import DistributedDataParallel
+
+    model, _ = create_detector("ela-cnn")
+    ddp = DistributedDataParallel(model.to(memory_format=torch.channels_last))
+    optimizer = torch.optim.Adam(ddp.parameters(), lr=1e-4)
+    x = torch.randn(per_rank, 3, 128, 128).contiguous(memory_format=torch.channels_last)
+    y = torch.arange(per_rank) % 2
+    samples: dict[str, list[float]] = {"ddp": [], "no_sync": []}
+    for _ in range(7):
+        for mode, times in samples.items():
+            dist.barrier()
+            start = time.perf_counter()
+            with ddp.no_sync() if mode == "no_sync" else contextlib.nullcontext():
+                loss = nn.functional.cross_entropy(ddp(x), y)
+                optimizer.zero_grad()
+                loss.backward()
+            optimizer.step()
+            times.append(time.perf_counter() - start)
+    return {mode: statistics.median(times[1:]) for mode, times in samples.items()}
 
 
 def _bytes_per_step(name: str, cfg: TrainConfig, info, batch: int) -> dict[str, float]:
@@ -265,19 +292,27 @@ MB of gradients; local SGD pays the all-reduce once every k = 4 steps. Speed-up 
 
 {scaling}
 
+Probe on random data (2 processes, no data loading, per-rank batch {args.batch_size // 2}): a DDP step took
+{probe["steps"]["ddp"]:.3f} s, the same step without gradient synchronisation (`no_sync`) {probe["steps"]["no_sync"]:.3f} s,
+so the overlapped all-reduce cost {probe["steps"]["ddp"] - probe["steps"]["no_sync"]:.3f} s per step; the model's
+all-reduce term is {allreduce_time(2, probe["bytes"]["ddp"]["gradient all-reduce (model)"], *link):.3f} s. Training runs
+also read batches and compete with other jobs (load column), which the model does not include.
+
 ### What a 2-core machine can and cannot show
 
 - It can show that every strategy runs unchanged under torchrun with gloo, that DDP and tensor/pipeline parallelism
   compute the same numbers as one process (tests/test_distributed.py), the bytes each strategy moves, and the
   per-sample compute and loopback all-reduce costs the scaling model is built from.
 - It cannot show scaling: two workers are the most it can run, and they share the 2 cores with the data loading, the
-  elastic agent and, during these measurements, other jobs (load average above 2 means fewer than one free core per
-  process, so the 2-process figures are lower bounds). The all-reduce runs over loopback shared memory, not a
+  elastic agent and other jobs (a load average above 2 in the table means fewer than one free core per process, and
+  the 2-process figures of such a run are lower bounds). The all-reduce runs over loopback shared memory, not a
   network; the predictions for N > 2 assume N equal workers on a link like this one, and a real network has a larger
   alpha and beta.
-- Pipeline parallelism cannot gain here: the ELA-CNN has no cut with balanced stages (the FLOP-balanced cut gives
-  ~15% / 85% of the forward work), each micro-batch adds a send and a receive of 508 KB per sample of activations,
-  and the stages run NCHW because gloo sends only contiguous tensors.
+- Pipeline parallelism has little to gain: two stages overlap only through micro-batches (compare the two pipeline
+  rows), the FLOP-balanced cut puts 15% of the counted (convolution and matmul) FLOPs in the first stage, though
+  that stage also holds BatchNorm, ReLU and pooling over 126x126x32 maps, which FLOP counting ignores; every sample
+  sends 508 KB of activations forward and their gradients back; rank 0 also reads the data; and the stages run NCHW
+  (slower on CPU than channels-last) because gloo sends only contiguous tensors.
 - Tensor parallelism cannot gain on the ELA-CNN: 92% of its FLOPs are in the convolutions, which every rank runs on
   the whole batch; only the dense head (7.37 M of the 7.39 M parameters, 8% of the FLOPs) is divided. Its benefit is
   memory (each rank holds half the head and its Adam state), not speed.
