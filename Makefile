@@ -24,7 +24,7 @@ test: install
 	$(PY) -m pytest -q
 
 bench: install
-	$(PY) bench/accuracy.py
+	cd bench && $(abspath $(PY)) default_detector.py
 
 lint: install
 	$(PY) -m ruff check src tests bench

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import logging
-import os
 import random
 import shlex
 import sys
@@ -25,6 +24,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from _common import REPO, data_root, write_section
 from PIL import Image
 from scipy import ndimage
 from sklearn.metrics import precision_recall_curve, roc_auc_score
@@ -35,12 +35,7 @@ from fakescope.forensics.io import IMAGE_EXTENSIONS, load_image
 from fakescope.inference.detector import Detector
 
 log = logging.getLogger("bench.localisation")
-REPO = Path(__file__).resolve().parents[1]
-HEADING = "## Localisation"
-
-
-def default_data() -> Path:
-    return Path(os.environ.get("FAKESCOPE_DATA", REPO / ".." / "shared" / "data")) / "casia1"
+HEADING = "Localisation"
 
 
 def find_pairs(root: Path) -> list[tuple[Path, Path]]:
@@ -127,21 +122,6 @@ def table(rows: list[Row]) -> str:
     return "\n".join(lines + [r.markdown() for r in rows])
 
 
-def write_section(doc: Path, heading: str, body: str) -> None:
-    """Replace (or add) the section that starts at ``heading`` in ``doc``; other sections stay as they are."""
-    text = doc.read_text() if doc.exists() else "# Benchmarks\n"
-    lines = text.splitlines()
-    section = [heading, "", *body.strip().splitlines(), ""]
-    if heading in lines:
-        start = lines.index(heading)
-        end = next((i for i in range(start + 1, len(lines)) if lines[i].startswith("## ")), len(lines))
-        lines[start:end] = section
-    else:
-        lines += ["", *section] if lines and lines[-1].strip() else section
-    doc.parent.mkdir(parents=True, exist_ok=True)
-    doc.write_text("\n".join(lines).rstrip("\n") + "\n")
-
-
 def describe(det: Detector) -> str:
     """One line on a Grad-CAM model: file, architecture and the validation score its checkpoint records."""
     auc = det.meta.info.get("metrics", {}).get("roc_auc")
@@ -152,7 +132,7 @@ def describe(det: Detector) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--data", type=Path, default=default_data(), help="CASIA v1.0 folder with fake/ and masks/")
+    ap.add_argument("--data", type=Path, default=data_root() / "casia1", help="CASIA v1.0 folder with fake/ and masks/")
     ap.add_argument("--limit", type=int, default=60, help="images to score (seeded random subset; 0 = all)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--model", action="append", default=[], help="checkpoint or shipped name for Grad-CAM rows")
@@ -190,7 +170,7 @@ def main(argv: list[str] | None = None) -> int:
         body += ("\nThe CAM maps come from the last convolutional stage (7x7 cells for a 224-pixel input), so they "
                  "point at regions, not outlines; ELA and the noise level are per-pixel. \"Mark everything\" is the "
                  "floor: ROC-AUC 0.5 and the F1 of calling every pixel tampered.\n")
-        write_section(args.doc, HEADING, body)
+        write_section(HEADING, body, args.doc)
         log.info("wrote %s to %s", HEADING, args.doc)
     return 0
 

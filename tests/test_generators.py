@@ -115,7 +115,9 @@ def test_checkpoint_round_trip_gives_identical_samples(tmp_path: Path):
     path = save_generator(tmp_path / "g.safetensors", model, "vae", {"latent_dim": 8, **SMALL, "num_classes": 1})
     loaded, meta = load_generator(path)
     assert meta.info["kind"] == "generator" and meta.architecture == "vae"
-    g = lambda: torch.Generator().manual_seed(3)
+    def g() -> torch.Generator:
+        return torch.Generator().manual_seed(3)
+
     assert torch.equal(model.eval().sample(4, g()), loaded.sample(4, g()))
 
 

@@ -282,3 +282,22 @@ def test_scan_of_folder_without_images_warns_and_exits_zero(tmp_path, tiny_ela_c
     result, rows = scan_json(str(tmp_path / "empty_dir"), "--model", str(tiny_ela_checkpoint))
     assert result.exit_code == 0 and rows == []
     assert "holds no image" in result.stderr
+
+
+def test_declared_bit_depth_sets_white_not_the_pixel_values():
+    """A dark 12-bit TIFF (values <= 255 of 4095) stays dark instead of being read as a bright 8-bit image."""
+    from fakescope.forensics.io import _to_rgb
+
+    img = Image.fromarray(np.array([[0, 100, 200], [255, 200, 100]], np.int32))  # mode "I"
+    img.tag_v2 = {258: (12,)}
+    out = np.asarray(_to_rgb(img))
+    assert out.shape == (2, 3, 3) and out.max() == round(255 * 255 / 4095)
+    img.tag_v2 = {}
+    assert np.asarray(_to_rgb(img)).max() == 255  # no declared depth: 8-bit range
+
+
+def test_float_image_in_unit_range():
+    from fakescope.forensics.io import _to_rgb
+
+    img = Image.fromarray(np.array([[0.0, 0.5, 1.0]], np.float32))  # mode "F"
+    assert np.asarray(_to_rgb(img))[0, :, 0].tolist() == [0, 128, 255]

@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from conftest import make_image
 from PIL import Image
 
 from fakescope.config import TrainConfig
@@ -18,7 +19,6 @@ from fakescope.inference.detector import Detector
 from fakescope.inference.patches import PatchConfig, PatchDetector, PatchPreparer, aggregate, patch_info
 from fakescope.inference.scan import scan
 from fakescope.registry import create_detector
-from conftest import make_image
 
 
 @pytest.mark.parametrize("h,w,size", [(40, 48, 32), (128, 128, 32), (100, 37, 16), (20, 20, 32), (384, 256, 128)])
@@ -136,17 +136,46 @@ def test_patch_map_has_image_size(patch_checkpoint):
     assert heat.shape == (40, 48) and 0.0 <= heat.min() <= heat.max() <= 1.0
 
 
+def test_gradcam_of_a_patch_detector_explains_every_patch(patch_checkpoint):
+    """Each native 32-px patch of a 64x64 image gets its own CAM, weighted by the patch's fake probability."""
+    from fakescope.explain.cam import cam_heatmap, model_cam
+
+    det = Detector.load(str(patch_checkpoint), device="cpu")
+    img = make_image((64, 64), seed=5)
+    heat = cam_heatmap(det, img, "gradcam")
+    assert heat.shape == (64, 64)
+    arr = np.asarray(img.convert("RGB"))
+    for t, l in [(0, 0), (0, 32), (32, 0), (32, 32)]:
+        patch = arr[t:t + 32, l:l + 32][None]
+        p = det.patch_probabilities([patch])[0][0]
+        expected = model_cam(det.model, "srm", det.preprocess.to_tensor(patch)) * p
+        np.testing.assert_allclose(heat[t:t + 32, l:l + 32], expected, atol=1e-5)
+
+
 def test_fit_records_patch_kind(tmp_path, tiny_images):
     from fakescope.engine.train import fit
 
     for label in ("real", "fake"):
         tiny_images(6, folder=tmp_path / "data" / label, size=(48, 40), prefix=label, seed=1 if label == "fake" else 0)
     cfg = TrainConfig(epochs=1, batch_size=4, device="cpu", out=str(tmp_path / "run"))
-    cfg.model.name, cfg.model.size = "srm", 32
+    cfg.model.name, cfg.model.size, cfg.model.patch_aggregate, cfg.model.max_patches = "srm", 32, "max", 4
     cfg.data.path, cfg.data.workers, cfg.data.cache = [str(tmp_path / "data")], 0, False
     result = fit(cfg)
     meta = read_meta(result.checkpoint)
     assert meta.info["kind"] == "patch" and meta.preprocess.resize == "crop"
+    assert meta.info["patch"]["aggregate"] == "max" and meta.info["patch"]["max_patches"] == 4
     det = Detector.load(str(result.checkpoint), device="cpu")
-    assert isinstance(det, PatchDetector)
+    assert isinstance(det, PatchDetector) and det.config.aggregate == "max"
     assert len(det.predict_images([make_image((48, 40))])) == 1
+    # the final validation scores whole images the way scan does (aggregated patches), not centre crops
+    counts = meta.info["data"]["counts"]["val"]
+    assert result.metrics["patch"]["aggregate"] == "max" and result.metrics["n"] == counts["real"] + counts["fake"]
+
+
+def test_fit_refuses_unknown_patch_aggregate(tmp_path):
+    from fakescope.engine.train import fit
+
+    cfg = TrainConfig(epochs=1, device="cpu", out=str(tmp_path / "run"))
+    cfg.model.name, cfg.model.patch_aggregate = "srm", "median"
+    with pytest.raises(ValueError, match="aggregate must be one of"):
+        fit(cfg)

@@ -156,3 +156,21 @@ def test_train_cli_matches_fit(run, faces, cache_dir, tmp_path):
     cli_losses = [float(r["train_loss"]) for r in read_history(out / "history.csv")]
     assert cli_losses == pytest.approx([row["train_loss"] for row in result.history], rel=1e-5)
     assert (out / "best.safetensors").is_file() and (out / "metrics.json").is_file()
+
+
+def test_epoch_order_depends_on_seed_and_epoch_only():
+    """A resumed run must draw epoch k as an uninterrupted run does, not repeat epoch 1's order."""
+    from torch.utils.data import DataLoader, WeightedRandomSampler
+
+    from fakescope.engine.train import seed_epoch
+
+    def order(epoch: int, warm_up: int = 0) -> list[int]:
+        sampler = WeightedRandomSampler([1.0] * 20, 20, generator=torch.Generator().manual_seed(0))
+        dl = DataLoader(list(range(20)), sampler=sampler, batch_size=20, generator=torch.Generator().manual_seed(0))
+        for _ in range(warm_up):  # a run that has already drawn earlier epochs
+            next(iter(dl))
+        seed_epoch(dl, 0, epoch)
+        return next(iter(dl)).tolist()
+
+    assert order(2) == order(2, warm_up=1)  # resumed at epoch 2 == second epoch of one run
+    assert order(1) != order(2)

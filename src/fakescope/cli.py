@@ -130,13 +130,16 @@ def scan(
 def _scan_distributed(paths: list[Path], model: str, fmt: str, output: Optional[Path], threshold: Optional[float],
                       batch_size: int, workers: Optional[int], device: str, backend: str, video) -> None:
     """``scan --distributed``: the rank's share of the files, merged by rank 0 (see engine.distributed)."""
-    from fakescope.engine.distributed import init_distributed, local_device, scan_distributed
+    from fakescope.engine.distributed import init_distributed, local_device, scan_distributed, shutdown_distributed
 
     if output is None or fmt == "table":
         raise typer.BadParameter("--distributed needs --output FILE and --format json, jsonl or csv")
     info = init_distributed(device)
-    detector = _load_detector(model, local_device(device), backend)
-    counts = scan_distributed(paths, detector, output, fmt, batch_size, workers, threshold, video=video)
+    try:
+        detector = _load_detector(model, local_device(device), backend)
+        counts = scan_distributed(paths, detector, output, fmt, batch_size, workers, threshold, video=video)
+    finally:
+        shutdown_distributed()
     if counts is not None:
         console.print(f"{sum(counts.values())} files on {info.world_size} ranks: {counts['fake']} flagged fake, "
                       f"{counts['real']} real, {counts['error']} errors; results in {output}", highlight=False)
@@ -205,6 +208,7 @@ def train(
 
     from fakescope.config import load_config, parse_dotted_args
     from fakescope.data.discovery import LayoutError
+    from fakescope.engine.distributed import shutdown_distributed
     from fakescope.engine.parallel import launch_fit
     from fakescope.engine.train import fit
 
@@ -239,6 +243,8 @@ def train(
             result = launch_fit(cfg, nproc) if nproc else fit(cfg, track=track, on_epoch=on_epoch)
         except (LayoutError, FileNotFoundError, KeyError, ValueError, ChildFailedError) as err:
             raise _fail(str(err).strip("'\"")) from None
+        finally:
+            shutdown_distributed()  # under torchrun: leave the group this rank joined
     m = result.metrics
     if m:
         console.print(f"best checkpoint: {result.checkpoint}  (validation accuracy {m['accuracy']:.3f}, "
@@ -249,7 +255,7 @@ def train(
 @app.command()
 def evaluate(
     data: Annotated[list[Path], typer.Option(help="Labelled folder(s); repeat for a cross-dataset table.")],
-    model: Annotated[list[str], typer.Option("--model", "-m", help="Detector name(s) or checkpoint path(s).")] = ["default"],
+    model: Annotated[list[str], typer.Option("--model", "-m", help="Detector name(s) or checkpoint path(s).")] = ["default"],  # noqa: B006 (Typer reads the default)
     fmt: Annotated[str, typer.Option("--format", "-f", help="table or json.")] = "table",
     threshold: Annotated[Optional[float], typer.Option(help="Decision threshold (default: the model's).")] = None,
     output: Annotated[Optional[Path], typer.Option("--output", "-o", help="Also write the JSON here.")] = None,
@@ -481,7 +487,13 @@ def robustness(
 ) -> None:
     """Metrics under JPEG q95/75/50/30, blur sigma 1/2, downscale 0.5/0.25 and the shortcut test (JPEG q90, no metadata)."""
     from fakescope.data.discovery import LayoutError, discover_samples
-    from fakescope.evaluation.robustness import PERTURBATIONS, robustness_sweep, robustness_table, subsample, write_robustness
+    from fakescope.evaluation.robustness import (
+        PERTURBATIONS,
+        robustness_sweep,
+        robustness_table,
+        subsample,
+        write_robustness,
+    )
 
     names = perturbation or list(PERTURBATIONS)
     unknown = [n for n in names if n not in PERTURBATIONS]
@@ -572,7 +584,7 @@ def export(
     if quantize not in (None, "int8"):
         raise typer.BadParameter("--quantize must be int8")
     if not onnx_available():
-        raise _fail("ONNX export needs onnx and onnxruntime: pip install 'fakescope[onnx]'")
+        raise _fail("ONNX export needs onnx and onnxruntime: pip install onnx onnxruntime onnxscript")
     try:
         if quantize:
             from fakescope.compress.quantize import export_int8
@@ -626,7 +638,8 @@ def distill(
     workers: Annotated[int, typer.Option(help="Decoding processes.")] = 0,
 ) -> None:
     """Distil a teacher detector into a (smaller) student: KL at temperature T plus the hard label loss."""
-    from fakescope.compress.distill import DistillConfig, distill as run_distill
+    from fakescope.compress.distill import DistillConfig
+    from fakescope.compress.distill import distill as run_distill
     from fakescope.data.discovery import LayoutError
     from fakescope.inference.detector import DetectorError
 

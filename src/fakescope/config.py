@@ -36,6 +36,12 @@ class ModelConfig:
     size: int | None = None
     #: False, True (packaged / cached ImageNet weights) or a path to a weights file.
     pretrained: Any = False
+    #: Patch detectors (trained on native-resolution crops): how an image's patch scores become one score
+    #: (``mean``, ``max`` or ``topk``), and how many patches score an image at most. Stored in the checkpoint, used
+    #: by scan/evaluate/serve and by the final validation (threshold, metrics); ignored by whole-image detectors.
+    patch_aggregate: str = "mean"
+    patch_top_k: int = 3
+    max_patches: int = 16
 
 
 @dataclass
@@ -107,6 +113,8 @@ class TrainConfig:
     seed: int = 0
     out: str = "runs/latest"
     resume: str | None = None
+    #: Also log every epoch's row to TensorBoard under ``<out>/tensorboard`` (``pip install 'fakescope[tensorboard]'``).
+    tensorboard: bool = False
 
 
 def _coerce(value: Any, hint: Any) -> Any:

@@ -59,6 +59,12 @@ def init_distributed(device: str = "auto") -> DistInfo:
     return info
 
 
+def shutdown_distributed() -> None:
+    """Leave the process group if this process joined one (torch warns about a group left open at exit)."""
+    if dist.is_available() and dist.is_initialized():
+        dist.destroy_process_group()
+
+
 def is_dist() -> bool:
     return dist.is_available() and dist.is_initialized()
 

@@ -46,7 +46,7 @@ from fakescope.engine.parallel import (
 )
 from fakescope.evaluation.metrics import compute_metrics, threshold_at_fpr
 from fakescope.inference.detector import resolve_device
-from fakescope.inference.patches import patch_info
+from fakescope.inference.patches import PatchConfig, PatchDetector, patch_info
 from fakescope.registry import create_detector
 from fakescope.video.clips import clip_info, clip_spec
 
@@ -119,6 +119,17 @@ def build_loaders(cfg: TrainConfig, pre: Preprocess,
     return train_dl, val_dl, counts
 
 
+def seed_epoch(loader: DataLoader, seed: int, epoch: int) -> None:
+    """Seed epoch ``epoch``'s draw (order, balanced sampling, worker augmentation seeds) from (seed, epoch) alone,
+    so a resumed run sees the epochs an uninterrupted one would, not epoch 1's order again."""
+    if isinstance(loader.sampler, DistributedSampler):
+        loader.sampler.set_epoch(epoch)  # a new shuffle, the same on every rank
+    elif getattr(loader.sampler, "generator", None) is not None:
+        loader.sampler.generator.manual_seed(seed * 100_003 + epoch)
+    if loader.generator is not None:
+        loader.generator.manual_seed(seed * 100_003 + epoch)
+
+
 def _loss_fn(cfg: TrainConfig, labels: list[int]) -> nn.Module:
     weight = torch.tensor(class_weights(labels), dtype=torch.float32) if cfg.data.balance == "weights" else None
     return nn.CrossEntropyLoss(weight=weight, label_smoothing=cfg.label_smoothing)
@@ -131,6 +142,12 @@ def _write_history(path: Path, history: list[dict[str, float]]) -> None:
         writer.writerows(history)
 
 
+def patch_config(cfg: TrainConfig) -> PatchConfig:
+    """The patch aggregation a crop detector trained with ``cfg`` ships with (validated on construction)."""
+    m = cfg.model
+    return PatchConfig(aggregate=m.patch_aggregate, top_k=m.patch_top_k, max_patches=m.max_patches)
+
+
 def _meta(cfg: TrainConfig, pre: Preprocess, counts: dict, metrics: dict, temperature: float,
           threshold: float = 0.5) -> CheckpointMeta:
     return CheckpointMeta(
@@ -140,7 +157,7 @@ def _meta(cfg: TrainConfig, pre: Preprocess, counts: dict, metrics: dict, temper
         temperature=temperature,
         info={"data": {"path": cfg.data.path, "counts": counts}, "metrics": metrics, "config": to_dict(cfg),
               "fakescope_version": __version__, "created": time.strftime("%Y-%m-%dT%H:%M:%S"),
-              **patch_info(pre), **clip_info(pre)},  # crop / clip detectors load as their Detector kinds
+              **patch_info(pre, patch_config(cfg)), **clip_info(pre)},  # crop / clip detectors load as their Detector kinds
     )
 
 
@@ -186,10 +203,52 @@ def _threshold(cfg: TrainConfig, logits: torch.Tensor, labels: torch.Tensor, tem
     return threshold_at_fpr(labels.numpy(), probs, cfg.target_fpr)
 
 
+def _tensorboard(out: Path, on_epoch):
+    """Wrap ``on_epoch`` so every epoch's row is also written as TensorBoard scalars under ``out/tensorboard``."""
+    try:
+        from torch.utils.tensorboard import SummaryWriter
+    except ImportError as e:  # torch imports tensorboard lazily
+        raise RuntimeError("tensorboard logging needs the tensorboard package: pip install 'fakescope[tensorboard]'") from e
+    writer = SummaryWriter(str(out / "tensorboard"))
+
+    def write(row: dict[str, float]) -> None:
+        for key, value in row.items():
+            if key != "epoch":
+                writer.add_scalar(key, value, row["epoch"])
+        writer.flush()
+        if on_epoch:
+            on_epoch(row)
+
+    return write
+
+
+def _patch_validation(cfg: TrainConfig, model: nn.Module, pre: Preprocess, samples: list[Sample],
+                      temperature: float) -> tuple[float, dict[str, Any]]:
+    """Threshold and metrics of a patch detector as ``scan`` scores it: every validation image cut into patches at
+    native resolution and their calibrated probabilities aggregated (the temperature is fitted per patch)."""
+    from fakescope.evaluation.evaluate import score_samples
+
+    info = patch_info(pre, patch_config(cfg))
+
+    def scores(t: float) -> tuple[list[int], list[float]]:
+        meta = CheckpointMeta(cfg.model.name, pre, temperature=t, info=info)
+        detector = PatchDetector(model, meta, cfg.model.name, device=str(next(model.parameters()).device))
+        labels, probs, _ = score_samples(detector, samples, batch_size=cfg.batch_size, workers=cfg.data.workers)
+        return labels, probs
+
+    labels, probs = scores(temperature)
+    threshold = threshold_at_fpr(labels, probs, cfg.target_fpr) if cfg.target_fpr is not None else 0.5
+    metrics = compute_metrics(labels, probs, threshold)
+    metrics["ece_uncalibrated"] = compute_metrics(*scores(1.0))["ece"] if temperature != 1.0 else metrics["ece"]
+    metrics["patch"] = info["patch"]
+    return threshold, metrics
+
+
 def fit(cfg: TrainConfig, track: Track = _no_track, on_epoch=None) -> FitResult:
     """Train ``cfg.model.name`` on ``cfg.data.path``; returns the best (lowest validation loss) checkpoint."""
     seed_everything(cfg.seed)
     cfg, info = _join(cfg)
+    patch_config(cfg)  # a bad aggregation fails now, not after training
     if not info.is_main:  # only rank 0 reports and writes
         track, on_epoch = _no_track, None
     device = device_for(resolve_device(cfg.device))
@@ -197,12 +256,15 @@ def fit(cfg: TrainConfig, track: Track = _no_track, on_epoch=None) -> FitResult:
     if info.is_main:
         out.mkdir(parents=True, exist_ok=True)
         save_config(cfg, out / "config.yaml")
+        if cfg.tensorboard:
+            on_epoch = _tensorboard(out, on_epoch)
 
     model, pre = create_detector(cfg.model.name, input_mode=cfg.model.input_mode, size=cfg.model.size,
                                  pretrained=cfg.model.pretrained)
     model.to(device, memory_format=torch.channels_last)  # ~2x faster convolutions on CPU
     train_dl, val_dl, counts = build_loaders(cfg, pre, info if STRATEGIES[cfg.strategy].data_parallel else None)
-    log.info("data: %s", counts)
+    if info.is_main:
+        log.info("data: %s", counts)
 
     def to_input(arrays: torch.Tensor) -> torch.Tensor:
         x = pre.to_tensor(arrays)  # 5-D for clips (N, T, C, H, W), which have no channels-last layout
@@ -227,8 +289,7 @@ def fit(cfg: TrainConfig, track: Track = _no_track, on_epoch=None) -> FitResult:
 
     for epoch in range(start_epoch, cfg.epochs + 1):
         t0 = time.perf_counter()
-        if isinstance(train_dl.sampler, DistributedSampler):
-            train_dl.sampler.set_epoch(epoch)  # a new shuffle, the same on every rank
+        seed_epoch(train_dl, cfg.seed, epoch)
         tr = strategy.train_one_epoch(train_dl, optimizer, loss_fn, to_input, scheduler if per_batch else None,
                                       cfg.optim.grad_clip, cfg.amp, scaler, ema, track, len(train_dl))
         eval_model = ema.module if ema is not None else strategy.eval_model()
@@ -286,10 +347,15 @@ def _finish(cfg: TrainConfig, pre: Preprocess, counts: dict, history: list, best
         log.info("temperature %.2f lowers the NLL but not the ECE on this small validation set; keeping 1.0",
                  temperature)
         temperature = 1.0
-    threshold = _threshold(cfg, logits, labels, temperature) if len(labels) else 0.5
-    metrics = _calibrated_metrics(logits, labels, temperature, threshold) if len(labels) else {}
-    if metrics:
+    if not len(labels):
+        threshold, metrics = 0.5, {}
+    elif "patch" in patch_info(pre):
+        threshold, metrics = _patch_validation(cfg, model, pre, val_dl.dataset.samples, temperature)
+    else:
+        threshold = _threshold(cfg, logits, labels, temperature)
+        metrics = _calibrated_metrics(logits, labels, temperature, threshold)
         metrics["ece_uncalibrated"] = _calibrated_metrics(logits, labels, 1.0)["ece"]
+    if metrics:
         metrics["temperature"] = temperature
     save_checkpoint(best_path, model, _meta(cfg, pre, counts, metrics, temperature, threshold))
     (Path(cfg.out) / "metrics.json").write_text(json.dumps({"validation": metrics, "counts": counts}, indent=2))

@@ -32,6 +32,7 @@ from fakescope.explain.overlay import overlay
 from fakescope.explain.views import ela_view
 from fakescope.forensics.io import ImageLoadError, load_image
 from fakescope.forensics.metadata import MetadataFindings, read_metadata
+from fakescope.video.frames import is_video_file
 
 if TYPE_CHECKING:
     from typing_extensions import Self
@@ -65,8 +66,10 @@ def _na(text: str) -> str:
     return f'<span class="na">{html.escape(text)}</span>'
 
 
-def metadata_html(m: MetadataFindings) -> str:
-    """The metadata findings of one file as a short list."""
+def metadata_html(m: MetadataFindings | None) -> str:
+    """The metadata findings of one file as a short list (``None``: a video, whose container is not read)."""
+    if m is None:
+        return _na("video: container metadata not read")
     if m.error:
         return _na(f"metadata unreadable: {m.error}")
     camera = " ".join(v for v in (m.camera_make, m.camera_model) if v)
@@ -171,7 +174,7 @@ class ReportWriter:
                 f'<td><span class="label error">error</span></td>'
                 f'<td colspan="3" class="errmsg">{html.escape(result.error)}</td></tr>\n')
 
-    def _scored_row(self, result, meta: MetadataFindings) -> str:
+    def _scored_row(self, result, meta: MetadataFindings | None) -> str:
         i, p, label = self.counts.files, float(result.fake_probability), html.escape(str(result.label))
         if getattr(result, "frames", None):  # a video: its sampled frames with face boxes, no per-image maps
             from fakescope.video.render import video_cells
@@ -192,8 +195,9 @@ class ReportWriter:
             self.counts.count(None, None)
             self._rows.write(self._error_row(result))
             return
-        meta = read_metadata(result.path)
-        self.c2pa_methods.add(meta.c2pa_method)
+        meta = None if is_video_file(result.path) else read_metadata(result.path)
+        if meta is not None:
+            self.c2pa_methods.add(meta.c2pa_method)
         self.counts.count(result.label, meta)
         self._rows.write(self._scored_row(result, meta))
 

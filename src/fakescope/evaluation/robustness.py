@@ -69,7 +69,7 @@ def subsample(samples: Sequence[Sample], limit: int | None, seed: int = 0) -> li
     for s in samples:
         by_class.setdefault(s.label, []).append(s)
     picked: list[Sample] = []
-    for label, group in sorted(by_class.items()):
+    for _, group in sorted(by_class.items()):
         k = max(1, round(limit * len(group) / len(samples)))
         picked += rng.sample(group, min(k, len(group)))
     return sorted(picked, key=lambda s: str(s.path))

@@ -65,8 +65,8 @@ def resize_map(heatmap: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     return np.clip(heatmap, 0.0, 1.0).astype(np.float32)
 
 
-def model_cam(model: nn.Module, architecture: str, x: torch.Tensor, method: str = "gradcam") -> np.ndarray:
-    """CAM of the fake logit for input batch ``x`` (1, C, S, S) -> float32 (S, S) in [0, 1]."""
+def model_cams(model: nn.Module, architecture: str, x: torch.Tensor, method: str = "gradcam") -> np.ndarray:
+    """CAM of the fake logit for every input of batch ``x`` (N, C, S, S) -> float32 (N, S, S), each in [0, 1]."""
     if method not in CAM_METHODS:
         raise ExplainError(f"unknown CAM method {method!r}; choose from {', '.join(CAM_METHODS)}")
     layer = target_layer(model, architecture)
@@ -76,20 +76,52 @@ def model_cam(model: nn.Module, architecture: str, x: torch.Tensor, method: str 
         # parameter is frozen.
         x = x.detach().clone().to(device).requires_grad_(True)
         with CAM_METHODS[method](model=model, target_layers=[layer]) as cam:
-            grayscale = cam(input_tensor=x, targets=[ClassifierOutputTarget(FAKE_CLASS)])
+            grayscale = cam(input_tensor=x, targets=[ClassifierOutputTarget(FAKE_CLASS)] * len(x))
         model.zero_grad(set_to_none=True)
-    return np.nan_to_num(grayscale[0].astype(np.float32))
+    return np.nan_to_num(grayscale.astype(np.float32))
+
+
+def model_cam(model: nn.Module, architecture: str, x: torch.Tensor, method: str = "gradcam") -> np.ndarray:
+    """CAM of the fake logit for input batch ``x`` (1, C, S, S) -> float32 (S, S) in [0, 1]."""
+    return model_cams(model, architecture, x, method)[0]
+
+
+def patch_cam_heatmap(detector, img: Image.Image, method: str = "gradcam", chunk: int = 32) -> np.ndarray:
+    """A patch detector's map over the whole image: the CAM of every patch of the full native-resolution grid,
+    scaled by that patch's fake probability (a CAM is normalised per input, so an all-real patch would otherwise
+    glow as brightly as a fake one) and averaged where patches overlap. float32 (H, W) in [0, 1]."""
+    from fakescope.data.preprocess import grid_origins
+    from fakescope.inference.patches import cut_patches
+
+    arr = detector.preparer.native(img)
+    size = detector.preprocess.size
+    origins = grid_origins(arr.shape[0], arr.shape[1], size)
+    patches = cut_patches(arr, size, origins)
+    probs = detector.patch_probabilities([patches])[0]
+    total = np.zeros(arr.shape[:2], dtype=np.float64)
+    count = np.zeros(arr.shape[:2], dtype=np.float64)
+    for i in range(0, len(origins), chunk):
+        cams = model_cams(detector.model, detector.meta.architecture,
+                          detector.preprocess.to_tensor(patches[i:i + chunk]), method)
+        for (t, l), cam, p in zip(origins[i:i + chunk], cams, probs[i:i + chunk]):
+            total[t:t + size, l:l + size] += cam * p
+            count[t:t + size, l:l + size] += 1
+    heat = (total / np.maximum(count, 1))[: img.size[1], : img.size[0]]
+    return np.clip(heat, 0.0, 1.0).astype(np.float32)
 
 
 def cam_heatmap(detector, img: Image.Image, method: str = "gradcam") -> np.ndarray:
     """Class-activation map of the fake class for ``img``: float32 (H, W) in [0, 1] at the image's own size.
 
     ``detector`` is a :class:`fakescope.inference.Detector` holding a single registered model (checkpoint kinds
-    without one, such as ensembles, raise :class:`ExplainError`).
+    without one, such as ensembles, raise :class:`ExplainError`). A patch detector is explained patch by patch
+    over the whole image (:func:`patch_cam_heatmap`), not on one resized view it never scores.
     """
     model = getattr(detector, "model", None)
     meta = getattr(detector, "meta", None)
     if not isinstance(model, nn.Module) or meta is None:
         raise ExplainError(f"detector {getattr(detector, 'name', detector)!r} has no single model to explain")
+    if hasattr(detector, "patch_probabilities"):
+        return patch_cam_heatmap(detector, img.convert("RGB"), method)
     heat = model_cam(model, meta.architecture, model_input(detector.preprocess, img), method)
     return resize_map(heat, img.size)

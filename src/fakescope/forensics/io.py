@@ -18,8 +18,8 @@ IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".jpe", ".png", ".bmp", ".tif", "
 MAX_PIXELS = 100_000_000
 
 
-class ImageLoadError(Exception):
-    """A file could not be read as an image. ``str(err)`` is one line naming the file and the reason."""
+class MediaLoadError(Exception):
+    """A file could not be read. ``str(err)`` is one line naming the file and the reason."""
 
     def __init__(self, path: str | Path, reason: str):
         self.path = str(path)
@@ -27,15 +27,35 @@ class ImageLoadError(Exception):
         super().__init__(f"{self.path}: {reason}")
 
 
+class ImageLoadError(MediaLoadError):
+    """A file could not be read as an image."""
+
+
 def is_image_file(path: Path) -> bool:
     return path.suffix.lower() in IMAGE_EXTENSIONS
+
+
+def _white_level(img: Image.Image, arr: np.ndarray) -> float:
+    """The value of white in a high-bit-depth image: 65535 for 16-bit modes, ``2**bits - 1`` when a TIFF declares
+    9 to 16 bits per sample (10/12/14-bit camera TIFFs), 1.0 for float images within 0..1; otherwise 65535 when
+    any value exceeds 255, else 255."""
+    if img.mode.startswith("I;16"):
+        return 65535.0
+    bits = getattr(img, "tag_v2", {}).get(258)  # TIFF BitsPerSample
+    bits = bits[0] if isinstance(bits, tuple) else bits
+    if isinstance(bits, int) and 8 < bits <= 16:
+        return float(2**bits - 1)
+    top = float(arr.max()) if arr.size else 0.0
+    if img.mode == "F" and top <= 1.0:
+        return 1.0
+    return 65535.0 if top > 255 else 255.0
 
 
 def _to_rgb(img: Image.Image) -> Image.Image:
     """Convert any PIL mode to 8-bit RGB without clipping high bit depths or dropping alpha badly."""
     if img.mode in ("I;16", "I;16B", "I;16L", "I;16N", "I", "F"):
         arr = np.asarray(img).astype(np.float64)
-        hi = 65535.0 if img.mode.startswith("I;16") or arr.max() > 255 else 255.0
+        hi = _white_level(img, arr)
         arr8 = np.clip(arr / hi * 255.0 + 0.5, 0, 255).astype(np.uint8)
         return Image.fromarray(arr8, mode="L").convert("RGB")
     if img.mode == "P":

@@ -172,7 +172,7 @@ class OnnxDetector(Detector):
     def from_onnx(cls, path: str | Path, name: str | None = None, threads: int | None = None) -> OnnxDetector:
         """Load an exported ``.onnx`` file on its own (its metadata says how to feed it)."""
         if not onnx_available():
-            raise DetectorError("the onnx backend needs onnxruntime: pip install 'fakescope[onnx]'")
+            raise DetectorError("the onnx backend needs onnxruntime: pip install onnx onnxruntime onnxscript")
         if not Path(path).is_file():
             raise DetectorError(f"{path}: ONNX file does not exist")
         session = make_session(path, threads)
@@ -238,7 +238,7 @@ def to_backend(detector: Detector, backend: str = "auto") -> Detector:
 
 def _onnx_unusable(detector: Detector) -> str | None:
     if not onnx_available():
-        return "onnxruntime is not installed; pip install 'fakescope[onnx]'"
+        return "onnxruntime is not installed; pip install onnxruntime"
     if type(detector) is not Detector or detector.meta.info.get("kind", "model") != "model":
         return f"checkpoint kind {detector.meta.info.get('kind', type(detector).__name__)!r} has no ONNX export"
     if detector.device.type != "cpu":

@@ -28,9 +28,9 @@ from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 from fakescope.data.discovery import (
     _SKIP_DIRS as SKIP_DIRS,  # one rule for mask folders, in discovery
 )
-from fakescope.forensics.io import ImageLoadError, is_image_file, load_image
+from fakescope.forensics.io import MediaLoadError, is_image_file, load_image
 from fakescope.inference.detector import Detector
-from fakescope.video.frames import VideoLoadError, is_video_file
+from fakescope.video.frames import is_video_file
 from fakescope.video.scan import PreparedVideo, VideoOptions, prepare_video, score_video
 
 log = logging.getLogger(__name__)
@@ -65,30 +65,22 @@ class Prepared:
     error: str | None
 
 
+def _prepare_image(path: str | Path, preparer: Any, transform: Callable | None) -> Any:
+    img = load_image(path)
+    return preparer.to_array(img if transform is None else transform(img))
+
+
 def prepare_file(index: int, path: str | Path, preparer: Any, transform: Callable | None = None,
                  video: VideoOptions | None = None) -> Prepared:
     """Decode ``path``, apply ``transform`` (e.g. a robustness perturbation) and ``preparer.to_array``.
 
     A video file (by extension) is sampled as ``video`` says (default :class:`VideoOptions`): its ``array`` is
     a :class:`~fakescope.video.scan.PreparedVideo` holding every frame's face crops, scored as one result."""
-    if is_video_file(path):
-        return _prepare_video(index, path, preparer, transform, video)
     try:
-        img = load_image(path)
-        if transform is not None:
-            img = transform(img)
-        return Prepared(index, str(path), preparer.to_array(img), None)
-    except ImageLoadError as err:
-        return Prepared(index, str(path), None, err.reason)
-    except Exception as err:  # noqa: BLE001  one odd file must not end a scan of millions
-        return Prepared(index, str(path), None, f"{type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}")
-
-
-def _prepare_video(index: int, path: str | Path, preparer: Any, transform: Callable | None,
-                   video: VideoOptions | None) -> Prepared:
-    try:
-        return Prepared(index, str(path), prepare_video(path, preparer, video, transform), None)
-    except VideoLoadError as err:
+        if is_video_file(path):
+            return Prepared(index, str(path), prepare_video(path, preparer, video, transform), None)
+        return Prepared(index, str(path), _prepare_image(path, preparer, transform), None)
+    except MediaLoadError as err:
         return Prepared(index, str(path), None, err.reason)
     except Exception as err:  # noqa: BLE001  one odd file must not end a scan of millions
         return Prepared(index, str(path), None, f"{type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}")

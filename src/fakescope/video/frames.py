@@ -14,6 +14,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from fakescope.forensics.io import MediaLoadError
+
 log = logging.getLogger(__name__)
 
 VIDEO_EXTENSIONS = frozenset({".mp4", ".avi", ".mov", ".mkv", ".webm"})
@@ -21,13 +23,8 @@ VIDEO_EXTENSIONS = frozenset({".mp4", ".avi", ".mov", ".mkv", ".webm"})
 DEFAULT_FRAMES = 32
 
 
-class VideoLoadError(Exception):
-    """A file could not be read as a video. ``str(err)`` is one line naming the file and the reason."""
-
-    def __init__(self, path: str | Path, reason: str):
-        self.path = str(path)
-        self.reason = reason
-        super().__init__(f"{self.path}: {reason}")
+class VideoLoadError(MediaLoadError):
+    """A file could not be read as a video."""
 
 
 def is_video_file(path: str | Path) -> bool:

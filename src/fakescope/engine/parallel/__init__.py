@@ -19,7 +19,7 @@ from torch import nn
 from torch.distributed.elastic.multiprocessing.errors import record
 
 from fakescope.config import TrainConfig
-from fakescope.engine.distributed import DistInfo, launch
+from fakescope.engine.distributed import DistInfo, launch, shutdown_distributed
 from fakescope.engine.parallel.base import Strategy
 from fakescope.engine.parallel.ddp import DDPStrategy
 from fakescope.engine.parallel.localsgd import LocalSGDStrategy
@@ -90,8 +90,7 @@ def fit_worker(cfg: TrainConfig) -> FitResult:
     try:
         return fit(cfg, on_epoch=_log_epoch)
     finally:
-        if torch.distributed.is_initialized():
-            torch.distributed.destroy_process_group()
+        shutdown_distributed()
 
 
 def _log_epoch(row: dict[str, float]) -> None:
