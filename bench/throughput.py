@@ -8,7 +8,9 @@ eager PyTorch batched, ONNX Runtime fp32 and ONNX Runtime int8 (static, calibrat
 bound is the same pipeline with the same workers doing only decode + JPEG re-encode + decode (what an ELA input
 costs before any model). Memory: peak anonymous PSS (proportional set size) of ``fakescope scan`` (main process + workers, sampled every 0.1 s) on
 folders of 1,000 and 20,000 JPEGs made by re-encoding shared images in a temporary folder, deleted afterwards.
---write puts the tables into docs/benchmarks.md under "## Throughput".
+--write puts the tables into docs/benchmarks.md under "## Throughput". ``--stages`` prints instead the CPU time per
+image of each step (one process, one thread): decode, codec bound, ELA difference, contrast, the model's whole
+preparation and the model itself through ONNX Runtime, and the ceiling they put on "share of the codec bound".
 """
 from __future__ import annotations
 
@@ -53,6 +55,39 @@ class CodecOnly:
     def to_array(self, img: Image.Image) -> np.ndarray:
         resave_jpeg(img, 90).load()
         return np.zeros(1, np.uint8)
+
+
+def ms_per_image(fn, items: list) -> float:
+    start = time.perf_counter()
+    for x in items:
+        fn(x)
+    return (time.perf_counter() - start) / len(items) * 1000
+
+
+def stage_times(ckpt: str, files: list[Path]) -> str:
+    """CPU milliseconds per image of each scan step, one process and one thread, and the ceiling they imply."""
+    import torch
+
+    from fakescope.forensics.ela import ela_difference, scale_contrast
+
+    torch.set_num_threads(1)
+    det = Detector.load(ckpt, device="cpu", backend="onnx")
+    imgs = [load_image(f) for f in files]
+    diffs = [ela_difference(i) for i in imgs]
+    arrays = [det.preparer.to_array(i) for i in imgs]
+    t = {"decode": ms_per_image(load_image, files),
+         "codec bound (decode + q90 encode + decode)": ms_per_image(lambda f: resave_jpeg(load_image(f)), files),
+         "ELA difference": ms_per_image(ela_difference, imgs),
+         "contrast lookup": ms_per_image(scale_contrast, diffs),
+         "decode + preparation": ms_per_image(lambda f: det.preparer.to_array(load_image(f)), files)}
+    batches = [arrays[i:i + 32] for i in range(0, len(arrays), 32)]
+    t["model (ONNX Runtime, batch 32)"] = ms_per_image(det.predict_batch, batches) * len(batches) / len(arrays)
+    lines = [f"{det.name} ({det.preprocess.input_mode} {det.preprocess.size}), {len(files)} files:"]
+    lines += [f"  {k}: {v:.2f} ms/image" for k, v in t.items()]
+    codec, prep, model = (t["codec bound (decode + q90 encode + decode)"], t["decode + preparation"],
+                          t["model (ONNX Runtime, batch 32)"])
+    lines.append(f"  ceiling with every core busy: {codec / (prep + model):.0%} of the codec bound")
+    return "\n".join(lines)
 
 
 def codec_bound(files: list[Path], workers: int) -> float:
@@ -235,8 +270,12 @@ def main() -> None:
     parser.add_argument("--eval-samples", type=int, default=400)
     parser.add_argument("--distill-epochs", type=int, default=0, help="Also distil the last --model into an ELA-CNN.")
     parser.add_argument("--distill-per-class", type=int, default=300)
+    parser.add_argument("--stages", action="store_true", help="Print CPU time per step instead (first --model).")
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(message)s")
+    if args.stages:
+        print(stage_times(args.model[0], bench_files(args.n)))
+        return
     if args.compression_data:
         text = compression_section(args)
         print(text)

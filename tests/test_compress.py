@@ -121,3 +121,16 @@ def test_dynamic_quantization_round_trips_without_pickle(ela32: Path, labelled: 
     arrays = np.random.default_rng(0).integers(0, 256, (4, 32, 32, 3), dtype=np.uint8)
     np.testing.assert_array_equal(loaded.predict_arrays(arrays), expected.predict_arrays(arrays))
     assert np.abs(loaded.predict_arrays(arrays) - float_det.predict_arrays(arrays)).max() < 0.05
+
+
+def test_output_layer_is_never_pruned() -> None:
+    """A near-zero 2-class head would be the first thing a global magnitude ranking removes."""
+    from fakescope.registry import create_detector
+
+    torch.manual_seed(0)
+    model, _ = create_detector("efficientnet_lite0", size=32)
+    head = model.get_classifier()
+    before = head.weight.detach().clone()
+    global_l1_prune(model, 0.5)
+    make_permanent(model)
+    assert torch.equal(head.weight, before) and abs(weight_sparsity(model) - 0.5) < 0.005

@@ -174,3 +174,18 @@ def test_epoch_order_depends_on_seed_and_epoch_only():
 
     assert order(2) == order(2, warm_up=1)  # resumed at epoch 2 == second epoch of one run
     assert order(1) != order(2)
+
+
+def test_tensorboard_logs_every_epoch(tmp_path, tiny_images):
+    pytest.importorskip("tensorboard", reason="the tensorboard extra is not installed")
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    for label in ("real", "fake"):
+        tiny_images(6, folder=tmp_path / "data" / label, prefix=label, seed=int(label == "fake"))
+    cfg = load_config(None, {"model.name": "srm", "model.size": 32, "epochs": 2, "batch_size": 4, "device": "cpu",
+                             "data.path": [str(tmp_path / "data")], "data.workers": 0, "data.cache": False,
+                             "tensorboard": "true", "out": str(tmp_path / "run")})
+    fit(cfg)
+    events = EventAccumulator(str(tmp_path / "run" / "tensorboard")).Reload()
+    assert [e.step for e in events.Scalars("val_loss")] == [1, 2]
+    assert {"train_loss", "val_roc_auc", "lr"} <= set(events.Tags()["scalars"])
