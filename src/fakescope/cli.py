@@ -130,13 +130,23 @@ def scan(
 def _scan_distributed(paths: list[Path], model: str, fmt: str, output: Optional[Path], threshold: Optional[float],
                       batch_size: int, workers: Optional[int], device: str, backend: str, video) -> None:
     """``scan --distributed``: the rank's share of the files, merged by rank 0 (see engine.distributed)."""
-    from fakescope.engine.distributed import init_distributed, local_device, scan_distributed, shutdown_distributed
+    from fakescope.engine.distributed import (
+        barrier,
+        init_distributed,
+        local_device,
+        scan_distributed,
+        shutdown_distributed,
+    )
 
     if output is None or fmt == "table":
         raise typer.BadParameter("--distributed needs --output FILE and --format json, jsonl or csv")
     info = init_distributed(device)
     try:
+        if info.rank != 0:
+            barrier()  # rank 0 loads first: it alone exports a missing ONNX cache file, the others then read it
         detector = _load_detector(model, local_device(device), backend)
+        if info.rank == 0:
+            barrier()
         counts = scan_distributed(paths, detector, output, fmt, batch_size, workers, threshold, video=video)
     finally:
         shutdown_distributed()
