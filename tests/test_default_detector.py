@@ -11,6 +11,7 @@ from fakescope.evaluation.evaluate import score_samples
 from fakescope.evaluation.invariance import invariance_fpr
 from fakescope.evaluation.metrics import compute_metrics
 from fakescope.inference.detector import DEFAULT_DETECTOR, Detector, shipped_weights
+from fakescope.registry import get_spec
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples" / "images"
 
@@ -25,7 +26,7 @@ def detector() -> Detector:
 def test_default_weights_carry_their_preprocessing_and_calibration(detector):
     meta = detector.meta
     assert meta.architecture == DEFAULT_DETECTOR
-    assert meta.preprocess.input_mode == "rgb" and meta.preprocess.size == 224
+    assert meta.preprocess == get_spec(DEFAULT_DETECTOR).preprocess  # the registry's own input: RGB, ImageNet stats
     assert 0.05 < meta.temperature < 20 and 0.0 < meta.threshold < 1.0
     assert meta.info["data"]["counts"]["val"]["real"] > 0
     assert shipped_weights(DEFAULT_DETECTOR).stat().st_size < 25 * 2**20

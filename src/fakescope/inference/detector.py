@@ -17,7 +17,7 @@ from fakescope.engine.checkpoint import CheckpointError, CheckpointMeta, load_ch
 log = logging.getLogger(__name__)
 
 #: The shipped detector ``fakescope scan`` uses when no ``--model`` is given.
-DEFAULT_DETECTOR = "efficientnet_lite0"
+DEFAULT_DETECTOR = "efficientnet_lite1"
 
 
 class DetectorError(ValueError):
