@@ -34,10 +34,9 @@ import torch
 from _common import REPO, SETS, data_root, write_section
 
 from fakescope.config import DataConfig, ModelConfig, OptimConfig, TrainConfig
-from fakescope.data.discovery import Sample, discover_samples
-from fakescope.data.splits import stratified_split
+from fakescope.data.discovery import Sample
 from fakescope.engine.checkpoint import read_meta
-from fakescope.engine.train import fit, limit_per_class
+from fakescope.engine.train import fit, folder_splits
 from fakescope.evaluation.evaluate import score_samples
 from fakescope.evaluation.invariance import invariance_fpr
 from fakescope.evaluation.metrics import compute_metrics
@@ -90,9 +89,6 @@ def parse_rows(text: str, default: list[Row]) -> list[Row]:
     return rows
 
 
-def val_split(name: str, per_class: int, seed: int = 0) -> list[Sample]:
-    """The validation split ``fit`` makes of this set with ``data.max_per_class=per_class`` (same seed, 20%)."""
-    return stratified_split(limit_per_class(discover_samples(data_root() / name), per_class, seed), 0.2, seed)[1]
 
 
 def train_config(row: Row, sets: list[str], args, out: Path) -> TrainConfig:
@@ -132,7 +128,8 @@ def run_row(row: Row, train_sets: list[str], args, run_dir: Path) -> dict:
     result = fit(train_config(row, train_sets, args, run_dir))
     train_s = time.perf_counter() - t0
     detector = Detector.load(str(result.checkpoint), device="cpu")
-    vals = {s: val_split(s, args.per_class) for s in (SETS if args.cross else train_sets)}
+    scored = SETS if args.cross else train_sets  # the validation split of each set, as this very fit made it
+    vals = dict(zip(scored, (val for _, val in folder_splits(train_config(row, list(scored), args, run_dir)))))
     res = {"sets": {s: score_set(detector, s, v, args) for s, v in vals.items()},
            "train_seconds": train_s, "epochs": len(result.history),
            "train_images_per_s": sum(h["train_images_per_s"] for h in result.history) / len(result.history),

@@ -357,3 +357,23 @@ def test_train_refuses_what_a_strategy_cannot_run(tmp_path, args, message):
 def test_distributed_scan_needs_an_output_file(tmp_path):
     result = CliRunner().invoke(app, ["scan", str(tmp_path), "--distributed"])
     assert result.exit_code == 2 and "--output" in result.output
+
+
+def test_torchrun_scan_exports_the_onnx_model_once(tmp_path, tiny_images, tiny_ela_checkpoint):
+    """Under torchrun, rank 0 loads first: one export into the shared cache, which the other rank then reads."""
+    import os
+    import subprocess
+    import sys
+
+    bin_dir = Path(sys.executable).parent
+    tiny_images(6, folder="imgs")
+    cache, out = tmp_path / "cache", tmp_path / "scores.jsonl"
+    cmd = [str(bin_dir / "torchrun"), "--nproc-per-node", "2", "--no-python", str(bin_dir / "fakescope"), "scan",
+           str(tmp_path / "imgs"), "--distributed", "--format", "jsonl", "--output", str(out),
+           "--model", str(tiny_ela_checkpoint), "--backend", "onnx", "--workers", "0"]
+    env = {**os.environ, "FAKESCOPE_CACHE": str(cache), "OMP_NUM_THREADS": "1"}
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert len(out.read_text().splitlines()) == 6
+    assert len(list((cache / "onnx").glob("*.onnx"))) == 1
+    assert (proc.stdout + proc.stderr).count("exported") == 1, proc.stderr[-2000:]

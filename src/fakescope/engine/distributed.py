@@ -8,7 +8,6 @@ through torchrun's own API (``torch.distributed.launcher.elastic_launch``), so `
 """
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import os
@@ -164,19 +163,17 @@ def reduce_epoch_stats(stats: dict[str, float]) -> dict[str, float]:
 class RankShare:
     """A ``skip`` container for :func:`fakescope.inference.scan.scan` that leaves this rank its share of the files.
 
-    A file belongs to rank ``hash(path) % world_size`` (a stable BLAKE2 hash, the same on every node), so the
-    file list is sharded without any rank listing it first or holding it in memory.
+    A file belongs to rank ``path_hash(path) % world_size`` (stable, the same on every node), so the file list is
+    sharded without any rank listing it first or holding it in memory.
     """
 
-    def __init__(self, rank: int, world_size: int, done: Any = None):
-        self.rank, self.world_size, self.done = rank, world_size, done
+    def __init__(self, rank: int, world_size: int):
+        from fakescope.inference.scan import path_hash  # not at import time: scan imports the engine
+
+        self.rank, self.world_size, self._hash = rank, world_size, path_hash
 
     def __contains__(self, path: object) -> bool:
-        text = str(path)
-        digest = hashlib.blake2b(text.encode("utf-8", "surrogateescape"), digest_size=8).digest()
-        if int.from_bytes(digest, "little") % self.world_size != self.rank:
-            return True
-        return self.done is not None and text in self.done
+        return self._hash(str(path)) % self.world_size != self.rank
 
 
 def part_path(output: Path, rank: int) -> Path:

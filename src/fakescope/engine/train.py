@@ -27,7 +27,7 @@ from fakescope.data.cache import default_cache_dir
 from fakescope.data.dataset import ImageDataset, collate_skip
 from fakescope.data.discovery import Sample, discover_samples
 from fakescope.data.preprocess import Preprocess
-from fakescope.data.splits import class_weights, sample_weights, split_folders
+from fakescope.data.splits import class_weights, sample_weights, stratified_split
 from fakescope.engine.checkpoint import CheckpointMeta, save_checkpoint
 from fakescope.engine.distributed import (
     DistInfo,
@@ -81,9 +81,16 @@ def limit_per_class(samples: list[Sample], n: int | None, seed: int) -> list[Sam
     return out
 
 
+def folder_splits(cfg: TrainConfig) -> list[tuple[list[Sample], list[Sample]]]:
+    """(train, validation) samples of each folder of ``cfg.data.path``, exactly as ``fit`` splits them."""
+    d = cfg.data
+    return [stratified_split(limit_per_class(discover_samples(p), d.max_per_class, d.seed), d.val_fraction, d.seed)
+            for p in d.path]
+
+
 def image_datasets(cfg: TrainConfig, pre: Preprocess) -> tuple[ImageDataset, ImageDataset]:
-    per_folder = [limit_per_class(discover_samples(p), cfg.data.max_per_class, cfg.data.seed) for p in cfg.data.path]
-    train_s, val_s = split_folders(per_folder, cfg.data.val_fraction, cfg.data.seed)
+    splits = folder_splits(cfg)
+    train_s, val_s = [s for t, _ in splits for s in t], [s for _, v in splits for s in v]
     cache_dir = (cfg.data.cache_dir or default_cache_dir()) if cfg.data.cache else None
     train_ds = ImageDataset(train_s, pre, build_augment(cfg.augment), cache_dir, random_crop=True)
     return train_ds, ImageDataset(val_s, pre, None, cache_dir)
@@ -195,12 +202,9 @@ def _calibrated_metrics(logits: torch.Tensor, labels: torch.Tensor, temperature:
     return compute_metrics(labels.numpy(), probs, threshold)
 
 
-def _threshold(cfg: TrainConfig, logits: torch.Tensor, labels: torch.Tensor, temperature: float) -> float:
+def _threshold(cfg: TrainConfig, labels, probs) -> float:
     """0.5, or with ``target_fpr`` the lowest threshold that flags at most that share of validation reals."""
-    if cfg.target_fpr is None:
-        return 0.5
-    probs = torch.softmax(logits / temperature, 1)[:, 1].numpy()
-    return threshold_at_fpr(labels.numpy(), probs, cfg.target_fpr)
+    return 0.5 if cfg.target_fpr is None else threshold_at_fpr(labels, probs, cfg.target_fpr)
 
 
 def _tensorboard(out: Path, on_epoch):
@@ -237,7 +241,7 @@ def _patch_validation(cfg: TrainConfig, model: nn.Module, pre: Preprocess, sampl
         return labels, probs
 
     labels, probs = scores(temperature)
-    threshold = threshold_at_fpr(labels, probs, cfg.target_fpr) if cfg.target_fpr is not None else 0.5
+    threshold = _threshold(cfg, labels, probs)
     metrics = compute_metrics(labels, probs, threshold)
     metrics["ece_uncalibrated"] = compute_metrics(*scores(1.0))["ece"] if temperature != 1.0 else metrics["ece"]
     metrics["patch"] = info["patch"]
@@ -352,7 +356,7 @@ def _finish(cfg: TrainConfig, pre: Preprocess, counts: dict, history: list, best
     elif "patch" in patch_info(pre):
         threshold, metrics = _patch_validation(cfg, model, pre, val_dl.dataset.samples, temperature)
     else:
-        threshold = _threshold(cfg, logits, labels, temperature)
+        threshold = _threshold(cfg, labels.numpy(), torch.softmax(logits / temperature, 1)[:, 1].numpy())
         metrics = _calibrated_metrics(logits, labels, temperature, threshold)
         metrics["ece_uncalibrated"] = _calibrated_metrics(logits, labels, 1.0)["ece"]
     if metrics:

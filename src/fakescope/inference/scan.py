@@ -163,7 +163,7 @@ class PathSet:
     """
 
     def __init__(self, paths: Iterable[str] = ()):
-        self._hashes = np.unique(np.fromiter((_hash(p) for p in paths), dtype=np.uint64))
+        self._hashes = np.unique(np.fromiter((path_hash(p) for p in paths), dtype=np.uint64))
 
     @classmethod
     def from_jsonl(cls, path: str | Path) -> PathSet:
@@ -172,7 +172,7 @@ class PathSet:
         return cls(_jsonl_paths(p)) if p.exists() else cls()
 
     def __contains__(self, path: object) -> bool:
-        h = np.uint64(_hash(str(path)))
+        h = np.uint64(path_hash(str(path)))
         i = int(np.searchsorted(self._hashes, h))
         return i < len(self._hashes) and self._hashes[i] == h
 
@@ -180,7 +180,8 @@ class PathSet:
         return len(self._hashes)
 
 
-def _hash(path: str) -> int:
+def path_hash(path: str) -> int:
+    """A stable 64-bit hash of a path string (BLAKE2b), the same on every process and node."""
     digest = hashlib.blake2b(path.encode("utf-8", "surrogateescape"), digest_size=8).digest()
     return int.from_bytes(digest, "little")
 
