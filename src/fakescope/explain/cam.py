@@ -65,8 +65,10 @@ def resize_map(heatmap: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     return np.clip(heatmap, 0.0, 1.0).astype(np.float32)
 
 
-def model_cams(model: nn.Module, architecture: str, x: torch.Tensor, method: str = "gradcam") -> np.ndarray:
-    """CAM of the fake logit for every input of batch ``x`` (N, C, S, S) -> float32 (N, S, S), each in [0, 1]."""
+def model_cams_and_logits(model: nn.Module, architecture: str, x: torch.Tensor,
+                          method: str = "gradcam") -> tuple[np.ndarray, torch.Tensor]:
+    """CAM of the fake logit for every input of batch ``x`` (N, C, S, S) -> float32 (N, S, S), each in [0, 1], and
+    the logits (N, 2) of the same forward pass."""
     if method not in CAM_METHODS:
         raise ExplainError(f"unknown CAM method {method!r}; choose from {', '.join(CAM_METHODS)}")
     layer = target_layer(model, architecture)
@@ -77,13 +79,14 @@ def model_cams(model: nn.Module, architecture: str, x: torch.Tensor, method: str
         x = x.detach().clone().to(device).requires_grad_(True)
         with CAM_METHODS[method](model=model, target_layers=[layer]) as cam:
             grayscale = cam(input_tensor=x, targets=[ClassifierOutputTarget(FAKE_CLASS)] * len(x))
+            logits = cam.outputs.detach().float().cpu()
         model.zero_grad(set_to_none=True)
-    return np.nan_to_num(grayscale.astype(np.float32))
+    return np.nan_to_num(grayscale.astype(np.float32)), logits
 
 
 def model_cam(model: nn.Module, architecture: str, x: torch.Tensor, method: str = "gradcam") -> np.ndarray:
     """CAM of the fake logit for input batch ``x`` (1, C, S, S) -> float32 (S, S) in [0, 1]."""
-    return model_cams(model, architecture, x, method)[0]
+    return model_cams_and_logits(model, architecture, x, method)[0][0]
 
 
 def patch_cam_heatmap(detector, img: Image.Image, method: str = "gradcam", chunk: int = 32) -> np.ndarray:
@@ -97,13 +100,13 @@ def patch_cam_heatmap(detector, img: Image.Image, method: str = "gradcam", chunk
     size = detector.preprocess.size
     origins = grid_origins(arr.shape[0], arr.shape[1], size)
     patches = cut_patches(arr, size, origins)
-    probs = detector.patch_probabilities([patches])[0]
     total = np.zeros(arr.shape[:2], dtype=np.float64)
     count = np.zeros(arr.shape[:2], dtype=np.float64)
     for i in range(0, len(origins), chunk):
-        cams = model_cams(detector.model, detector.meta.architecture,
-                          detector.preprocess.to_tensor(patches[i:i + chunk]), method)
-        for (t, l), cam, p in zip(origins[i:i + chunk], cams, probs[i:i + chunk]):
+        cams, logits = model_cams_and_logits(detector.model, detector.meta.architecture,
+                                             detector.preprocess.to_tensor(patches[i:i + chunk]), method)
+        probs = torch.softmax(logits / detector.meta.temperature, 1)[:, 1].numpy()  # as predict_arrays computes it
+        for (t, l), cam, p in zip(origins[i:i + chunk], cams, probs):
             total[t:t + size, l:l + size] += cam * p
             count[t:t + size, l:l + size] += 1
     heat = (total / np.maximum(count, 1))[: img.size[1], : img.size[0]]
