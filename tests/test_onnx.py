@@ -97,6 +97,51 @@ def test_scan_fields_identical_across_backends(ela32: Path, tiny_images, tmp_pat
         assert abs(a["fake_probability"] - b["fake_probability"]) <= 1e-4
 
 
+def test_scan_with_workers_runs_onnx_threads_that_sleep_when_idle(ela32: Path, tiny_images,
+                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    """Busy-waiting model threads would take the cores from the decode workers; the session is restored after."""
+    from fakescope.inference import scan as scan_mod
+
+    folder = tiny_images(3, "imgs")[0].parent
+    det = fonnx.OnnxDetector.from_onnx(fonnx.OnnxDetector.from_detector(Detector.load(str(ela32))).onnx_path,
+                                       threads=2)
+    original, seen = det.session, []
+    real_logits = det.logits
+
+    def spy(arrays):
+        options = det.session.get_session_options()
+        try:
+            spinning = options.get_session_config_entry("session.intra_op.allow_spinning")
+        except RuntimeError:  # not set: ONNX Runtime's default, spinning
+            spinning = None
+        seen.append((options.intra_op_num_threads, spinning))
+        return real_logits(arrays)
+
+    monkeypatch.setattr(det, "logits", spy)
+    results = list(scan_mod.scan([folder], det, batch_size=8, workers=1))
+    assert len(results) == 3 and all(r.error is None for r in results)
+    assert seen == [(2, "0")] and det.session is original
+    seen.clear()
+    assert len(list(scan_mod.scan([folder], det, batch_size=8, workers=0))) == 3
+    assert seen == [(2, None)]  # no workers: the latency-first session
+
+
+def test_torch_threads_leave_the_workers_their_cores(ela32: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from fakescope.inference import detector as det_mod
+
+    det = Detector.load(str(ela32), backend="torch")
+    monkeypatch.setattr(det_mod, "available_cores", lambda: 4)
+    before = torch.get_num_threads()
+    torch.set_num_threads(4)
+    try:
+        for workers, expected in ((0, 4), (1, 3), (2, 2), (4, 1), (8, 1)):
+            with det.alongside_workers(workers):
+                assert torch.get_num_threads() == expected
+            assert torch.get_num_threads() == 4
+    finally:
+        torch.set_num_threads(before)
+
+
 def test_export_cli_resnet18_dynamic_batch(tmp_path: Path) -> None:
     model, pre = create_detector("resnet18", size=64)
     ckpt = save_checkpoint(tmp_path / "r18.safetensors", model.eval(), CheckpointMeta("resnet18", pre))

@@ -179,3 +179,20 @@ def test_fit_refuses_unknown_patch_aggregate(tmp_path):
     cfg.model.name, cfg.model.patch_aggregate = "srm", "median"
     with pytest.raises(ValueError, match="aggregate must be one of"):
         fit(cfg)
+
+
+def test_a_content_backbone_becomes_a_patch_detector_with_resize_crop(tmp_path, tiny_images):
+    """``--model.resize crop`` turns any squashing detector (here timm ResNet-18) into a native-crop patch model."""
+    from fakescope.engine.train import fit
+
+    _, pre = create_detector("resnet18", size=32, resize="crop")
+    assert pre.resize == "crop" and pre.size == 32 and pre.mean == create_detector("resnet18")[1].mean
+    with pytest.raises(ValueError, match="resize must be one of"):
+        create_detector("resnet18", resize="stretch")
+    for label in ("real", "fake"):
+        tiny_images(4, folder=tmp_path / "data" / label, size=(48, 40), prefix=label, seed=1 if label == "fake" else 0)
+    cfg = TrainConfig(epochs=1, batch_size=4, device="cpu", out=str(tmp_path / "run"))
+    cfg.model.name, cfg.model.size, cfg.model.resize = "resnet18", 32, "crop"
+    cfg.data.path, cfg.data.workers, cfg.data.cache = [str(tmp_path / "data")], 0, False
+    meta = read_meta(fit(cfg).checkpoint)
+    assert meta.info["kind"] == "patch" and meta.preprocess.resize == "crop"

@@ -36,6 +36,9 @@ class ModelConfig:
     size: int | None = None
     #: False, True (packaged / cached ImageNet weights) or a path to a weights file.
     pretrained: Any = False
+    #: Override of the detector's resize mode: ``squash`` (whole image resized) or ``crop`` (native-resolution
+    #: windows, scored as a patch detector). None keeps the detector's own.
+    resize: str | None = None
     #: Patch detectors (trained on native-resolution crops): how an image's patch scores become one score
     #: (``mean``, ``max`` or ``topk``), and how many patches score an image at most. Stored in the checkpoint, used
     #: by scan/evaluate/serve and by the final validation (threshold, metrics); ignored by whole-image detectors.

@@ -34,9 +34,13 @@ class DetectorSpec:
     #: Default keyword arguments for the factory.
     kwargs: dict[str, Any] = field(default_factory=dict)
 
-    def resolve_preprocess(self, input_mode: str | None = None, size: int | None = None) -> Preprocess:
-        """The default preprocessing with an optional input mode or size override."""
+    def resolve_preprocess(self, input_mode: str | None = None, size: int | None = None,
+                           resize: str | None = None) -> Preprocess:
+        """The default preprocessing with an optional input mode, size or resize-mode override (``crop``: a
+        content backbone reads native-resolution windows and scores an image from its patches)."""
         pre = self.preprocess
+        if resize is not None and resize != pre.resize:
+            pre = replace(pre, resize=resize)
         if size is not None and size != pre.size:
             if self.fixed_size:
                 raise ValueError(f"detector {self.name!r} needs input size {pre.size}, got {size}")
@@ -96,6 +100,7 @@ def create_detector(
     input_mode: str | None = None,
     size: int | None = None,
     pretrained: bool | str = False,
+    resize: str | None = None,
     **kwargs: Any,
 ) -> tuple[nn.Module, Preprocess]:
     """Build detector ``name`` and the preprocessing its input needs.
@@ -104,6 +109,6 @@ def create_detector(
     family has them, or a path to a local weights file.
     """
     spec = get_spec(name)
-    pre = spec.resolve_preprocess(input_mode, size)
+    pre = spec.resolve_preprocess(input_mode, size, resize)
     model = spec.factory(in_chans=pre.channels, pretrained=pretrained, size=pre.size, **{**spec.kwargs, **kwargs})
     return model, pre

@@ -264,7 +264,7 @@ def fit(cfg: TrainConfig, track: Track = _no_track, on_epoch=None) -> FitResult:
             on_epoch = _tensorboard(out, on_epoch)
 
     model, pre = create_detector(cfg.model.name, input_mode=cfg.model.input_mode, size=cfg.model.size,
-                                 pretrained=cfg.model.pretrained)
+                                 pretrained=cfg.model.pretrained, resize=cfg.model.resize)
     model.to(device, memory_format=torch.channels_last)  # ~2x faster convolutions on CPU
     train_dl, val_dl, counts = build_loaders(cfg, pre, info if STRATEGIES[cfg.strategy].data_parallel else None)
     if info.is_main:

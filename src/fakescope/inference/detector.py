@@ -1,8 +1,11 @@
 """The Detector: a model plus the preprocessing, calibration and threshold stored with its weights."""
 from __future__ import annotations
 
+import contextlib
 import importlib
 import logging
+import os
+from collections.abc import Iterator
 from importlib import resources
 from pathlib import Path
 
@@ -159,3 +162,25 @@ class Detector:
 
     def label(self, probability: float, threshold: float | None = None) -> str:
         return "fake" if probability >= (self.threshold if threshold is None else threshold) else "real"
+
+    @contextlib.contextmanager
+    def alongside_workers(self, workers: int) -> Iterator[None]:
+        """Run the model while ``workers`` decode processes keep cores busy (a scan). PyTorch gets the cores they
+        leave, at least one: more threads wait at every layer's barrier for a core a worker holds (measured on 2
+        cores with 2 workers: EfficientNet-Lite0 at batch 1 scans 1.5 images/s with 2 threads, 37.7 with 1).
+        The setting is process-wide and restored afterwards."""
+        before = torch.get_num_threads()
+        if workers > 0:
+            torch.set_num_threads(max(1, min(before, available_cores() - workers)))
+        try:
+            yield
+        finally:
+            torch.set_num_threads(before)
+
+
+def available_cores() -> int:
+    """CPU cores this process may run on (respects taskset / cgroup CPU affinity)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1

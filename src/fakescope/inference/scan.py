@@ -7,7 +7,6 @@ a result with an ``error`` and never stops the scan.
 """
 from __future__ import annotations
 
-import contextlib
 import gc
 import hashlib
 import json
@@ -293,21 +292,6 @@ def score_prepared(
         yield from flush()
 
 
-@contextlib.contextmanager
-def _model_threads(workers: int) -> Iterator[None]:
-    """Leave the decode workers their cores while the model runs in this process: PyTorch threads beyond the
-    cores left wait at every layer's barrier for a core a worker holds (measured on 2 cores with 2 workers:
-    EfficientNet-Lite0 at batch 1 scans 1.5 images/s with 2 threads, 37.7 with 1)."""
-    before = torch.get_num_threads()
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-    if workers > 0:
-        torch.set_num_threads(max(1, min(before, cores - workers)))
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
-
-
 def auto_workers(n_files: int | None) -> int:
     """Worker processes for decoding: none for a handful of files (start-up costs more than it saves)."""
     if n_files is not None and n_files < 16:
@@ -338,7 +322,7 @@ def scan(
     if workers is None:
         workers = auto_workers(sum(1 for _ in islice(walk_image_files(roots), 16)))
     prepared = iter_prepared(roots, detector.preparer, workers, transform, skip, video)
-    with _model_threads(workers):
+    with detector.alongside_workers(workers):
         for _, result in score_prepared(prepared, detector, batch_size, threshold):
             if on_result:
                 on_result(result)
