@@ -196,3 +196,27 @@ def test_a_content_backbone_becomes_a_patch_detector_with_resize_crop(tmp_path, 
     cfg.data.path, cfg.data.workers, cfg.data.cache = [str(tmp_path / "data")], 0, False
     meta = read_meta(fit(cfg).checkpoint)
     assert meta.info["kind"] == "patch" and meta.preprocess.resize == "crop"
+
+
+def test_patch_validation_scores_each_image_once_for_both_temperatures(tmp_path, tiny_images):
+    """The final validation of a patch model: calibrated metrics and the uncalibrated ECE from one pass."""
+    from fakescope.engine.train import _patch_validation
+    from fakescope.evaluation.evaluate import score_samples
+    from fakescope.evaluation.metrics import compute_metrics
+
+    samples = [Sample(p, label) for label, name in ((0, "real"), (1, "fake"))
+               for p in tiny_images(3, folder=name, size=(70, 50), prefix=name, seed=label)]
+    cfg = TrainConfig(device="cpu")
+    cfg.model.name, cfg.model.size, cfg.data.workers = "srm", 32, 0
+    torch.manual_seed(0)
+    model, pre = create_detector("srm", size=32)
+    model.eval()
+    calls = []
+    model.register_forward_hook(lambda m, i, o: calls.append(len(i[0])))
+    _, metrics = _patch_validation(cfg, model, pre, samples, temperature=2.0)
+    patches_per_image = len(grid_origins(50, 70, 32))
+    assert sum(calls) == len(samples) * patches_per_image  # one pass, not one per temperature
+    plain = PatchDetector(model, CheckpointMeta("srm", pre, temperature=1.0, info=patch_info(pre)), "srm", "cpu")
+    labels, probs, _ = score_samples(plain, samples, workers=0)
+    assert metrics["ece_uncalibrated"] == pytest.approx(compute_metrics(labels, probs)["ece"], abs=1e-9)
+    assert metrics["n"] == len(samples) and metrics["ece"] != metrics["ece_uncalibrated"]

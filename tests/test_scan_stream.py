@@ -119,3 +119,31 @@ def test_resume_after_sigint_and_sigkill_scores_every_file_once(tiny_images, tmp
     assert set(counts) == {str(p) for p in files}
     assert max(counts.values()) == 1
     assert all(r["error"] is None and 0.0 <= r["fake_probability"] <= 1.0 for r in rows)
+
+
+def test_results_are_written_from_a_stream_in_every_format():
+    """write_results takes any iterable (nothing held) and its json is json.dump(rows, indent=2)'s very text."""
+    import csv
+    import io
+    import json
+
+    from fakescope.inference.output import write_results
+    from fakescope.inference.scan import ScanResult
+
+    results = [ScanResult("a.jpg", 0.9, "fake", "m"), ScanResult("b.jpg", None, None, "m", "not an image"),
+               ScanResult("c.mp4", 0.1, "real", "m", frames=[{"index": 0, "score": 0.1}])]
+    rows = [r.to_dict() for r in results]
+    for items in (results, []):
+        buf = io.StringIO()
+        write_results(iter(items), "json", buf)
+        expected = io.StringIO()
+        json.dump([r.to_dict() for r in items], expected, indent=2)
+        assert buf.getvalue() == expected.getvalue() + "\n"
+    buf = io.StringIO()
+    write_results(iter(results), "jsonl", buf)
+    assert [json.loads(line) for line in buf.getvalue().splitlines()] == rows
+    buf = io.StringIO()
+    write_results(iter(results), "csv", buf)
+    assert [r["path"] for r in csv.DictReader(io.StringIO(buf.getvalue()))] == ["a.jpg", "b.jpg", "c.mp4"]
+    with pytest.raises(ValueError, match="unknown format"):
+        write_results(iter(results), "xml", buf)

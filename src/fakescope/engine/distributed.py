@@ -201,22 +201,23 @@ def scan_distributed(paths: Iterable[str | Path], detector: Any, output: Path, f
 
 
 def merge_parts(output: Path, fmt: str, world_size: int) -> Counter:
-    """Join the ranks' JSONL parts into ``output`` and delete them; jsonl is copied line by line (flat memory)."""
+    """Join the ranks' JSONL parts into ``output`` in format ``fmt`` and delete them, one line at a time (flat
+    memory in every format)."""
     from fakescope.inference.output import write_results
     from fakescope.inference.scan import ScanResult
 
     parts = [part_path(output, r) for r in range(world_size)]
     counts: Counter = Counter()
-    rows = (json.loads(line) for p in parts for line in _lines(p))
+
+    def results() -> Iterator[ScanResult]:
+        for p in parts:
+            for line in _lines(p):
+                result = ScanResult(**json.loads(line))
+                counts[result.label or "error"] += 1
+                yield result
+
     with open(output, "w", newline="") as f:
-        if fmt == "jsonl":
-            for row in rows:
-                counts[row["label"] or "error"] += 1
-                f.write(json.dumps(row) + "\n")
-        else:
-            results = [ScanResult(**row) for row in rows]
-            counts.update(r.label or "error" for r in results)
-            write_results(results, fmt, f)
+        write_results(results(), fmt, f)
     for p in parts:
         p.unlink()
     return counts

@@ -46,7 +46,7 @@ from fakescope.engine.parallel import (
 )
 from fakescope.evaluation.metrics import compute_metrics, threshold_at_fpr
 from fakescope.inference.detector import resolve_device
-from fakescope.inference.patches import PatchConfig, PatchDetector, patch_info
+from fakescope.inference.patches import PatchConfig, PatchDetector, aggregate, patch_info
 from fakescope.registry import create_detector
 from fakescope.video.clips import clip_info, clip_spec
 
@@ -226,6 +226,30 @@ def _tensorboard(out: Path, on_epoch):
     return write
 
 
+class _UncalibratedToo(PatchDetector):
+    """A patch detector that, while scoring at its calibrated temperature, also aggregates every image's patches
+    at temperature 1 (kept in ``uncalibrated``, in scoring order): one pass over the images gives both."""
+
+    def __init__(self, *args: Any, **kwargs: Any):
+        super().__init__(*args, **kwargs)
+        self.uncalibrated: list[float] = []
+        self._raw: list[torch.Tensor] = []
+
+    def logits(self, arrays: np.ndarray) -> torch.Tensor:
+        out = super().logits(arrays)
+        self._raw.append(out)
+        return out
+
+    def patch_probabilities(self, items: list[np.ndarray]) -> list[np.ndarray]:
+        self._raw.clear()
+        calibrated = super().patch_probabilities(items)
+        if self._raw:
+            raw = torch.softmax(torch.cat(self._raw), dim=1)[:, 1].numpy().astype(np.float64)
+            for p in np.split(raw, np.cumsum([len(x) for x in items])[:-1]):
+                self.uncalibrated.append(aggregate(p, self.config.aggregate, self.config.top_k))
+        return calibrated
+
+
 def _patch_validation(cfg: TrainConfig, model: nn.Module, pre: Preprocess, samples: list[Sample],
                       temperature: float) -> tuple[float, dict[str, Any]]:
     """Threshold and metrics of a patch detector as ``scan`` scores it: every validation image cut into patches at
@@ -233,17 +257,12 @@ def _patch_validation(cfg: TrainConfig, model: nn.Module, pre: Preprocess, sampl
     from fakescope.evaluation.evaluate import score_samples
 
     info = patch_info(pre, patch_config(cfg))
-
-    def scores(t: float) -> tuple[list[int], list[float]]:
-        meta = CheckpointMeta(cfg.model.name, pre, temperature=t, info=info)
-        detector = PatchDetector(model, meta, cfg.model.name, device=str(next(model.parameters()).device))
-        labels, probs, _ = score_samples(detector, samples, batch_size=cfg.batch_size, workers=cfg.data.workers)
-        return labels, probs
-
-    labels, probs = scores(temperature)
+    meta = CheckpointMeta(cfg.model.name, pre, temperature=temperature, info=info)
+    detector = _UncalibratedToo(model, meta, cfg.model.name, device=str(next(model.parameters()).device))
+    labels, probs, _ = score_samples(detector, samples, batch_size=cfg.batch_size, workers=cfg.data.workers)
     threshold = _threshold(cfg, labels, probs)
     metrics = compute_metrics(labels, probs, threshold)
-    metrics["ece_uncalibrated"] = compute_metrics(*scores(1.0))["ece"] if temperature != 1.0 else metrics["ece"]
+    metrics["ece_uncalibrated"] = compute_metrics(labels, detector.uncalibrated)["ece"]
     metrics["patch"] = info["patch"]
     return threshold, metrics
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import textwrap
 from collections.abc import Iterable
 from pathlib import Path
 from typing import TextIO
@@ -41,20 +42,25 @@ def repair_jsonl(path: str | Path) -> None:
         p.write_bytes(data[: data.rfind(b"\n") + 1])
 
 
-def write_results(results: list[ScanResult], fmt: str, out: TextIO) -> None:
-    rows = [r.to_dict() for r in results]
+def write_results(results: Iterable[ScanResult], fmt: str, out: TextIO) -> None:
+    """Write ``results`` as they come (any iterable: nothing is held, whatever the format); ``json`` is the same
+    text as ``json.dump(rows, indent=2)``."""
+    if fmt not in FORMATS or fmt == "table":
+        raise ValueError(f"unknown format {fmt!r}; use one of {FORMATS}")
+    rows = (r.to_dict() for r in results)
     if fmt == "json":
-        json.dump(rows, out, indent=2)
-        out.write("\n")
+        n = 0
+        out.write("[")
+        for n, row in enumerate(rows, 1):
+            out.write(("," if n > 1 else "") + "\n" + textwrap.indent(json.dumps(row, indent=2), "  "))
+        out.write("\n]\n" if n else "]\n")
     elif fmt == "jsonl":
         for row in rows:
             out.write(json.dumps(row) + "\n")
-    elif fmt == "csv":
+    else:
         writer = csv.DictWriter(out, fieldnames=FIELDS, extrasaction="ignore")
         writer.writeheader()
         writer.writerows(rows)
-    else:
-        raise ValueError(f"unknown format {fmt!r}; use one of {FORMATS}")
 
 
 def results_table(results: Iterable[ScanResult], threshold: float) -> Table:
