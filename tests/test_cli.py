@@ -88,6 +88,36 @@ def test_scan_output_file(images, tiny_ela_checkpoint, tmp_path, fmt):
     assert "5 files:" in res.stdout and str(out) in res.stdout.replace("\n", "")
 
 
+def test_scan_to_a_file_streams_and_shows_only_the_first_rows(images, tiny_ela_checkpoint, tmp_path, monkeypatch):
+    monkeypatch.setattr("fakescope.cli.TABLE_ROWS", 2)
+    out = tmp_path / "results.csv"
+    res = invoke(*scan_args(tiny_ela_checkpoint, images[0].parent, "--format", "csv", "--output", out))
+    assert res.exit_code == 0, res.output
+    assert len(list(csv.DictReader(io.StringIO(out.read_text())))) == 5  # every result in the file
+    assert "5 files:" in res.stdout and "(the first 2 results; all are in" in res.stdout
+    bad = invoke(*scan_args(tiny_ela_checkpoint, images[0].parent, "--output", tmp_path / "r.txt"))
+    assert bad.exit_code == 2 and "--output needs --format" in bad.output
+
+
+def test_interrupted_json_scan_leaves_a_valid_file(images, tiny_ela_checkpoint, tmp_path, monkeypatch):
+    from fakescope.inference import scan as scan_mod
+
+    real_scan = scan_mod.scan
+
+    def two_then_ctrl_c(*args, **kwargs):
+        for i, r in enumerate(real_scan(*args, **kwargs)):
+            if i == 2:
+                raise KeyboardInterrupt
+            yield r
+
+    monkeypatch.setattr(scan_mod, "scan", two_then_ctrl_c)
+    out = tmp_path / "results.json"
+    res = invoke(*scan_args(tiny_ela_checkpoint, images[0].parent, "--format", "json", "--output", out))
+    assert res.exit_code == 130 and "interrupted after 2 files" in res.output
+    rows = json.loads(out.read_text())  # the list was closed
+    assert len(rows) == 2 and set(rows[0]) == RESULT_KEYS
+
+
 def test_threshold_changes_labels(images, tiny_ela_checkpoint):
     def labels(t: str) -> set[str]:
         res = invoke(*scan_args(tiny_ela_checkpoint, images[0].parent, "--format", "json", "--threshold", t))

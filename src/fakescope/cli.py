@@ -19,6 +19,8 @@ console = Console()
 err_console = Console(stderr=True)
 log = logging.getLogger("fakescope")
 BACKEND_HELP = "torch, onnx (ONNX Runtime, exported to the cache on first use) or auto (onnx when it works)."
+#: Results a scan with --output prints as a table (all of them are in the file).
+TABLE_ROWS = 50
 
 
 def _setup_logging(verbose: bool = False) -> None:
@@ -72,7 +74,7 @@ def scan(
     distributed: Annotated[bool, typer.Option(help="Under torchrun: each rank scores its share of the files, rank 0 merges them into --output.")] = False,
 ) -> None:
     """Score images, videos and folders; one result per file (a video's has its frames), errors per file."""
-    from fakescope.inference.output import FORMATS, repair_jsonl
+    from fakescope.inference.output import FORMATS, ResultWriter, repair_jsonl
     from fakescope.inference.scan import PathSet, walk_image_files
     from fakescope.inference.scan import scan as run_scan
 
@@ -82,6 +84,8 @@ def scan(
         raise typer.BadParameter("--threshold must be between 0 and 1")
     if resume and (fmt != "jsonl" or output is None):
         raise typer.BadParameter("--resume needs --format jsonl and --output FILE")
+    if fmt == "table" and output is not None:
+        raise typer.BadParameter("--output needs --format json, jsonl or csv")
     video = _video_options(frames, every, top_k)
     if distributed:
         _scan_distributed(paths, model, fmt, output, threshold, batch_size, workers, device, backend, video)
@@ -95,12 +99,13 @@ def scan(
         err_console.print(f"resuming: {len(done)} files already scored", highlight=False)
 
     results, counts = [], Counter()
-    stream = None
-    if fmt == "jsonl" and output is not None:
+    stream = file_writer = None
+    if output is not None and fmt != "table":  # results go to disk as they come: memory stays flat
         output.parent.mkdir(parents=True, exist_ok=True)
         if resume:
             repair_jsonl(output)
-        stream = open(output, "a" if resume else "w")
+        stream = open(output, "a" if resume else "w", newline="")
+        file_writer = ResultWriter(stream, fmt)
     try:
         with _progress() as progress:
             task = progress.add_task("scanning", total=None, rate="")
@@ -109,17 +114,19 @@ def scan(
             for r in run_scan(paths, detector, batch_size, workers, threshold, skip=done,
                               on_result=writer and writer.add, video=video):
                 counts[r.label or "error"] += 1
-                if not stream:  # streamed results are on disk: memory stays flat for any number of files
+                if file_writer:
+                    file_writer.write(r)
+                if not file_writer or len(results) < TABLE_ROWS:  # with a file, only what the table shows
                     results.append(r)
-                if stream:
-                    stream.write(json.dumps(r.to_dict()) + "\n")
-                    stream.flush()
                 speed = progress.tasks[task].speed
                 progress.update(task, advance=1, rate=f"{speed:.1f} files/s" if speed else "")
     except KeyboardInterrupt:
-        hint = "; rerun with --resume to continue" if stream else ""
-        raise _fail(f"interrupted after {sum(counts.values())} files{hint}", 130) from None
+        hint = "; rerun with --resume to continue" if fmt == "jsonl" and stream else ""
+        saved = f"; the {sum(counts.values())} results so far are in {output}" if stream and not hint else ""
+        raise _fail(f"interrupted after {sum(counts.values())} files{hint}{saved}", 130) from None
     finally:
+        if file_writer:
+            file_writer.close()  # a JSON list is ended even after Ctrl-C, so the file stays valid
         if stream:
             stream.close()
     _emit(results, fmt, output, stream is not None, detector.threshold if threshold is None else threshold, counts)
@@ -190,9 +197,11 @@ def _emit(results, fmt: str, output: Optional[Path], already_written: bool, thre
         with open(output, "w", newline="") as f:
             write_results(results, fmt, f)
     if fmt == "table" or output is not None:
+        counts = counts if counts is not None else Counter(r.label or "error" for r in results)
         if results:
             console.print(results_table(results, threshold))
-        counts = counts if counts is not None else Counter(r.label or "error" for r in results)
+        if already_written and sum(counts.values()) > len(results):
+            console.print(f"(the first {len(results)} results; all are in {output})", highlight=False)
         console.print(f"{sum(counts.values())} files: {counts['fake']} flagged fake, {counts['real']} real, "
                       f"{counts['error']} errors" + (f"; results in {output}" if output else ""), highlight=False)
     else:

@@ -42,25 +42,44 @@ def repair_jsonl(path: str | Path) -> None:
         p.write_bytes(data[: data.rfind(b"\n") + 1])
 
 
+class ResultWriter:
+    """Writes scan results to an open text file one at a time, so nothing is held: ``json`` (one list, the same
+    text as ``json.dump(rows, indent=2)``; :meth:`close` ends it, so an interrupted scan still leaves valid JSON),
+    ``jsonl`` or ``csv``. Each result is flushed to disk as it is written."""
+
+    def __init__(self, out: TextIO, fmt: str):
+        if fmt not in FORMATS or fmt == "table":
+            raise ValueError(f"unknown format {fmt!r}; use one of {FORMATS}")
+        self.out, self.fmt, self.count = out, fmt, 0
+        self._csv = csv.DictWriter(out, fieldnames=FIELDS, extrasaction="ignore") if fmt == "csv" else None
+        if self._csv is not None:
+            self._csv.writeheader()
+        elif fmt == "json":
+            out.write("[")
+
+    def write(self, result: ScanResult) -> None:
+        row = result.to_dict()
+        if self.fmt == "json":
+            self.out.write(("," if self.count else "") + "\n" + textwrap.indent(json.dumps(row, indent=2), "  "))
+        elif self.fmt == "jsonl":
+            self.out.write(json.dumps(row) + "\n")
+        else:
+            self._csv.writerow(row)
+        self.count += 1
+        self.out.flush()
+
+    def close(self) -> None:
+        if self.fmt == "json":
+            self.out.write("\n]\n" if self.count else "]\n")
+        self.out.flush()
+
+
 def write_results(results: Iterable[ScanResult], fmt: str, out: TextIO) -> None:
-    """Write ``results`` as they come (any iterable: nothing is held, whatever the format); ``json`` is the same
-    text as ``json.dump(rows, indent=2)``."""
-    if fmt not in FORMATS or fmt == "table":
-        raise ValueError(f"unknown format {fmt!r}; use one of {FORMATS}")
-    rows = (r.to_dict() for r in results)
-    if fmt == "json":
-        n = 0
-        out.write("[")
-        for n, row in enumerate(rows, 1):
-            out.write(("," if n > 1 else "") + "\n" + textwrap.indent(json.dumps(row, indent=2), "  "))
-        out.write("\n]\n" if n else "]\n")
-    elif fmt == "jsonl":
-        for row in rows:
-            out.write(json.dumps(row) + "\n")
-    else:
-        writer = csv.DictWriter(out, fieldnames=FIELDS, extrasaction="ignore")
-        writer.writeheader()
-        writer.writerows(rows)
+    """Write ``results`` (any iterable: nothing is held, whatever the format) to ``out``."""
+    writer = ResultWriter(out, fmt)
+    for r in results:
+        writer.write(r)
+    writer.close()
 
 
 def results_table(results: Iterable[ScanResult], threshold: float) -> Table:
