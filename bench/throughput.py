@@ -8,7 +8,9 @@ eager PyTorch batched, ONNX Runtime fp32 and ONNX Runtime int8 (static, calibrat
 bound is the same pipeline with the same workers doing only decode + JPEG re-encode + decode (what an ELA input
 costs before any model). Memory: peak anonymous PSS (proportional set size) of ``fakescope scan`` (main process + workers, sampled every 0.1 s) on
 folders of 1,000 and 20,000 JPEGs made by re-encoding shared images in a temporary folder, deleted afterwards.
---write puts the tables into docs/benchmarks.md under "## Throughput". ``--stages`` prints instead the CPU time per
+--write puts the tables into docs/benchmarks.md under "## Throughput". ``--sessions`` prints instead each model's
+scan rate under three ONNX Runtime session set-ups (all cores spinning, the cores the workers leave, all cores
+sleeping when idle). ``--stages`` prints instead the CPU time per
 image of each step (one process, one thread): decode, codec bound, ELA difference, contrast, the model's whole
 preparation and the model itself through ONNX Runtime, and the ceiling they put on "share of the codec bound".
 """
@@ -32,8 +34,8 @@ from PIL import Image
 from fakescope.compress.quantize import quantize_onnx_static
 from fakescope.forensics.ela import resave_jpeg
 from fakescope.forensics.io import load_image
-from fakescope.inference.detector import Detector
-from fakescope.inference.onnx import OnnxDetector, default_onnx_path
+from fakescope.inference.detector import Detector, available_cores
+from fakescope.inference.onnx import OnnxDetector, default_onnx_path, make_session
 from fakescope.inference.scan import iter_prepared, scan
 
 log = logging.getLogger("bench.throughput")
@@ -122,7 +124,7 @@ def int8_twin(detector: Detector, fp32: OnnxDetector, files: list[Path]) -> Onnx
     return OnnxDetector.from_onnx(path, name=detector.name)
 
 
-def model_rows(ckpt: str, files: list[Path], workers: int, batch_size: int, bound: float) -> list[dict]:
+def model_rows(ckpt: str, files: list[Path], workers: int, batch_size: int) -> list[dict]:
     torch_det = Detector.load(ckpt, device="cpu")
     fp32 = OnnxDetector.from_detector(torch_det)
     variants = [("eager PyTorch, batch 1", torch_det, 1), (f"eager PyTorch, batch {batch_size}", torch_det, batch_size),
@@ -132,8 +134,27 @@ def model_rows(ckpt: str, files: list[Path], workers: int, batch_size: int, boun
         rate = scan_rate(files, det, bs, workers)
         rows.append({"model": f"{torch_det.meta.architecture} {torch_det.preprocess.input_mode} "
                               f"{torch_det.preprocess.size}", "variant": name, "images_per_s": rate,
-                     "vs_batch1": rate / rows[0]["images_per_s"] if rows else 1.0, "vs_codec": rate / bound})
+                     "vs_batch1": rate / rows[0]["images_per_s"] if rows else 1.0})
         log.info("%s / %s: %.1f images/s", rows[-1]["model"], name, rate)
+    return rows
+
+
+def session_rows(ckpt: str, files: list[Path], workers: int, batch_size: int) -> list[dict]:
+    """Scan files/s of a model's ONNX fp32 and int8 exports under each session set-up a scan could pair with busy
+    decode workers; the detector is given a fixed session (no ``onnx_path``), so the scan does not swap it."""
+    det = Detector.load(ckpt, device="cpu")
+    fp32 = OnnxDetector.from_detector(det)
+    cores = available_cores()
+    setups = {f"{cores} threads, spinning (ONNX Runtime's default)": (cores, True),
+              f"{max(1, cores - workers)} thread(s), the cores the workers leave": (max(1, cores - workers), True),
+              f"{cores} threads, sleeping when idle (what a scan uses)": (cores, False)}
+    rows = []
+    for precision, onnx_det in (("fp32", fp32), ("int8", int8_twin(det, fp32, files))):
+        for setup, (threads, spinning) in setups.items():
+            fixed = OnnxDetector(make_session(onnx_det.onnx_path, threads, spinning), det.meta, det.name)
+            rate = scan_rate(files, fixed, batch_size, workers)
+            rows.append({"model": f"{det.meta.architecture} {precision}", "session": setup, "images_per_s": rate})
+            log.info("%s / %s: %.1f images/s", rows[-1]["model"], setup, rate)
     return rows
 
 
@@ -282,10 +303,17 @@ def main() -> None:
     parser.add_argument("--distill-epochs", type=int, default=0, help="Also distil the last --model into an ELA-CNN.")
     parser.add_argument("--distill-per-class", type=int, default=300)
     parser.add_argument("--stages", action="store_true", help="Print CPU time per step instead (first --model).")
+    parser.add_argument("--sessions", action="store_true",
+                        help="Print scan files/s per ONNX Runtime session set-up instead (every --model).")
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     if args.stages:
         print(stage_times(args.model[0], bench_files(args.n)))
+        return
+    if args.sessions:
+        rows = [r for m in args.model for r in session_rows(m, bench_files(args.n), args.workers, args.batch_size)]
+        print("\n".join(["| model | session during a scan with workers | images/s |", "|---|---|---|"]
+                        + [f"| {r['model']} | {r['session']} | {r['images_per_s']:.1f} |" for r in rows]))
         return
     if args.compression_data:
         text = compression_section(args)
@@ -301,7 +329,7 @@ def main() -> None:
         # The bound is measured before and after the model rows and their mean used: a shared machine drifts.
         before = codec_bound(files, args.workers)
         log.info("codec bound: %.1f images/s", before)
-        rows = [r for ckpt in args.model for r in model_rows(ckpt, files, args.workers, args.batch_size, before)]
+        rows = [r for ckpt in args.model for r in model_rows(ckpt, files, args.workers, args.batch_size)]
         after = codec_bound(files, args.workers)
         bound = (before + after) / 2
         log.info("codec bound: %.1f images/s before the models, %.1f after", before, after)

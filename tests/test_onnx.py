@@ -121,6 +121,9 @@ def test_scan_with_workers_runs_onnx_threads_that_sleep_when_idle(ela32: Path, t
     results = list(scan_mod.scan([folder], det, batch_size=8, workers=1))
     assert len(results) == 3 and all(r.error is None for r in results)
     assert seen == [(2, "0")] and det.session is original
+    sleeping = det._sleeping_session
+    assert len(list(scan_mod.scan([folder], det, batch_size=8, workers=1))) == 3
+    assert det._sleeping_session is sleeping  # built once, not per scan
     seen.clear()
     assert len(list(scan_mod.scan([folder], det, batch_size=8, workers=0))) == 3
     assert seen == [(2, None)]  # no workers: the latency-first session

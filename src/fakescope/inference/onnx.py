@@ -158,7 +158,7 @@ class OnnxDetector(Detector):
                  onnx_path: str | Path | None = None):
         self.device = torch.device("cpu")
         self.session = session
-        self.threads = session.get_session_options().intra_op_num_threads
+        self._sleeping_session: Any = None  # built on the first scan with workers, then kept
         self.meta = meta
         self.name = name
         self.model = model
@@ -193,15 +193,17 @@ class OnnxDetector(Detector):
 
     @contextlib.contextmanager
     def alongside_workers(self, workers: int) -> Iterator[None]:
-        """With decode workers busy, a session whose idle threads sleep instead of spinning (built once from the
-        same file), then the original again. Measured on 2 cores with 2 workers (bench/throughput.py, 900
-        JPEGs): ELA-CNN int8 scans 256 images/s with 2 spinning threads, 300 with 2 sleeping ones and 301 with
-        one thread; EfficientNet-Lite1 fp32 81 with 2 threads either way and 53 with one."""
+        """With decode workers busy, a session whose idle threads sleep instead of spinning (same file and
+        threads; built once per detector), then the original again. `cd bench && python throughput.py --sessions`
+        measures the choice (docs/benchmarks.md, Throughput): spinning threads take the workers' cores from a
+        light model, and a single thread wastes a core under a heavy one."""
         if workers <= 0 or self.onnx_path is None:
             yield
             return
-        session = self.session
-        self.session = make_session(self.onnx_path, self.threads, spinning=False)
+        if self._sleeping_session is None:
+            threads = self.session.get_session_options().intra_op_num_threads
+            self._sleeping_session = make_session(self.onnx_path, threads, spinning=False)
+        session, self.session = self.session, self._sleeping_session
         try:
             yield
         finally:
