@@ -121,9 +121,10 @@ def scan(
                 speed = progress.tasks[task].speed
                 progress.update(task, advance=1, rate=f"{speed:.1f} files/s" if speed else "")
     except KeyboardInterrupt:
-        hint = "; rerun with --resume to continue" if fmt == "jsonl" and stream else ""
-        saved = f"; the {sum(counts.values())} results so far are in {output}" if stream and not hint else ""
-        raise _fail(f"interrupted after {sum(counts.values())} files{hint}{saved}", 130) from None
+        n = sum(counts.values())
+        hint = "" if not stream else ("; rerun with --resume to continue" if fmt == "jsonl"
+                                      else f"; the {n} results so far are in {output}")
+        raise _fail(f"interrupted after {n} files{hint}", 130) from None
     finally:
         if file_writer:
             file_writer.close()  # a JSON list is ended even after Ctrl-C, so the file stays valid

@@ -233,21 +233,12 @@ class _UncalibratedToo(PatchDetector):
     def __init__(self, *args: Any, **kwargs: Any):
         super().__init__(*args, **kwargs)
         self.uncalibrated: list[float] = []
-        self._raw: list[torch.Tensor] = []
-
-    def logits(self, arrays: np.ndarray) -> torch.Tensor:
-        out = super().logits(arrays)
-        self._raw.append(out)
-        return out
 
     def patch_probabilities(self, items: list[np.ndarray]) -> list[np.ndarray]:
-        self._raw.clear()
-        calibrated = super().patch_probabilities(items)
-        if self._raw:
-            raw = torch.softmax(torch.cat(self._raw), dim=1)[:, 1].numpy().astype(np.float64)
-            for p in np.split(raw, np.cumsum([len(x) for x in items])[:-1]):
-                self.uncalibrated.append(aggregate(p, self.config.aggregate, self.config.top_k))
-        return calibrated
+        logits = self.patch_logits(items)
+        self.uncalibrated += [aggregate(self.probabilities(x, 1.0), self.config.aggregate, self.config.top_k)
+                              for x in logits]
+        return [self.probabilities(x) for x in logits]
 
 
 def _patch_validation(cfg: TrainConfig, model: nn.Module, pre: Preprocess, samples: list[Sample],

@@ -154,8 +154,12 @@ class Detector:
 
     def predict_arrays(self, arrays: np.ndarray) -> np.ndarray:
         """uint8 (N, H, W, C) arrays from :meth:`prepare` -> calibrated fake probabilities, shape (N,)."""
-        logits = self.logits(arrays) / self.meta.temperature
-        return torch.softmax(logits, dim=1)[:, 1].numpy().astype(np.float64)
+        return self.probabilities(self.logits(arrays))
+
+    def probabilities(self, logits: torch.Tensor, temperature: float | None = None) -> np.ndarray:
+        """(N, 2) logits -> fake probabilities at ``temperature`` (default: the calibrated one), float64 (N,)."""
+        t = self.meta.temperature if temperature is None else temperature
+        return torch.softmax(logits / t, dim=1)[:, 1].numpy().astype(np.float64)
 
     def predict_images(self, images: list[Image.Image]) -> np.ndarray:
         return self.predict_batch([self.prepare(im) for im in images])

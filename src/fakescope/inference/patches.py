@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
 from PIL import Image
 from torch import nn
 
@@ -139,14 +140,17 @@ class PatchDetector(Detector):
     def preparer(self) -> PatchPreparer:
         return PatchPreparer(self.preprocess, self.config)
 
-    def patch_probabilities(self, items: list[np.ndarray]) -> list[np.ndarray]:
-        """Patch stacks from :meth:`prepare` -> calibrated fake probability of every patch, one array per image."""
-        counts = [len(x) for x in items]
-        if not counts:
+    def patch_logits(self, items: list[np.ndarray]) -> list[torch.Tensor]:
+        """Patch stacks from :meth:`prepare` -> (patches, 2) logits, one tensor per image."""
+        if not items:
             return []
         flat = np.concatenate(items)
-        probs = np.concatenate([self.predict_arrays(flat[i:i + self.chunk]) for i in range(0, len(flat), self.chunk)])
-        return np.split(probs, np.cumsum(counts)[:-1])
+        logits = torch.cat([self.logits(flat[i:i + self.chunk]) for i in range(0, len(flat), self.chunk)])
+        return list(torch.split(logits, [len(x) for x in items]))
+
+    def patch_probabilities(self, items: list[np.ndarray]) -> list[np.ndarray]:
+        """Patch stacks from :meth:`prepare` -> calibrated fake probability of every patch, one array per image."""
+        return [self.probabilities(logits) for logits in self.patch_logits(items)]
 
     def predict_batch(self, items: list[np.ndarray]) -> np.ndarray:
         cfg = self.config
