@@ -29,9 +29,11 @@ from PIL import Image
 from scipy import ndimage
 from sklearn.metrics import precision_recall_curve, roc_auc_score
 
+from fakescope.data.discovery import discover_samples
+from fakescope.data.masks import find_masks, load_mask
 from fakescope.explain import heatmap
 from fakescope.forensics.ela import ela_map
-from fakescope.forensics.io import IMAGE_EXTENSIONS, load_image
+from fakescope.forensics.io import load_image
 from fakescope.inference.detector import Detector
 
 log = logging.getLogger("bench.localisation")
@@ -39,22 +41,10 @@ HEADING = "Localisation"
 
 
 def find_pairs(root: Path) -> list[tuple[Path, Path]]:
-    """(tampered image, mask) pairs: ``masks/<stem>_gt.png`` matched with ``fake/<stem>.<image ext>``."""
-    images = {p.stem: p for p in (root / "fake").iterdir() if p.suffix.lower() in IMAGE_EXTENSIONS}
-    pairs = []
-    for mask in sorted((root / "masks").glob("*_gt.png")):
-        stem = mask.name[: -len("_gt.png")]
-        if stem in images:
-            pairs.append((images[stem], mask))
-    return pairs
-
-
-def load_mask(path: Path, size: tuple[int, int]) -> np.ndarray:
-    """Boolean mask (H, W) at ``size`` = (width, height); white (> 127) = tampered."""
-    mask = Image.open(path).convert("L")
-    if mask.size != size:
-        mask = mask.resize(size, Image.Resampling.NEAREST)
-    return np.asarray(mask) > 127
+    """(tampered image, mask) pairs, matched the way training's pixel loss matches them (``fakescope.data.masks``)."""
+    masks = find_masks(root)
+    fakes = sorted(s.path for s in discover_samples(root) if s.label == 1)
+    return [(path, masks[path.stem]) for path in fakes if path.stem in masks]
 
 
 def score_map(heat: np.ndarray, mask: np.ndarray) -> tuple[float, float]:
@@ -99,7 +89,7 @@ def run(pairs: list[tuple[Path, Path]], models: list[Detector]) -> list[Row]:
     floor = Row("mark everything (floor)")
     for image_path, mask_path in pairs:
         img = load_image(image_path)
-        mask = load_mask(mask_path, img.size)
+        mask = load_mask(mask_path, img.size) > 127
         if mask.all() or not mask.any():
             log.warning("%s: mask is empty or full, skipped", mask_path.name)
             continue
@@ -149,7 +139,6 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     pairs = find_pairs(args.data)
     if args.val_only:
-        from fakescope.data.discovery import discover_samples
         from fakescope.data.splits import stratified_split
 
         held_out = {s.path.name for s in stratified_split(discover_samples(args.data), 0.2, 0)[1]}

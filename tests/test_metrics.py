@@ -103,3 +103,30 @@ def test_threshold_at_fpr_flags_at_most_the_allowed_share_of_reals():
         assert fpr <= target
         # the lowest such threshold: one step below it, the rate goes over the target
         assert np.mean(p[y == 0] >= np.nextafter(t, -np.inf)) > target or t == 0.0
+
+
+def test_ece_noise_floor_shrinks_with_the_set_size():
+    from fakescope.evaluation.metrics import ece_noise_floor
+
+    p = np.random.default_rng(0).uniform(0, 1, 4000)
+    small, large = ece_noise_floor(p[:200]), ece_noise_floor(p)
+    assert 0.03 < small < 0.15 and large < 0.03 and large < small / 2  # noise ~ 1/sqrt(n)
+    assert ece_noise_floor(p[:200]) == small  # seeded
+    assert ece_noise_floor(np.full(500, 0.999)) < 0.005  # confident and right: hardly any room for noise
+
+
+def test_roc_auc_interval_and_paired_difference():
+    from fakescope.evaluation.metrics import roc_auc_difference, roc_auc_interval
+
+    rng = np.random.default_rng(0)
+    y = np.repeat([0, 1], 150)
+    good = y + rng.normal(0, 0.8, y.size)  # AUC about 0.8
+    noisy = good + rng.normal(0, 0.6, y.size)  # the same evidence plus noise: a little worse
+    lo, hi = roc_auc_interval(y, good, draws=300)
+    assert lo < skm.roc_auc_score(y, good) < hi and 0.03 < hi - lo < 0.15
+    assert roc_auc_interval(y, good, draws=300) == (lo, hi)  # seeded
+    d = roc_auc_difference(y, good, noisy, draws=300)
+    assert d["difference"] == pytest.approx(skm.roc_auc_score(y, good) - skm.roc_auc_score(y, noisy))
+    assert 0 < d["low"] < d["difference"] < d["high"]  # paired: the small but real gain is resolved
+    same = roc_auc_difference(y, good, good, draws=50)
+    assert same == {"difference": 0.0, "low": 0.0, "high": 0.0}

@@ -105,6 +105,10 @@ class TrainConfig:
     batch_size: int = 32
     patience: int = 5
     label_smoothing: float = 0.0
+    #: Weight of the pixel-level loss on tampering masks (0: off). Sets with a ``masks/`` folder (CASIA v1.0,
+    #: ``fakescope synth`` output) also teach a training-only head *where* each image was tampered; see
+    #: ``fakescope.engine.pixel``. Sets without masks train on the image label alone.
+    mask_loss: float = 0.0
     device: str = "auto"
     #: Mixed precision: bf16 autocast on CPU, fp16 with a GradScaler on CUDA.
     amp: bool = False

@@ -1,14 +1,18 @@
 """Robustness augmentation from torchvision transforms v2: JPEG re-compression, blur, rescale, flip, colour.
 
 Applied to the decoded image before a detector's preprocessing (so ELA is computed on the augmented image),
-which teaches detectors to ignore compression and resolution rather than learn them as shortcuts.
+which teaches detectors to ignore compression and resolution rather than learn them as shortcuts. A tampering
+mask given with the image (``tv_tensors.Mask``) follows the geometric steps (flip, rescale) and is left alone by
+the photometric ones, as torchvision v2 does for masks.
 """
 from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
 import torch
 from PIL import Image
+from torchvision import tv_tensors
 from torchvision.transforms import v2
 from torchvision.transforms.v2 import functional as F
 
@@ -50,3 +54,12 @@ def build_augment(cfg: AugmentConfig) -> v2.Compose | None:
 
 def apply(augment: v2.Compose | None, img: Image.Image) -> Image.Image:
     return img if augment is None else augment(img)
+
+
+def apply_with_mask(augment: v2.Compose | None, img: Image.Image,
+                    mask: np.ndarray) -> tuple[Image.Image, np.ndarray]:
+    """Augment ``img`` and its uint8 (H, W) ``mask`` with the same draw of every geometric step."""
+    if augment is None:
+        return img, mask
+    out, m = augment(img, tv_tensors.Mask(torch.from_numpy(mask)))
+    return out, m.numpy()

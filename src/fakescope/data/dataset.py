@@ -7,11 +7,13 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from PIL import Image
 from torch.utils.data import Dataset, default_collate
 
-from fakescope.data.augment import apply
+from fakescope.data.augment import apply, apply_with_mask
 from fakescope.data.cache import ArrayCache
 from fakescope.data.discovery import Sample
+from fakescope.data.masks import PixelTarget, load_mask
 from fakescope.data.preprocess import Preprocess
 from fakescope.forensics.io import ImageLoadError, load_image
 
@@ -22,17 +24,27 @@ class ImageDataset(Dataset):
     """Items are ``(uint8 HWC array, label)``; an unreadable file gives ``None`` (dropped by :func:`collate_skip`).
 
     The cache is used only without augmentation: an augmented image is different every epoch by design.
+
+    With ``pixel_targets`` (one per sample, see :mod:`fakescope.data.masks`) items are ``(array, label, mask,
+    known)``: the uint8 (size, size) tampering mask, augmented and resized with the image, and 1.0 where the
+    sample has a pixel target (0.0 and an empty mask where it has none). Only whole-image (``squash``) inputs.
     """
 
     def __init__(self, samples: Sequence[Sample], preprocess: Preprocess, augment=None, cache_dir: str | Path | None = None,
-                 random_crop: bool = False):
+                 random_crop: bool = False, pixel_targets: Sequence[PixelTarget] | None = None):
+        if pixel_targets is not None:
+            if preprocess.resize != "squash":
+                raise ValueError("pixel-level (mask) targets need a whole-image detector, not resize='crop'")
+            if len(pixel_targets) != len(samples):
+                raise ValueError(f"{len(pixel_targets)} pixel targets for {len(samples)} samples")
+        self.pixel_targets = None if pixel_targets is None else list(pixel_targets)
         self.samples = list(samples)
         self.preprocess = preprocess
         self.augment = augment
         # Crop preprocessing (``resize="crop"``): a random native-resolution window per item (training) instead of
         # the centre one; drawn from torch's RNG, which the DataLoader seeds per worker, so runs are repeatable.
         self.random_crop = random_crop and preprocess.resize == "crop"
-        cacheable = augment is None and not self.random_crop
+        cacheable = augment is None and not self.random_crop and pixel_targets is None
         self.cache = ArrayCache(cache_dir, preprocess.key()) if cache_dir and cacheable else None
 
     def __len__(self) -> int:
@@ -48,9 +60,21 @@ class ImageDataset(Dataset):
             return self.preprocess.to_array(img, np.random.default_rng(int(torch.randint(0, 2**62, ()))))
         return self.preprocess.to_array(img)
 
-    def __getitem__(self, index: int) -> tuple[np.ndarray, int] | None:
+    def _compute_with_mask(self, path: Path, target: PixelTarget) -> tuple[np.ndarray, np.ndarray, float]:
+        img = load_image(path)
+        mask = load_mask(target, img.size)
+        known = mask is not None
+        img, mask = apply_with_mask(self.augment, img, mask if known else np.zeros(img.size[::-1], np.uint8))
+        side = (self.preprocess.size, self.preprocess.size)
+        mask = np.array(Image.fromarray(mask).resize(side, Image.Resampling.BILINEAR))
+        return self.preprocess.to_array(img), mask, float(known)
+
+    def __getitem__(self, index: int) -> tuple | None:
         sample = self.samples[index]
         try:
+            if self.pixel_targets is not None:
+                arr, mask, known = self._compute_with_mask(sample.path, self.pixel_targets[index])
+                return arr, sample.label, mask, known
             if self.cache is not None:
                 arr = self.cache.get(sample.path, lambda: self._compute(sample.path))
             else:
@@ -61,10 +85,11 @@ class ImageDataset(Dataset):
         return arr, sample.label
 
 
-def collate_skip(batch: list[tuple[np.ndarray, int] | None]) -> tuple[torch.Tensor, torch.Tensor] | None:
-    """Stack a batch, dropping unreadable items; None when nothing in the batch was readable."""
+def collate_skip(batch: list[tuple | None]) -> tuple[torch.Tensor, ...] | None:
+    """Stack a batch, dropping unreadable items; None when nothing in the batch was readable.
+
+    ``(arrays, labels)``, or ``(arrays, labels, masks, known)`` from a dataset with pixel targets."""
     batch = [b for b in batch if b is not None]
     if not batch:
         return None
-    arrays, labels = default_collate(batch)
-    return arrays, labels
+    return tuple(default_collate(batch))

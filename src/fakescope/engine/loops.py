@@ -46,11 +46,12 @@ def train_one_epoch(
     for batch in track(loader, total, "train"):
         if batch is None:
             continue
-        arrays, labels = batch
+        arrays, labels, *targets = batch  # targets: (masks, known) from a dataset with pixel targets
         x, y = to_input(arrays).to(device, non_blocking=True), labels.to(device)
         with autocast(device, amp):
-            logits = model(x)
-            loss = loss_fn(logits.float(), y)
+            output = model(x)  # logits, or (logits, cell logits) from a mask-supervised model
+            logits = output[0] if isinstance(output, tuple) else output
+            loss = loss_fn(output if isinstance(output, tuple) else logits.float(), y, *[t.to(device) for t in targets])
         optimizer.zero_grad(set_to_none=True)
         if scaler is not None:
             scaler.scale(loss).backward()
@@ -93,7 +94,7 @@ def predict_loader(
     for batch in track(loader, total, "validate"):
         if batch is None:
             continue
-        arrays, labels = batch
+        arrays, labels, *_ = batch
         with autocast(device, amp):
             logits = model(to_input(arrays).to(device))
         all_logits.append(logits.float().cpu())

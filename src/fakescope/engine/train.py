@@ -26,6 +26,7 @@ from fakescope.data.augment import build_augment
 from fakescope.data.cache import default_cache_dir
 from fakescope.data.dataset import ImageDataset, collate_skip
 from fakescope.data.discovery import Sample, discover_samples
+from fakescope.data.masks import PixelTarget, pixel_targets
 from fakescope.data.preprocess import Preprocess
 from fakescope.data.splits import class_weights, sample_weights, stratified_split
 from fakescope.engine.checkpoint import CheckpointMeta, save_checkpoint
@@ -44,10 +45,11 @@ from fakescope.engine.parallel import (
     check_config,
     prepare_config,
 )
+from fakescope.engine.pixel import DetectorLoss, MaskSupervised
 from fakescope.evaluation.metrics import compute_metrics, threshold_at_fpr
 from fakescope.inference.detector import resolve_device
 from fakescope.inference.patches import PatchConfig, PatchDetector, aggregate, patch_info
-from fakescope.registry import create_detector
+from fakescope.registry import create_detector, get_spec
 from fakescope.video.clips import clip_info, clip_spec
 
 log = logging.getLogger(__name__)
@@ -92,8 +94,24 @@ def image_datasets(cfg: TrainConfig, pre: Preprocess) -> tuple[ImageDataset, Ima
     splits = folder_splits(cfg)
     train_s, val_s = [s for t, _ in splits for s in t], [s for _, v in splits for s in v]
     cache_dir = (cfg.data.cache_dir or default_cache_dir()) if cfg.data.cache else None
-    train_ds = ImageDataset(train_s, pre, build_augment(cfg.augment), cache_dir, random_crop=True)
+    targets = _train_pixel_targets(cfg, splits) if cfg.mask_loss else None
+    train_ds = ImageDataset(train_s, pre, build_augment(cfg.augment), cache_dir, random_crop=True,
+                            pixel_targets=targets)
     return train_ds, ImageDataset(val_s, pre, None, cache_dir)
+
+
+def _train_pixel_targets(cfg: TrainConfig, splits: list[tuple[list[Sample], list[Sample]]]) -> list[PixelTarget]:
+    """The training samples' pixel targets, set by set; a mask loss without any set that has masks is an error."""
+    targets: list[PixelTarget] = []
+    for root, (train, _) in zip(cfg.data.path, splits):
+        of_set = pixel_targets(train, root)
+        n_masks = sum(isinstance(t, Path) for t in of_set)
+        log.info("%s: %d training fakes with masks%s", root, n_masks, "" if n_masks else " (image labels only)")
+        targets += of_set
+    if not any(isinstance(t, Path) for t in targets):
+        raise ValueError("mask_loss needs a training set with tampering masks (a masks/ folder beside real/ and "
+                         f"fake/); none found in {', '.join(map(str, cfg.data.path))}")
+    return targets
 
 
 def build_loaders(cfg: TrainConfig, pre: Preprocess,
@@ -139,7 +157,7 @@ def seed_epoch(loader: DataLoader, seed: int, epoch: int) -> None:
 
 def _loss_fn(cfg: TrainConfig, labels: list[int]) -> nn.Module:
     weight = torch.tensor(class_weights(labels), dtype=torch.float32) if cfg.data.balance == "weights" else None
-    return nn.CrossEntropyLoss(weight=weight, label_smoothing=cfg.label_smoothing)
+    return DetectorLoss(nn.CrossEntropyLoss(weight=weight, label_smoothing=cfg.label_smoothing), cfg.mask_loss)
 
 
 def _write_history(path: Path, history: list[dict[str, float]]) -> None:
@@ -275,6 +293,9 @@ def fit(cfg: TrainConfig, track: Track = _no_track, on_epoch=None) -> FitResult:
 
     model, pre = create_detector(cfg.model.name, input_mode=cfg.model.input_mode, size=cfg.model.size,
                                  pretrained=cfg.model.pretrained, resize=cfg.model.resize)
+    if cfg.mask_loss and (clip_spec(pre) is not None or pre.resize != "squash"):
+        raise ValueError(f"mask_loss needs a whole-image detector; {cfg.model.name!r} reads "
+                         f"{'video clips' if clip_spec(pre) is not None else 'native-resolution crops'}")
     model.to(device, memory_format=torch.channels_last)  # ~2x faster convolutions on CPU
     train_dl, val_dl, counts = build_loaders(cfg, pre, info if STRATEGIES[cfg.strategy].data_parallel else None)
     if info.is_main:
@@ -285,7 +306,10 @@ def fit(cfg: TrainConfig, track: Track = _no_track, on_epoch=None) -> FitResult:
         return x.contiguous(memory_format=torch.channels_last) if x.ndim == 4 else x
 
     loss_fn = _loss_fn(cfg, train_dl.dataset.labels).to(device)
-    strategy = build_strategy(cfg, model, device, info, to_input(torch.zeros(1, pre.size, pre.size, pre.channels)))
+    example = to_input(torch.zeros(1, pre.size, pre.size, pre.channels))
+    if cfg.mask_loss:  # a training-only tampering-map head; the checkpoint holds the plain detector
+        model = MaskSupervised(model, get_spec(cfg.model.name).target_layer, example.to(device))
+    strategy = build_strategy(cfg, model, device, info, example)
     optimizer = build_optimizer(cfg.optim, strategy.parameters())
     strategy.attach(optimizer)
     scheduler, per_batch = build_scheduler(cfg.optim, optimizer, len(train_dl), cfg.epochs)

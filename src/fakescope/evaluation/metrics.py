@@ -53,6 +53,56 @@ def expected_calibration_error(y_true: Sequence[int], p_fake: Sequence[float], n
     return float(ece)
 
 
+def ece_noise_floor(p_fake: Sequence[float], n_bins: int = 15, draws: int = 200, seed: int = 0) -> float:
+    """The median ECE a *perfectly calibrated* model with these scores would show on this many images.
+
+    Labels are drawn from the scores themselves (``y ~ Bernoulli(p)``), so every difference between confidence and
+    accuracy is sampling noise. An ECE near this floor cannot be told apart from perfect calibration on a set of
+    this size; on a few hundred images it is a few hundredths.
+    """
+    p = np.asarray(p_fake, dtype=np.float64)
+    if p.size == 0:
+        raise ValueError("no scores to draw labels from")
+    rng = np.random.default_rng(seed)
+    eces = [expected_calibration_error((rng.random(p.size) < p).astype(int), p, n_bins) for _ in range(draws)]
+    return float(np.median(eces))
+
+
+def _bootstrap_aucs(y: np.ndarray, scores: list[np.ndarray], draws: int, seed: int) -> np.ndarray:
+    """ROC-AUC of each score vector on the same resamples of the images (stratified: both classes every time)."""
+    rng = np.random.default_rng(seed)
+    real, fake = np.flatnonzero(y == 0), np.flatnonzero(y == 1)
+    out = np.empty((draws, len(scores)))
+    for i in range(draws):
+        idx = np.concatenate([rng.choice(real, real.size), rng.choice(fake, fake.size)])
+        out[i] = [roc_auc_score(y[idx], s[idx]) for s in scores]
+    return out
+
+
+def roc_auc_interval(y_true: Sequence[int], p_fake: Sequence[float], draws: int = 1000, seed: int = 0,
+                     level: float = 0.95) -> tuple[float, float]:
+    """A percentile bootstrap interval for ROC-AUC (images resampled within each class)."""
+    y = np.asarray(y_true, dtype=int)
+    aucs = _bootstrap_aucs(y, [np.asarray(p_fake, dtype=np.float64)], draws, seed)[:, 0]
+    tail = (1.0 - level) / 2 * 100
+    return float(np.percentile(aucs, tail)), float(np.percentile(aucs, 100 - tail))
+
+
+def roc_auc_difference(y_true: Sequence[int], p_a: Sequence[float], p_b: Sequence[float], draws: int = 1000,
+                       seed: int = 0, level: float = 0.95) -> dict[str, float]:
+    """ROC-AUC of detector A minus detector B on the same images, with a paired bootstrap interval.
+
+    Pairing (both detectors scored on each resample) removes the images' own difficulty from the comparison, so it
+    is much tighter than comparing two separate intervals. An interval that contains 0 is no evidence either way.
+    """
+    y = np.asarray(y_true, dtype=int)
+    a, b = np.asarray(p_a, dtype=np.float64), np.asarray(p_b, dtype=np.float64)
+    diffs = np.diff(_bootstrap_aucs(y, [b, a], draws, seed), axis=1)[:, 0]
+    tail = (1.0 - level) / 2 * 100
+    return {"difference": float(roc_auc_score(y, a) - roc_auc_score(y, b)),
+            "low": float(np.percentile(diffs, tail)), "high": float(np.percentile(diffs, 100 - tail))}
+
+
 def compute_metrics(y_true: Sequence[int], p_fake: Sequence[float], threshold: float = 0.5) -> dict[str, Any]:
     """Accuracy, precision, recall, F1, ROC-AUC, AP, EER, ECE and the confusion matrix ``[[tn, fp], [fn, tp]]``.
 

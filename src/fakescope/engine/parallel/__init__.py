@@ -48,6 +48,9 @@ def check_config(cfg: TrainConfig, world_size: int) -> None:
         raise ValueError(f"strategy {cfg.strategy!r} does not support {', '.join(unsupported)}")
     if cls.data_parallel and cfg.batch_size % world_size:
         raise ValueError(f"batch_size {cfg.batch_size} (the global batch) is not divisible by {world_size} ranks")
+    if cfg.mask_loss and cfg.strategy in ("pipeline", "tensor"):
+        raise ValueError(f"mask_loss needs the whole model on every rank; strategy {cfg.strategy!r} splits it "
+                         "(use none, ddp or localsgd)")
     if cfg.strategy == "pipeline" and cfg.parallel.schedule not in SCHEDULES:
         raise ValueError(f"unknown pipeline schedule {cfg.parallel.schedule!r}; use {', '.join(SCHEDULES)}")
 

@@ -1,0 +1,176 @@
+"""Pixel-level supervision from tampering masks (``mask_loss``): mask discovery, augmentation that keeps image and
+mask aligned, the loss, the training-only head on every registered image detector, and a tiny ``fit``."""
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from conftest import make_image
+from PIL import Image
+from torch import nn
+
+from fakescope.config import AugmentConfig, load_config
+from fakescope.data.augment import build_augment
+from fakescope.data.dataset import ImageDataset
+from fakescope.data.discovery import discover_samples
+from fakescope.data.masks import CLEAN, find_masks, load_mask, pixel_targets
+from fakescope.data.preprocess import Preprocess
+from fakescope.engine.checkpoint import load_checkpoint, unwrap
+from fakescope.engine.parallel import check_config
+from fakescope.engine.pixel import DetectorLoss, MaskSupervised, pixel_loss
+from fakescope.engine.train import fit
+from fakescope.registry import create_detector, get_spec, list_detectors
+from fakescope.video.clips import clip_spec
+
+
+def spliced_set(root: Path, n: int = 6, size: tuple[int, int] = (64, 48), masks_for: int | None = None) -> Path:
+    """real/ + fake/ + masks/: each fake has a bright square pasted at a random place, its mask marks it."""
+    rng = np.random.default_rng(0)
+    for sub in ("real", "fake", "masks"):
+        (root / sub).mkdir(parents=True, exist_ok=True)
+    for i in range(n):
+        make_image(size, seed=i).save(root / "real" / f"r{i}.png")
+        arr = np.asarray(make_image(size, seed=100 + i)).copy()
+        mask = np.zeros(arr.shape[:2], np.uint8)
+        top, left = int(rng.integers(0, size[1] - 16)), int(rng.integers(0, size[0] - 16))
+        arr[top:top + 16, left:left + 16] = 250
+        mask[top:top + 16, left:left + 16] = 255
+        Image.fromarray(arr).save(root / "fake" / f"f{i}.png")
+        if masks_for is None or i < masks_for:
+            Image.fromarray(mask).save(root / "masks" / f"f{i}_gt.png")
+    return root
+
+
+def test_pixel_targets_follow_the_sets_masks(tmp_path):
+    root = spliced_set(tmp_path / "set", n=3, masks_for=2)
+    samples = discover_samples(root)  # masks/ is never read as images
+    assert len(samples) == 6
+    assert set(find_masks(root)) == {"f0", "f1"}
+    targets = dict(zip((s.path.stem for s in samples), pixel_targets(samples, root)))
+    assert targets["r0"] == CLEAN and targets["f0"] == root / "masks" / "f0_gt.png" and targets["f2"] is None
+    plain = tmp_path / "plain"
+    for sub in ("real", "fake"):
+        (plain / sub).mkdir(parents=True)
+        make_image().save(plain / sub / "x.png")
+    assert pixel_targets(discover_samples(plain), plain) == [None, None]  # no masks: no pixel target at all
+
+
+def test_load_mask_binarises_and_fits_the_image(tmp_path):
+    Image.fromarray(np.array([[0, 200], [100, 255]], np.uint8)).save(tmp_path / "m.png")
+    mask = load_mask(tmp_path / "m.png", (4, 4))  # (width, height) of the image: resized with nearest neighbours
+    assert mask.shape == (4, 4) and set(np.unique(mask)) == {0, 255}
+    assert mask[0, 3] == 255 and mask[3, 0] == 0
+    assert not load_mask(CLEAN, (5, 3)).any() and load_mask(CLEAN, (5, 3)).shape == (3, 5)
+    assert load_mask(None, (5, 3)) is None
+
+
+def test_augmented_mask_stays_on_the_pasted_region(tmp_path):
+    root = spliced_set(tmp_path / "set", n=4)
+    samples = [s for s in discover_samples(root) if s.label == 1]
+    aug = build_augment(AugmentConfig(flip_p=1.0, rescale_p=1.0, rescale=(0.6, 0.6), blur_p=0.0, jpeg_p=0.0,
+                                      color_p=0.0))
+    pre = Preprocess.for_mode("rgb", 32, imagenet_norm=False)
+    ds = ImageDataset(samples, pre, aug, pixel_targets=pixel_targets(samples, root))
+    for i in range(len(ds)):
+        arr, label, mask, known = ds[i]
+        assert (arr.shape, mask.shape, label, known) == ((32, 32, 3), (32, 32), 1, 1.0)
+        inside, outside = arr[mask > 200].mean(), arr[mask == 0].mean()
+        assert inside > 200 and inside > outside + 60  # the bright square is where the mask says, after the flip
+
+
+def test_pixel_loss_values():
+    cells = torch.zeros(2, 1, 2, 2, requires_grad=True)
+    masks = torch.zeros(2, 8, 8, dtype=torch.uint8)
+    masks[0, :4, :4] = 255
+    known = torch.tensor([1.0, 0.0])
+    loss = pixel_loss(cells, masks, known)
+    assert loss.item() == pytest.approx(math.log(2))  # logits 0 against any target share: log 2
+    loss.backward()
+    assert cells.grad[1].abs().sum() == 0 and cells.grad[0].abs().sum() > 0  # the unknown sample adds nothing
+    right = torch.full((2, 1, 2, 2), -8.0)
+    right[0, 0, 0, 0] = 8.0
+    assert pixel_loss(right, masks, known) < 0.01
+    nothing = pixel_loss(cells, masks, torch.zeros(2))
+    assert nothing.item() == 0.0 and nothing.requires_grad
+
+
+def test_detector_loss_adds_the_weighted_pixel_term():
+    logits, labels = torch.tensor([[2.0, -1.0]]), torch.tensor([0])
+    cells, masks, known = torch.zeros(1, 1, 2, 2), torch.full((1, 4, 4), 255, dtype=torch.uint8), torch.ones(1)
+    ce = nn.functional.cross_entropy(logits, labels)
+    loss = DetectorLoss(nn.CrossEntropyLoss(), 0.5)
+    assert loss(logits, labels).item() == pytest.approx(ce.item())
+    assert loss((logits, cells), labels, masks, known).item() == pytest.approx(ce.item() + 0.5 * math.log(2))
+
+
+IMAGE_DETECTORS = [n for n in list_detectors() if clip_spec(get_spec(n).preprocess) is None]
+
+
+@pytest.mark.parametrize("name", IMAGE_DETECTORS)
+def test_every_image_detector_takes_the_mask_head(name):
+    spec = get_spec(name)
+    size = spec.preprocess.size if spec.fixed_size else (32 if name == "vgg16" else 64)
+    torch.manual_seed(0)
+    detector, pre = create_detector(name, size=size)
+    x = torch.randn(2, pre.channels, size, size)
+    model = MaskSupervised(detector, spec.target_layer, x[:1])
+    logits, cells = model.train()(x)
+    assert logits.shape == (2, 2) and cells.ndim == 4 and cells.shape[:2] == (2, 1)
+    masks = torch.zeros(2, size, size, dtype=torch.uint8)
+    masks[0, : size // 2] = 255
+    DetectorLoss(nn.CrossEntropyLoss(), 1.0)((logits, cells), torch.tensor([1, 0]), masks, torch.ones(2)).backward()
+    assert model.head.weight.grad.abs().sum() > 0
+    model.eval()
+    with torch.no_grad():
+        torch.testing.assert_close(model(x), detector(x))
+    assert unwrap(model) is detector  # what save_checkpoint writes
+    assert set(model.state_dict()) == {f"module.{k}" for k in detector.state_dict()} | {"head.weight", "head.bias"}
+
+
+@pytest.mark.slow
+def test_fit_with_mask_loss_saves_the_plain_detector(tmp_path):
+    root = spliced_set(tmp_path / "set", n=8)
+    cfg = load_config(None, {"model.name": "efficientnet_lite0", "model.size": "64", "data.path": [str(root)],
+                             "data.workers": "0", "data.cache": "false", "batch_size": "4", "epochs": "1",
+                             "mask_loss": "1.0", "device": "cpu", "out": str(tmp_path / "run")})
+    result = fit(cfg)
+    model, meta = load_checkpoint(result.checkpoint)
+    plain, _ = create_detector("efficientnet_lite0", size=64)
+    assert set(model.state_dict()) == set(plain.state_dict())  # no head in the checkpoint
+    assert meta.info["config"]["mask_loss"] == 1.0
+    assert math.isfinite(result.history[0]["train_loss"])
+
+
+def test_mask_loss_is_refused_where_it_cannot_work(tmp_path):
+    plain = tmp_path / "plain"
+    for sub in ("real", "fake"):
+        (plain / sub).mkdir(parents=True)
+        for i in range(3):
+            make_image(seed=i).save(plain / sub / f"x{i}.png")
+    base = {"model.name": "efficientnet_lite0", "model.size": "64", "data.path": [str(plain)], "data.workers": "0",
+            "epochs": "1", "mask_loss": "1", "device": "cpu", "out": str(tmp_path / "run")}
+    with pytest.raises(ValueError, match="masks/ folder"):
+        fit(load_config(None, base))
+    with pytest.raises(ValueError, match="whole-image detector"):
+        fit(load_config(None, {**base, "model.resize": "crop"}))
+    with pytest.raises(ValueError, match="whole model on every rank"):
+        check_config(load_config(None, {**base, "strategy": "pipeline"}), 2)
+
+
+@pytest.mark.slow
+def test_ddp_with_mask_loss_on_two_processes(tmp_path):
+    """The head lives inside the DDP module: its gradients are all-reduced like the backbone's (no unused-parameter
+    error on batches without masks), and rank 0's checkpoint is the plain detector."""
+    from fakescope.engine.parallel import launch_fit
+
+    root = spliced_set(tmp_path / "set", n=8)
+    cfg = load_config(None, {"model.name": "efficientnet_lite0", "model.size": "64", "data.path": [str(root)],
+                             "data.workers": "0", "data.cache": "false", "batch_size": "4", "epochs": "1",
+                             "mask_loss": "1.0", "device": "cpu", "strategy": "ddp", "out": str(tmp_path / "run")})
+    result = launch_fit(cfg, 2)
+    model, meta = load_checkpoint(result.checkpoint)
+    assert set(model.state_dict()) == set(create_detector("efficientnet_lite0", size=64)[0].state_dict())
+    assert meta.info["config"]["strategy"] == "ddp" and math.isfinite(result.history[0]["train_loss"])
