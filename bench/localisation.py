@@ -31,6 +31,7 @@ from sklearn.metrics import precision_recall_curve, roc_auc_score
 
 from fakescope.data.discovery import discover_samples
 from fakescope.data.masks import find_masks, load_mask
+from fakescope.evaluation.metrics import mean_difference
 from fakescope.explain import heatmap
 from fakescope.forensics.ela import ela_map
 from fakescope.forensics.io import load_image
@@ -69,6 +70,16 @@ class Row:
                 f"{np.mean(self.f1s):.3f} | {ms:.0f} |")
 
 
+def model_label(det: Detector) -> str:
+    """A shipped name, or a checkpoint's folder and file (runs' checkpoints are all called best.safetensors)."""
+    path = Path(det.name)
+    return f"{path.parent.name}/{path.name}" if path.suffix and path.parent.name else path.name
+
+
+def cam_row(method: str, det: Detector) -> str:
+    return f"{method}, {det.meta.architecture} ({model_label(det)})"
+
+
 def methods(models: list[Detector]) -> dict[str, Callable[[Image.Image], np.ndarray]]:
     """Name -> heatmap function (image -> float map at the image's size)."""
     found: dict[str, Callable[[Image.Image], np.ndarray]] = {
@@ -78,7 +89,7 @@ def methods(models: list[Detector]) -> dict[str, Callable[[Image.Image], np.ndar
     }
     for det in models:
         for method, label in (("gradcam", "Grad-CAM"), ("gradcam++", "Grad-CAM++")):
-            found[f"{label}, {det.meta.architecture} ({Path(det.name).name})"] = (
+            found[cam_row(label, det)] = (
                 lambda img, d=det, m=method: heatmap(img, m, d))
     return found
 
@@ -112,12 +123,29 @@ def table(rows: list[Row]) -> str:
     return "\n".join(lines + [r.markdown() for r in rows])
 
 
+def comparison(rows: list[Row], models: list[Detector]) -> str:
+    """Per CAM method: each later model's per-image pixel ROC-AUC and F1 minus the first model's (same images,
+    paired bootstrap 95% interval of the mean difference)."""
+    by_name = {r.name: r for r in rows}
+    lines = ["| CAM method, model - first model | mean pixel ROC-AUC difference | mean best F1 difference |",
+             "|---|---|---|"]
+    first, *others = models
+    for label in ("Grad-CAM", "Grad-CAM++"):
+        base = by_name[cam_row(label, first)]
+        for det in others:
+            row = by_name[cam_row(label, det)]
+            cells = [mean_difference(getattr(row, k), getattr(base, k)) for k in ("aucs", "f1s")]
+            lines.append(f"| {label}, {model_label(det)} - {model_label(first)} | " + " | ".join(
+                f"{c['difference']:+.3f} [{c['low']:+.3f}, {c['high']:+.3f}]" for c in cells) + " |")
+    return "\n".join(lines)
+
+
 def describe(det: Detector) -> str:
     """One line on a Grad-CAM model: file, architecture and the validation score its checkpoint records."""
     auc = det.meta.info.get("metrics", {}).get("roc_auc")
     recorded = f", validation ROC-AUC {auc:.3f} as recorded in the checkpoint" if auc is not None else ""
     origin = "a checkpoint file, not shipped weights" if Path(det.name).suffix else "shipped weights"
-    return f"- `{Path(det.name).name}` ({origin}): {det.meta.architecture}{recorded}."
+    return f"- `{model_label(det)}` ({origin}): {det.meta.architecture}{recorded}."
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -146,8 +174,14 @@ def main(argv: list[str] | None = None) -> int:
     if args.limit and args.limit < len(pairs):
         pairs = sorted(random.Random(args.seed).sample(pairs, args.limit))
     models = [Detector.load(m, device="cpu") for m in args.model]
+    labels = [model_label(m) for m in models]
+    if len(set(labels)) < len(labels):
+        log.error("two --model options have the same label (%s); name them apart", ", ".join(labels))
+        return 2
     rows = run(pairs, models)
     md = table(rows)
+    if len(models) > 1:
+        md += "\n\n" + comparison(rows, models)
     print(md)
     if args.write:
         command = "python bench/localisation.py " + " ".join(shlex.quote(a) for a in (argv or sys.argv[1:]))
@@ -159,6 +193,9 @@ def main(argv: list[str] | None = None) -> int:
         body += ("\nThe CAM maps come from the last convolutional stage (7x7 or 8x8 cells for a 224- or 240-pixel input), so they "
                  "point at regions, not outlines; ELA and the noise level are per-pixel. \"Mark everything\" is the "
                  "floor: ROC-AUC 0.5 and the F1 of calling every pixel tampered.\n")
+        if len(models) > 1:
+            body += ("\nDifferences: each later model's per-image scores minus the first model's on the same images; "
+                     "mean, with a paired bootstrap 95% interval over the images (2,000 draws, seed 0).\n")
         write_section(HEADING, body, args.doc)
         log.info("wrote %s to %s", HEADING, args.doc)
     return 0

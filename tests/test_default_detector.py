@@ -6,6 +6,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from fakescope.config import load_config, to_dict
 from fakescope.data.discovery import discover_samples
 from fakescope.evaluation.evaluate import score_samples
 from fakescope.evaluation.invariance import invariance_fpr
@@ -13,7 +14,8 @@ from fakescope.evaluation.metrics import compute_metrics
 from fakescope.inference.detector import DEFAULT_DETECTOR, Detector, shipped_weights
 from fakescope.registry import get_spec
 
-EXAMPLES = Path(__file__).resolve().parents[1] / "examples" / "images"
+REPO = Path(__file__).resolve().parents[1]
+EXAMPLES = REPO / "examples" / "images"
 
 
 @pytest.fixture(scope="module")
@@ -50,3 +52,11 @@ def test_scores_are_deterministic(detector):
     _, first, _ = score_samples(detector, samples, workers=0)
     _, second, _ = score_samples(detector, samples, workers=0)
     np.testing.assert_allclose(first, second, rtol=0, atol=1e-6)
+
+
+def test_shipped_weights_were_trained_with_the_default_recipe(detector):
+    # docs/models.md says `fakescope train --config configs/default.yaml` makes these weights: the recorded config
+    # must be that recipe, key for key (the run folder aside).
+    recorded, recipe = dict(detector.meta.info["config"]), to_dict(load_config(REPO / "configs" / "default.yaml"))
+    recorded.pop("out"), recipe.pop("out")
+    assert recorded == recipe

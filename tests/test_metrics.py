@@ -116,7 +116,7 @@ def test_ece_noise_floor_shrinks_with_the_set_size():
 
 
 def test_roc_auc_interval_and_paired_difference():
-    from fakescope.evaluation.metrics import roc_auc_difference, roc_auc_interval
+    from fakescope.evaluation.metrics import paired_difference, roc_auc_interval, tpr_at_fpr
 
     rng = np.random.default_rng(0)
     y = np.repeat([0, 1], 150)
@@ -125,8 +125,29 @@ def test_roc_auc_interval_and_paired_difference():
     lo, hi = roc_auc_interval(y, good, draws=300)
     assert lo < skm.roc_auc_score(y, good) < hi and 0.03 < hi - lo < 0.15
     assert roc_auc_interval(y, good, draws=300) == (lo, hi)  # seeded
-    d = roc_auc_difference(y, good, noisy, draws=300)
+    d = paired_difference(y, good, noisy, draws=300)
     assert d["difference"] == pytest.approx(skm.roc_auc_score(y, good) - skm.roc_auc_score(y, noisy))
     assert 0 < d["low"] < d["difference"] < d["high"]  # paired: the small but real gain is resolved
-    same = roc_auc_difference(y, good, good, draws=50)
+    same = paired_difference(y, good, good, draws=50)
     assert same == {"difference": 0.0, "low": 0.0, "high": 0.0}
+    t = paired_difference(y, good, noisy, metric=tpr_at_fpr, draws=100)
+    assert t["difference"] == pytest.approx(tpr_at_fpr(y, good) - tpr_at_fpr(y, noisy)) and t["low"] < t["high"]
+
+
+def test_tpr_at_fpr_reads_the_roc_curve():
+    from fakescope.evaluation.metrics import tpr_at_fpr
+
+    y = np.array([0] * 20 + [1] * 10)
+    p = np.concatenate([np.linspace(0, 0.5, 20), np.linspace(0.45, 1.0, 10)])  # 2 reals above the lowest fake
+    assert tpr_at_fpr(y, p, 0.05) == pytest.approx(0.9) and tpr_at_fpr(y, p, 0.5) == pytest.approx(1.0)
+
+
+def test_mean_difference_interval():
+    from fakescope.evaluation.metrics import mean_difference
+
+    rng = np.random.default_rng(0)
+    base = rng.uniform(0.4, 0.9, 120)
+    d = mean_difference(base + 0.05 + rng.normal(0, 0.05, 120), base)
+    assert 0.0 < d["low"] < d["difference"] < d["high"] and d["difference"] == pytest.approx(0.05, abs=0.02)
+    tie = mean_difference(base + rng.normal(0, 0.05, 120), base)
+    assert tie["low"] < 0 < tie["high"]

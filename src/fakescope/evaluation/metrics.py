@@ -1,7 +1,7 @@
 """Binary detection metrics, with fake as the positive class; scikit-learn does the arithmetic."""
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
@@ -68,14 +68,23 @@ def ece_noise_floor(p_fake: Sequence[float], n_bins: int = 15, draws: int = 200,
     return float(np.median(eces))
 
 
-def _bootstrap_aucs(y: np.ndarray, scores: list[np.ndarray], draws: int, seed: int) -> np.ndarray:
-    """ROC-AUC of each score vector on the same resamples of the images (stratified: both classes every time)."""
+def tpr_at_fpr(y_true: Sequence[int], p_fake: Sequence[float], fpr: float = 0.05) -> float:
+    """Share of fakes caught at the threshold that flags ``fpr`` of the reals (the ROC curve, interpolated)."""
+    f, t, _ = roc_curve(np.asarray(y_true, dtype=int), np.asarray(p_fake, dtype=np.float64))
+    return float(np.interp(fpr, f, t))
+
+
+Metric = Callable[[np.ndarray, np.ndarray], float]
+
+
+def _bootstrap(y: np.ndarray, scores: list[np.ndarray], metric: Metric, draws: int, seed: int) -> np.ndarray:
+    """``metric`` of each score vector on the same resamples of the images (stratified: both classes every time)."""
     rng = np.random.default_rng(seed)
     real, fake = np.flatnonzero(y == 0), np.flatnonzero(y == 1)
     out = np.empty((draws, len(scores)))
     for i in range(draws):
         idx = np.concatenate([rng.choice(real, real.size), rng.choice(fake, fake.size)])
-        out[i] = [roc_auc_score(y[idx], s[idx]) for s in scores]
+        out[i] = [metric(y[idx], s[idx]) for s in scores]
     return out
 
 
@@ -83,24 +92,39 @@ def roc_auc_interval(y_true: Sequence[int], p_fake: Sequence[float], draws: int 
                      level: float = 0.95) -> tuple[float, float]:
     """A percentile bootstrap interval for ROC-AUC (images resampled within each class)."""
     y = np.asarray(y_true, dtype=int)
-    aucs = _bootstrap_aucs(y, [np.asarray(p_fake, dtype=np.float64)], draws, seed)[:, 0]
+    aucs = _bootstrap(y, [np.asarray(p_fake, dtype=np.float64)], roc_auc_score, draws, seed)[:, 0]
     tail = (1.0 - level) / 2 * 100
     return float(np.percentile(aucs, tail)), float(np.percentile(aucs, 100 - tail))
 
 
-def roc_auc_difference(y_true: Sequence[int], p_a: Sequence[float], p_b: Sequence[float], draws: int = 1000,
-                       seed: int = 0, level: float = 0.95) -> dict[str, float]:
-    """ROC-AUC of detector A minus detector B on the same images, with a paired bootstrap interval.
+def paired_difference(y_true: Sequence[int], p_a: Sequence[float], p_b: Sequence[float],
+                      metric: Metric = roc_auc_score, draws: int = 1000, seed: int = 0,
+                      level: float = 0.95) -> dict[str, float]:
+    """``metric`` (default ROC-AUC) of detector A minus detector B on the same images, paired bootstrap interval.
 
     Pairing (both detectors scored on each resample) removes the images' own difficulty from the comparison, so it
     is much tighter than comparing two separate intervals. An interval that contains 0 is no evidence either way.
     """
     y = np.asarray(y_true, dtype=int)
     a, b = np.asarray(p_a, dtype=np.float64), np.asarray(p_b, dtype=np.float64)
-    diffs = np.diff(_bootstrap_aucs(y, [b, a], draws, seed), axis=1)[:, 0]
+    diffs = np.diff(_bootstrap(y, [b, a], metric, draws, seed), axis=1)[:, 0]
     tail = (1.0 - level) / 2 * 100
-    return {"difference": float(roc_auc_score(y, a) - roc_auc_score(y, b)),
+    return {"difference": float(metric(y, a) - metric(y, b)),
             "low": float(np.percentile(diffs, tail)), "high": float(np.percentile(diffs, 100 - tail))}
+
+
+def mean_difference(a: Sequence[float], b: Sequence[float], draws: int = 2000, seed: int = 0,
+                    level: float = 0.95) -> dict[str, float]:
+    """Mean of ``a - b`` over paired items (e.g. per-image localisation scores of two models), with a percentile
+    bootstrap interval over the items."""
+    d = np.asarray(a, dtype=np.float64) - np.asarray(b, dtype=np.float64)
+    if d.size == 0:
+        raise ValueError("no paired values")
+    rng = np.random.default_rng(seed)
+    means = d[rng.integers(0, d.size, (draws, d.size))].mean(axis=1)
+    tail = (1.0 - level) / 2 * 100
+    return {"difference": float(d.mean()), "low": float(np.percentile(means, tail)),
+            "high": float(np.percentile(means, 100 - tail))}
 
 
 def compute_metrics(y_true: Sequence[int], p_fake: Sequence[float], threshold: float = 0.5) -> dict[str, Any]:
