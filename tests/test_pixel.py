@@ -135,8 +135,8 @@ def test_fit_with_mask_loss_saves_the_plain_detector(tmp_path):
     root = spliced_set(tmp_path / "set", n=8)
     cfg = load_config(None, {"model.name": "efficientnet_lite0", "model.size": "64", "data.path": [str(root)],
                              "data.workers": "0", "data.cache": "false", "batch_size": "4", "epochs": "1",
-                             "mask_loss": "1.0", "device": "cpu", "out": str(tmp_path / "run")})
-    result = fit(cfg)
+                             "mask_loss": "1.0", "ema": "0.9", "device": "cpu", "out": str(tmp_path / "run")})
+    result = fit(cfg)  # with EMA: the averaged copy of the wrapper validates and is saved as the plain detector
     model, meta = load_checkpoint(result.checkpoint)
     plain, _ = create_detector("efficientnet_lite0", size=64)
     assert set(model.state_dict()) == set(plain.state_dict())  # no head in the checkpoint

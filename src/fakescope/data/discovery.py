@@ -35,6 +35,11 @@ class LayoutError(ValueError):
     """The folder holds no labelled images in a known layout."""
 
 
+def is_mask_folder(name: str) -> bool:
+    """Whether a folder of this name holds masks / ground truth (never read as images)."""
+    return bool(_SKIP_DIRS.match(name))
+
+
 def folder_label(name: str) -> int | None:
     """0 for a real-class folder name, 1 for a fake-class one, None otherwise."""
     if _REAL.match(name):

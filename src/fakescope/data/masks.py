@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from fakescope.data.discovery import _SKIP_DIRS, Sample
+from fakescope.data.discovery import Sample, is_mask_folder
 from fakescope.forensics.io import ImageLoadError, is_image_file
 
 #: The pixel target of a real image of a set with masks: no tampered pixel.
@@ -31,7 +31,7 @@ def find_masks(root: str | Path) -> dict[str, Path]:
     masks: dict[str, Path] = {}
     for dirpath, dirnames, filenames in os.walk(root):
         dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
-        if not _SKIP_DIRS.match(Path(dirpath).name):
+        if not is_mask_folder(Path(dirpath).name):
             continue
         for name in sorted(filenames):
             path = Path(dirpath) / name
