@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import argparse
 import logging
+import shlex
+import sys
 import time
 
 from _common import SETS, val_split, write_section
@@ -47,30 +49,43 @@ def auc_cell(labels, probs) -> str:
     return f"{compute_metrics(labels, probs)['roc_auc']:.3f} [{lo:.2f}, {hi:.2f}]"
 
 
-def set_row(detector: Detector, name: str, labels, probs, samples) -> list[str]:
+#: Scores of one detector on one row's images: (samples, perturbation, labels, fake probabilities).
+Scored = tuple[list, str | None, list[int], list[float]]
+
+
+def score_rows(detector: Detector) -> dict[str, Scored]:
+    """The detector's scores on every set's validation split, and on casia1's shortcut test, scored once each and
+    shared by the table and the ``--baseline`` comparison."""
+    scored: dict[str, Scored] = {}
+    for name in SETS:
+        samples = val_split(name)
+        for label, perturbation in [(name, None)] + ([(f"{name}, shortcut test", SHORTCUT)] if name == "casia1" else []):
+            scored[label] = (samples, perturbation, *scores(detector, samples, perturbation))
+    return scored
+
+
+def set_row(detector: Detector, name: str, scored: dict[str, Scored]) -> list[str]:
+    samples, _, labels, probs = scored[name]
     m = compute_metrics(labels, probs, detector.threshold)
     after = [compute_metrics(*scores(detector, samples, p))["roc_auc"] for p in ("jpeg q75", "blur sigma 1")]
-    shortcut = auc_cell(*scores(detector, samples, SHORTCUT)) if name == "casia1" else "-"
+    shortcut = scored.get(f"{name}, shortcut test")
     return [name, str(m["n"]), fmt(m["accuracy"]), auc_cell(labels, probs), fmt(m["ece"]),
-            fmt(ece_noise_floor(probs)), fmt(after[0]), fmt(after[1]), shortcut]
+            fmt(ece_noise_floor(probs)), fmt(after[0]), fmt(after[1]), auc_cell(*shortcut[2:]) if shortcut else "-"]
 
 
-def compare(detector: Detector, baseline: Detector) -> str:
-    """Per set and over all three: ROC-AUC and the share of fakes caught at 5% false positives, of ``detector``
-    minus ``baseline`` on the same validation images (paired bootstrap 95% intervals)."""
+def compare(detector: Detector, scored: dict[str, Scored], baseline: Detector) -> str:
+    """Per row of ``scored`` and over all three sets: ROC-AUC and the share of fakes caught at 5% false positives,
+    of ``detector`` minus ``baseline`` on the same images (paired bootstrap 95% intervals)."""
     lines = [f"| set | ROC-AUC, {detector.name} - {baseline.name} | TPR at 5% FPR, {detector.name} - {baseline.name} |",
              "|---|---|---|"]
     every: tuple[list, list, list] = ([], [], [])  # labels, detector's and baseline's scores over all sets
-    for name in SETS:
-        samples = val_split(name)
-        for perturbation in (None, SHORTCUT) if name == "casia1" else (None,):
-            labels, a = scores(detector, samples, perturbation)
-            _, b = scores(baseline, samples, perturbation)
-            if perturbation is None:
-                for whole, part in zip(every, (labels, a, b)):
-                    whole.extend(part)
-            lines.append(difference_row(f"{name}, shortcut test" if perturbation else name, labels, a, b))
-            print(lines[-1], flush=True)
+    for label, (samples, perturbation, labels, a) in scored.items():
+        _, b = scores(baseline, samples, perturbation)
+        if perturbation is None:
+            for whole, part in zip(every, (labels, a, b)):
+                whole.extend(part)
+        lines.append(difference_row(label, labels, a, b))
+        print(lines[-1], flush=True)
     lines.append(difference_row("all three", *every))
     created = baseline.meta.info.get("created", "at an unrecorded date")
     return f"Against `{baseline.name}` (trained {created}, as its checkpoint records):\n\n" + "\n".join(lines)
@@ -90,28 +105,27 @@ def main() -> None:
     args = ap.parse_args()
     logging.basicConfig(level=logging.WARNING)
     detector = Detector.load(args.model)
-    rows, reals, every = [], [], ([], [])
     t0 = time.time()
+    scored = score_rows(detector)
+    rows = []
     for name in SETS:
-        samples = val_split(name)
-        reals += [s for s in samples if s.label == 0]
-        labels, probs = scores(detector, samples)
-        every[0].extend(labels), every[1].extend(probs)
-        rows.append(set_row(detector, name, labels, probs, samples))
+        rows.append(set_row(detector, name, scored))
         print(" | ".join(rows[-1]), flush=True)
-    m = compute_metrics(*every, detector.threshold)
-    rows.append(["all three", str(m["n"]), fmt(m["accuracy"]), auc_cell(*every), fmt(m["ece"]),
-                 fmt(ece_noise_floor(every[1])), "-", "-", "-"])
+    every = [(y, p) for name in SETS for y, p in zip(*scored[name][2:])]
+    labels, probs = [y for y, _ in every], [p for _, p in every]
+    m = compute_metrics(labels, probs, detector.threshold)
+    rows.append(["all three", str(m["n"]), fmt(m["accuracy"]), auc_cell(labels, probs), fmt(m["ece"]),
+                 fmt(ece_noise_floor(probs)), "-", "-", "-"])
     print(" | ".join(rows[-1]), flush=True)
-    inv = invariance_fpr(detector, reals)
-    comparison = f"\n\n{compare(detector, Detector.load(args.baseline))}" if args.baseline else ""
-    body = report(detector, args, rows, inv, time.time() - t0) + comparison
+    inv = invariance_fpr(detector, [s for name in SETS for s in scored[name][0] if s.label == 0])
+    comparison = f"\n\n{compare(detector, scored, Detector.load(args.baseline))}" if args.baseline else ""
+    body = report(detector, rows, inv, time.time() - t0) + comparison
     print(body)
     if args.write:
         write_section("Default detector", body)
 
 
-def report(detector: Detector, args, rows: list[list[str]], inv: dict, seconds: float) -> str:
+def report(detector: Detector, rows: list[list[str]], inv: dict, seconds: float) -> str:
     per = ", ".join(f"{k} {v:.3f}" for k, v in inv["per_variant"].items())
     table = "\n".join([
         "| set | n (val) | accuracy | ROC-AUC [95% bootstrap] | ECE | ECE floor | ROC-AUC after JPEG q75 | "
@@ -119,8 +133,7 @@ def report(detector: Detector, args, rows: list[list[str]], inv: dict, seconds: 
         "|---|---|---|---|---|---|---|---|---|",
         *["| " + " | ".join(r) + " |" for r in rows],
     ])
-    command = f"python bench/default_detector.py --model {args.model}" + (
-        f" --baseline {args.baseline}" if args.baseline else "") + " --write"
+    command = "python bench/default_detector.py " + shlex.join(sys.argv[1:])
     return (f"Detector `{detector.name}` (threshold {detector.threshold:.2f}, temperature "
             f"{detector.meta.temperature:.2f}). Command: `{command}` ({seconds:.0f} s here).\n\n{table}\n\n"
             f"Invariance check on the {inv['n_real']} real validation images of all three sets: false-positive rate "

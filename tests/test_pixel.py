@@ -156,21 +156,44 @@ def test_mask_loss_is_refused_where_it_cannot_work(tmp_path):
         fit(load_config(None, base))
     with pytest.raises(ValueError, match="whole-image detector"):
         fit(load_config(None, {**base, "model.resize": "crop"}))
-    with pytest.raises(ValueError, match="whole model on every rank"):
-        check_config(load_config(None, {**base, "strategy": "pipeline"}), 2)
+    for strategy in ("pipeline", "tensor"):  # the model is split across ranks: no whole layer for the head
+        with pytest.raises(ValueError, match="does not support mask_loss"):
+            check_config(load_config(None, {**base, "strategy": strategy}), 2)
 
 
 @pytest.mark.slow
-def test_ddp_with_mask_loss_on_two_processes(tmp_path):
-    """The head lives inside the DDP module: its gradients are all-reduced like the backbone's (no unused-parameter
-    error on batches without masks), and rank 0's checkpoint is the plain detector."""
+@pytest.mark.parametrize("strategy", ["ddp", "localsgd"])
+def test_data_parallel_mask_loss_on_two_processes(tmp_path, strategy):
+    """The head lives inside the DDP module: its gradients are all-reduced (ddp) or its weights averaged (localsgd)
+    like the backbone's, with no unused-parameter error on batches without masks; rank 0's checkpoint is the plain
+    detector."""
     from fakescope.engine.parallel import launch_fit
 
     root = spliced_set(tmp_path / "set", n=8)
     cfg = load_config(None, {"model.name": "efficientnet_lite0", "model.size": "64", "data.path": [str(root)],
                              "data.workers": "0", "data.cache": "false", "batch_size": "4", "epochs": "1",
-                             "mask_loss": "1.0", "device": "cpu", "strategy": "ddp", "out": str(tmp_path / "run")})
+                             "mask_loss": "1.0", "device": "cpu", "strategy": strategy, "out": str(tmp_path / "run")})
     result = launch_fit(cfg, 2)
     model, meta = load_checkpoint(result.checkpoint)
     assert set(model.state_dict()) == set(create_detector("efficientnet_lite0", size=64)[0].state_dict())
-    assert meta.info["config"]["strategy"] == "ddp" and math.isfinite(result.history[0]["train_loss"])
+    assert meta.info["config"]["strategy"] == strategy and math.isfinite(result.history[0]["train_loss"])
+
+
+@pytest.mark.parametrize("known", [1.0, 0.0])
+def test_training_loop_hands_the_masks_to_the_loss(known):
+    """``train_one_epoch`` passes a batch's masks to the loss: the zero-initialised head learns from known masks and,
+    with SGD and no known mask, gets no gradient at all, so it stays exactly zero."""
+    from fakescope.engine.loops import train_one_epoch
+
+    torch.manual_seed(0)
+    detector, pre = create_detector("efficientnet_lite0", size=64)
+    arrays = torch.randint(0, 256, (4, 64, 64, 3), dtype=torch.uint8)
+    model = MaskSupervised(detector, get_spec("efficientnet_lite0").target_layer, pre.to_tensor(arrays[:1]))
+    masks = torch.zeros(4, 64, 64, dtype=torch.uint8)
+    masks[:2, :32] = 255
+    batch = (arrays, torch.tensor([1, 1, 0, 0]), masks, torch.full((4,), known))
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+    train_one_epoch(model, [batch], optimizer, DetectorLoss(nn.CrossEntropyLoss(), 1.0), torch.device("cpu"),
+                    pre.to_tensor)
+    moved = model.head.weight.abs().sum() > 0
+    assert bool(moved) == bool(known)

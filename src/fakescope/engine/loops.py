@@ -51,7 +51,7 @@ def train_one_epoch(
         with autocast(device, amp):
             output = model(x)  # logits, or (logits, cell logits) from a mask-supervised model
             logits = output[0] if isinstance(output, tuple) else output
-            loss = loss_fn(output if isinstance(output, tuple) else logits.float(), y, *[t.to(device) for t in targets])
+            loss = loss_fn(output, y, *[t.to(device) for t in targets])  # autocast runs the losses in fp32
         optimizer.zero_grad(set_to_none=True)
         if scaler is not None:
             scaler.scale(loss).backward()

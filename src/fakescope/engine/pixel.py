@@ -77,6 +77,6 @@ class DetectorLoss(nn.Module):
                 masks: torch.Tensor | None = None, known: torch.Tensor | None = None) -> torch.Tensor:
         logits, cells = output if isinstance(output, tuple) else (output, None)
         loss = self.image_loss(logits.float(), labels)
-        if cells is not None and masks is not None and known is not None:
+        if cells is not None and masks is not None:  # masks and known come together from the dataset
             loss = loss + self.mask_weight * pixel_loss(cells.float(), masks, known)
         return loss

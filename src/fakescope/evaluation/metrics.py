@@ -88,13 +88,17 @@ def _bootstrap(y: np.ndarray, scores: list[np.ndarray], metric: Metric, draws: i
     return out
 
 
+def _interval(values: np.ndarray, level: float) -> tuple[float, float]:
+    """The central ``level`` percentile interval of bootstrap draws."""
+    tail = (1.0 - level) / 2 * 100
+    return float(np.percentile(values, tail)), float(np.percentile(values, 100 - tail))
+
+
 def roc_auc_interval(y_true: Sequence[int], p_fake: Sequence[float], draws: int = 1000, seed: int = 0,
                      level: float = 0.95) -> tuple[float, float]:
     """A percentile bootstrap interval for ROC-AUC (images resampled within each class)."""
     y = np.asarray(y_true, dtype=int)
-    aucs = _bootstrap(y, [np.asarray(p_fake, dtype=np.float64)], roc_auc_score, draws, seed)[:, 0]
-    tail = (1.0 - level) / 2 * 100
-    return float(np.percentile(aucs, tail)), float(np.percentile(aucs, 100 - tail))
+    return _interval(_bootstrap(y, [np.asarray(p_fake, dtype=np.float64)], roc_auc_score, draws, seed)[:, 0], level)
 
 
 def paired_difference(y_true: Sequence[int], p_a: Sequence[float], p_b: Sequence[float],
@@ -107,10 +111,8 @@ def paired_difference(y_true: Sequence[int], p_a: Sequence[float], p_b: Sequence
     """
     y = np.asarray(y_true, dtype=int)
     a, b = np.asarray(p_a, dtype=np.float64), np.asarray(p_b, dtype=np.float64)
-    diffs = np.diff(_bootstrap(y, [b, a], metric, draws, seed), axis=1)[:, 0]
-    tail = (1.0 - level) / 2 * 100
-    return {"difference": float(metric(y, a) - metric(y, b)),
-            "low": float(np.percentile(diffs, tail)), "high": float(np.percentile(diffs, 100 - tail))}
+    low, high = _interval(np.diff(_bootstrap(y, [b, a], metric, draws, seed), axis=1)[:, 0], level)
+    return {"difference": float(metric(y, a) - metric(y, b)), "low": low, "high": high}
 
 
 def mean_difference(a: Sequence[float], b: Sequence[float], draws: int = 2000, seed: int = 0,
@@ -121,10 +123,8 @@ def mean_difference(a: Sequence[float], b: Sequence[float], draws: int = 2000, s
     if d.size == 0:
         raise ValueError("no paired values")
     rng = np.random.default_rng(seed)
-    means = d[rng.integers(0, d.size, (draws, d.size))].mean(axis=1)
-    tail = (1.0 - level) / 2 * 100
-    return {"difference": float(d.mean()), "low": float(np.percentile(means, tail)),
-            "high": float(np.percentile(means, 100 - tail))}
+    low, high = _interval(d[rng.integers(0, d.size, (draws, d.size))].mean(axis=1), level)
+    return {"difference": float(d.mean()), "low": low, "high": high}
 
 
 def compute_metrics(y_true: Sequence[int], p_fake: Sequence[float], threshold: float = 0.5) -> dict[str, Any]:

@@ -42,15 +42,13 @@ def check_config(cfg: TrainConfig, world_size: int) -> None:
     if cfg.strategy not in STRATEGIES:
         raise ValueError(f"unknown strategy {cfg.strategy!r}; use one of {', '.join(STRATEGIES)}")
     cls = STRATEGIES[cfg.strategy]
-    used = {"ema": cfg.ema, "amp": cfg.amp, "resume": cfg.resume, "grad_clip": cfg.optim.grad_clip}
+    used = {"ema": cfg.ema, "amp": cfg.amp, "resume": cfg.resume, "grad_clip": cfg.optim.grad_clip,
+            "mask_loss": cfg.mask_loss}
     unsupported = sorted(k for k, v in used.items() if v and k not in cls.supports)
     if unsupported:
         raise ValueError(f"strategy {cfg.strategy!r} does not support {', '.join(unsupported)}")
     if cls.data_parallel and cfg.batch_size % world_size:
         raise ValueError(f"batch_size {cfg.batch_size} (the global batch) is not divisible by {world_size} ranks")
-    if cfg.mask_loss and cfg.strategy in ("pipeline", "tensor"):
-        raise ValueError(f"mask_loss needs the whole model on every rank; strategy {cfg.strategy!r} splits it "
-                         "(use none, ddp or localsgd)")
     if cfg.strategy == "pipeline" and cfg.parallel.schedule not in SCHEDULES:
         raise ValueError(f"unknown pipeline schedule {cfg.parallel.schedule!r}; use {', '.join(SCHEDULES)}")
 

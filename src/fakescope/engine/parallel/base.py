@@ -13,7 +13,8 @@ from fakescope.engine.distributed import DistInfo, all_gather_objects
 from fakescope.engine.loops import Track, _no_track, predict_loader, train_one_epoch
 
 #: Training-loop features a strategy handles; ``fit`` refuses the others with a clear message.
-ALL_FEATURES = frozenset({"ema", "amp", "resume", "grad_clip"})
+#: ``mask_loss`` needs the whole model on every rank (the training-only head reads a backbone layer).
+ALL_FEATURES = frozenset({"ema", "amp", "resume", "grad_clip", "mask_loss"})
 
 
 class Strategy:
