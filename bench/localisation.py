@@ -190,7 +190,7 @@ def main(argv: list[str] | None = None) -> int:
                 f"ROC-AUC and best F1 over thresholds, averaged. Produced by:\n\n    {command}\n\n{md}\n")
         if models:
             body += "\nGrad-CAM models:\n" + "\n".join(describe(d) for d in models) + "\n"
-        body += ("\nThe CAM maps come from the last convolutional stage (7x7 or 8x8 cells for a 224- or 240-pixel input), so they "
+        body += ("\nThe CAM maps come from the last convolutional stage (7x7, 8x8 or 9x9 cells for a 224-, 240- or 260-pixel input), so they "
                  "point at regions, not outlines; ELA and the noise level are per-pixel. \"Mark everything\" is the "
                  "floor: ROC-AUC 0.5 and the F1 of calling every pixel tampered.\n")
         if len(models) > 1:

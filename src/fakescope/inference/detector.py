@@ -20,7 +20,7 @@ from fakescope.engine.checkpoint import CheckpointError, CheckpointMeta, load_ch
 log = logging.getLogger(__name__)
 
 #: The shipped detector ``fakescope scan`` uses when no ``--model`` is given.
-DEFAULT_DETECTOR = "efficientnet_lite1"
+DEFAULT_DETECTOR = "efficientnet_lite2"
 
 
 class DetectorError(ValueError):
