@@ -33,6 +33,7 @@ from fakescope.data.discovery import discover_samples
 from fakescope.data.masks import find_masks, load_mask
 from fakescope.evaluation.metrics import mean_difference
 from fakescope.explain import heatmap
+from fakescope.explain.cam import target_layer
 from fakescope.forensics.ela import ela_map
 from fakescope.forensics.io import load_image
 from fakescope.inference.detector import Detector
@@ -140,12 +141,27 @@ def comparison(rows: list[Row], models: list[Detector]) -> str:
     return "\n".join(lines)
 
 
+def cam_grid(det: Detector) -> tuple[int, int]:
+    """Cells of the CAM layer for the model's own input size (the shape its Grad-CAM is upsampled from)."""
+    shape: list[int] = []
+    size = det.meta.preprocess.size
+    hook = target_layer(det.model, det.meta.architecture).register_forward_hook(
+        lambda _m, _i, out: shape.extend(out.shape[-2:]))
+    try:
+        with torch.no_grad():
+            det.model(torch.zeros(1, det.meta.preprocess.channels, size, size, device=det.device))
+    finally:
+        hook.remove()
+    return shape[0], shape[1]
+
+
 def describe(det: Detector) -> str:
-    """One line on a Grad-CAM model: file, architecture and the validation score its checkpoint records."""
+    """One line on a Grad-CAM model: file, architecture, input and CAM grid, and its recorded validation score."""
     auc = det.meta.info.get("metrics", {}).get("roc_auc")
     recorded = f", validation ROC-AUC {auc:.3f} as recorded in the checkpoint" if auc is not None else ""
     origin = "a checkpoint file, not shipped weights" if Path(det.name).suffix else "shipped weights"
-    return f"- `{model_label(det)}` ({origin}): {det.meta.architecture}{recorded}."
+    size, (rows, cols) = det.meta.preprocess.size, cam_grid(det)
+    return f"- `{model_label(det)}` ({origin}): {det.meta.architecture}, {size} px input, {rows}x{cols} CAM cells{recorded}."
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -190,7 +206,7 @@ def main(argv: list[str] | None = None) -> int:
                 f"ROC-AUC and best F1 over thresholds, averaged. Produced by:\n\n    {command}\n\n{md}\n")
         if models:
             body += "\nGrad-CAM models:\n" + "\n".join(describe(d) for d in models) + "\n"
-        body += ("\nThe CAM maps come from the last convolutional stage (7x7, 8x8 or 9x9 cells for a 224-, 240- or 260-pixel input), so they "
+        body += ("\nThe CAM maps come from the last convolutional stage (the cells listed per model above), so they "
                  "point at regions, not outlines; ELA and the noise level are per-pixel. \"Mark everything\" is the "
                  "floor: ROC-AUC 0.5 and the F1 of calling every pixel tampered.\n")
         if len(models) > 1:
