@@ -6,15 +6,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 from PIL import Image
 from typer.testing import CliRunner
 
 from fakescope.cli import app
-from fakescope.data.dataset import ImageDataset
-from fakescope.data.discovery import Sample, discover_samples
-from fakescope.data.preprocess import Preprocess
-from fakescope.data.synth import SynthConfig, SyntheticTampering, paste, region_alpha, synthesize
+from fakescope.data.discovery import discover_samples
+from fakescope.data.synth import SynthConfig, paste, region_alpha, synthesize
 
 runner = CliRunner()
 
@@ -110,58 +107,3 @@ def test_splice_on_real_casia_images(data_root: Path, tmp_path: Path):
     for mask in (tmp_path / "casia" / "masks").iterdir():
         m = np.asarray(Image.open(mask))
         assert 0 < (m == 255).mean() < 0.5
-
-
-def test_training_time_tampering_draws_a_real_with_its_exact_mask(tiny_images):
-    reals = tiny_images(4, "reals", fmt="png", size=(64, 48))
-    sources = [_arr(p) for p in reals]
-    never, always = SyntheticTampering(reals, 0.0), SyntheticTampering(reals, 1.0)
-    rng = np.random.default_rng(0)
-    assert never.draw(rng) is None
-    for _ in range(8):
-        img, mask = always.draw(rng)
-        arr = np.asarray(img).astype(np.int16)
-        assert arr.shape == (48, 64, 3) and mask.shape == (48, 64) and set(np.unique(mask)) <= {0, 255}
-        # some training real is the source: outside the mask it is unchanged, inside the mask every pixel differs
-        source = next(s for s in sources if np.array_equal(s[mask == 0], arr[mask == 0]))
-        assert mask.any() and (source != arr).any(axis=2)[mask == 255].all()
-
-
-def test_training_time_tampering_checks_its_arguments():
-    with pytest.raises(ValueError, match="tamper_p"):
-        SyntheticTampering([Path("x.png")], 1.5)
-    with pytest.raises(ValueError, match="real training images"):
-        SyntheticTampering([], 0.5)
-
-
-def test_dataset_replaces_fake_draws_only_and_gives_their_masks(tmp_path: Path, tiny_images):
-    reals = tiny_images(3, "reals", fmt="png", size=(64, 48))
-    fakes = tiny_images(3, "fakes", fmt="png", size=(64, 48), seed=1)
-    samples = [Sample(p, 0) for p in reals] + [Sample(p, 1) for p in fakes]
-    pre = Preprocess(input_mode="rgb", size=32)
-    targets = [None] * len(samples)  # a set without masks: only the synthetic fakes get a pixel target
-    ds = ImageDataset(samples, pre, pixel_targets=targets, tampering=SyntheticTampering(reals, 1.0))
-    torch.manual_seed(0)
-    items = [ds[i] for i in range(len(samples))]
-    assert [known for *_, known in items] == [0.0, 0.0, 0.0, 1.0, 1.0, 1.0]
-    assert all(label == int(i >= 3) and arr.shape == (32, 32, 3) for i, (arr, label, *_) in enumerate(items))
-    assert all(mask.any() for _, _, mask, _ in items[3:]) and not any(mask.any() for _, _, mask, _ in items[:3])
-    plain = ImageDataset(samples, pre, tampering=SyntheticTampering(reals, 1.0), cache_dir=tmp_path / "cache")
-    assert plain.cache is None  # a tampered draw differs every epoch: never cached
-    assert np.array_equal(plain[0][0], ImageDataset(samples, pre)[0][0])  # reals pass through unchanged
-
-
-def test_recipe_tampers_training_reals_only(tmp_path: Path, tiny_images):
-    from fakescope.config import load_config
-    from fakescope.engine.train import image_datasets
-
-    root = tmp_path / "set"
-    for seed, label in enumerate(("real", "fake")):
-        tiny_images(10, f"set/{label}", fmt="png", size=(40, 40), seed=seed)
-    cfg = load_config(None, {"data.path": str(root), "model.size": "32", "augment.tamper_p": "0.5"})
-    train, val = image_datasets(cfg, Preprocess(input_mode="rgb", size=32))
-    assert val.tampering is None and train.tampering.p == 0.5
-    assert sorted(train.tampering.reals) == sorted(s.path for s in train.samples if s.label == 0)
-    assert not set(train.tampering.reals) & {s.path for s in val.samples}
-    off = load_config(None, {"data.path": str(root), "augment.tamper_p": "0.5", "augment.enabled": "false"})
-    assert image_datasets(off, Preprocess(input_mode="rgb", size=32))[0].tampering is None

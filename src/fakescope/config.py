@@ -75,9 +75,6 @@ class AugmentConfig:
     rescale_p: float = 0.3
     rescale: tuple[float, float] = (0.5, 1.0)
     color_p: float = 0.3
-    #: Probability that a fake draw is replaced by a synthetic splice / copy-move of a training real, with its
-    #: mask (``fakescope.data.synth.SyntheticTampering``); 0 turns it off.
-    tamper_p: float = 0.0
 
 
 @dataclass

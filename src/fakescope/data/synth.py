@@ -23,8 +23,8 @@ from __future__ import annotations
 import csv
 import logging
 import math
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field, replace
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -165,43 +165,6 @@ def tamper(target: np.ndarray, donor: np.ndarray | None, rng: np.random.Generato
         if t.mask.any():
             return t
     return None
-
-
-class SyntheticTampering:
-    """Tampering made during training (``augment.tamper_p``): with probability ``p`` a fake draw is replaced by a
-    splice or a copy-move (even odds) of a random training real, with its exact mask.
-
-    The same real photos then appear as real and, tampered, as fake, so the one difference left to learn is the
-    tampering itself, not the content, camera or compression of a set; it also gives every set photo-like fakes
-    with pixel targets, including sets that ship no masks. Drawn before the robustness augmentation, so JPEG, blur
-    and rescale treat the tampered images like every other image.
-    """
-
-    def __init__(self, reals: Sequence[str | Path], p: float, cfg: SynthConfig | None = None):
-        if not 0.0 <= p <= 1.0:
-            raise ValueError(f"tamper_p must be in [0, 1], got {p}")
-        if p > 0 and not reals:
-            raise ValueError("synthetic tampering needs real training images to tamper")
-        self.reals = [Path(r) for r in reals]
-        self.p = p
-        base = cfg or SynthConfig()
-        self.configs = [replace(base, kind=kind) for kind in SYNTH_KINDS]
-
-    def draw(self, rng: np.random.Generator) -> tuple[Image.Image, np.ndarray] | None:
-        """A tampered training real and its uint8 mask (255 = changed pixel), or None: keep the drawn sample."""
-        if self.p == 0 or rng.random() >= self.p:
-            return None
-        cfg = self.configs[int(rng.integers(len(self.configs)))]
-        t = int(rng.integers(len(self.reals)))
-        target = np.asarray(load_image(self.reals[t]))
-        donor = None
-        if cfg.kind == "splice":
-            other = (t + 1 + int(rng.integers(max(len(self.reals) - 1, 1)))) % len(self.reals)
-            donor = np.asarray(load_image(self.reals[other]))
-        result = tamper(target, donor, rng, cfg)
-        if result is None:  # a flat image: no region changed a pixel
-            return None
-        return Image.fromarray(result.image, "RGB"), result.mask.astype(np.uint8) * 255
 
 
 def write_image(arr: np.ndarray, path: Path, cfg: SynthConfig, rng: np.random.Generator) -> int | None:

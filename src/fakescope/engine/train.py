@@ -29,7 +29,6 @@ from fakescope.data.discovery import Sample, discover_samples
 from fakescope.data.masks import PixelTarget, pixel_targets
 from fakescope.data.preprocess import Preprocess
 from fakescope.data.splits import class_weights, sample_weights, stratified_split
-from fakescope.data.synth import SyntheticTampering
 from fakescope.engine.checkpoint import CheckpointMeta, save_checkpoint
 from fakescope.engine.distributed import (
     DistInfo,
@@ -97,18 +96,8 @@ def image_datasets(cfg: TrainConfig, pre: Preprocess) -> tuple[ImageDataset, Ima
     cache_dir = (cfg.data.cache_dir or default_cache_dir()) if cfg.data.cache else None
     targets = _train_pixel_targets(cfg, splits) if cfg.mask_loss else None
     train_ds = ImageDataset(train_s, pre, build_augment(cfg.augment), cache_dir, random_crop=True,
-                            pixel_targets=targets, tampering=_tampering(cfg, train_s))
+                            pixel_targets=targets)
     return train_ds, ImageDataset(val_s, pre, None, cache_dir)
-
-
-def _tampering(cfg: TrainConfig, train: list[Sample]) -> SyntheticTampering | None:
-    """Synthetic tampering of the training reals (never the validation ones), when the recipe asks for it."""
-    if not (cfg.augment.enabled and cfg.augment.tamper_p > 0):
-        return None
-    reals = [s.path for s in train if s.label == 0]
-    log.info("synthetic tampering: %.0f%% of fake draws are splices / copy-moves of %d training reals",
-             100 * cfg.augment.tamper_p, len(reals))
-    return SyntheticTampering(reals, cfg.augment.tamper_p)
 
 
 def _train_pixel_targets(cfg: TrainConfig, splits: list[tuple[list[Sample], list[Sample]]]) -> list[PixelTarget]:
