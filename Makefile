@@ -5,7 +5,7 @@ PYTHON ?= python3
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.fakescope-installed
 
-.PHONY: demo test install bench lint clean
+.PHONY: demo test install bench lint clean screenshot
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -25,6 +25,13 @@ test: install
 
 bench: install
 	cd bench && $(abspath $(PY)) default_detector.py
+
+# docs/report-screenshot.png: the report of the example scan, rendered by a headless Chromium (Debian: apt install chromium)
+CHROMIUM ?= chromium
+screenshot: install
+	$(VENV)/bin/fakescope scan examples/images --report demo-out/report.html
+	$(CHROMIUM) --headless --no-sandbox --hide-scrollbars --screenshot=docs/report-screenshot.png \
+		--window-size=1200,1500 file://$(abspath demo-out/report.html)
 
 lint: install
 	$(PY) -m ruff check src tests bench

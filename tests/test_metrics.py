@@ -105,6 +105,40 @@ def test_threshold_at_fpr_flags_at_most_the_allowed_share_of_reals():
         assert np.mean(p[y == 0] >= np.nextafter(t, -np.inf)) > target or t == 0.0
 
 
+def test_threshold_at_fpr_by_group_bounds_every_group():
+    from fakescope.evaluation.metrics import threshold_at_fpr
+
+    rng = np.random.default_rng(1)
+    # set "a" has easy reals, set "b" reals that score higher; set "c" has only fakes (no bound to hold)
+    p = np.concatenate([rng.uniform(0, 0.4, 300), rng.uniform(0.2, 0.9, 100), rng.uniform(0.5, 1, 150),
+                        rng.uniform(0, 1, 20)])
+    y = np.array([0] * 400 + [1] * 170)
+    g = np.array(["a"] * 300 + ["b"] * 100 + ["a"] * 150 + ["c"] * 20)
+    pooled, grouped = threshold_at_fpr(y, p, 0.05), threshold_at_fpr(y, p, 0.05, g)
+    assert np.mean(p[(g == "b") & (y == 0)] >= pooled) > 0.05  # the pooled bound lets set b take the false alarms
+    for key in ("a", "b"):
+        assert np.mean(p[(g == key) & (y == 0)] >= grouped) <= 0.05
+    assert grouped == threshold_at_fpr(y[g == "b"], p[g == "b"], 0.05)  # the strictest group sets it
+    assert threshold_at_fpr(y, p, 0.05, ["one"] * len(y)) == pooled  # one group: the pooled bound
+    with pytest.raises(ValueError, match="needs real samples"):
+        threshold_at_fpr(y[g == "c"], p[g == "c"], 0.05, g[g == "c"])
+
+
+def test_training_threshold_holds_per_data_folder(tmp_path):
+    from fakescope.config import load_config
+    from fakescope.engine.train import _threshold
+
+    cfg = load_config(None, {"data.path": [str(tmp_path / 'a'), str(tmp_path / 'b')], "target_fpr": "0.05"})
+    assert len(cfg.data.path) == 2
+    rng = np.random.default_rng(2)
+    p = np.concatenate([rng.uniform(0, 0.4, 100), rng.uniform(0.2, 0.9, 100), rng.uniform(0.5, 1, 50)])
+    y = [0] * 200 + [1] * 50
+    paths = [tmp_path / "a" / "real" / f"{i}.jpg" for i in range(100)] + \
+            [tmp_path / "b" / "real" / f"{i}.jpg" for i in range(100)] + [tmp_path / "a" / "fake" / "x.jpg"] * 50
+    t = _threshold(cfg, y, p, paths)
+    assert np.mean(p[100:200] >= t) <= 0.05 and t > _threshold(cfg, y, p, None)  # None: pooled (a warning)
+
+
 def test_ece_noise_floor_shrinks_with_the_set_size():
     from fakescope.evaluation.metrics import ece_noise_floor
 

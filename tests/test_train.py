@@ -189,3 +189,19 @@ def test_tensorboard_logs_every_epoch(tmp_path, tiny_images):
     events = EventAccumulator(str(tmp_path / "run" / "tensorboard")).Reload()
     assert [e.step for e in events.Scalars("val_loss")] == [1, 2]
     assert {"train_loss", "val_roc_auc", "lr"} <= set(events.Tags()["scalars"])
+
+
+def test_keep_last_ships_the_final_epoch(tmp_path, tiny_images):
+    """``keep: last`` keeps the end of the schedule whatever the validation loss did; other values are refused."""
+    for label in ("real", "fake"):
+        tiny_images(6, folder=tmp_path / "data" / label, prefix=label, seed=int(label == "fake"))
+    cfg = load_config(None, {"model.name": "srm", "model.size": 32, "epochs": 3, "patience": 10, "batch_size": 4,
+                             "device": "cpu", "data.path": [str(tmp_path / "data")], "data.workers": 0,
+                             "data.cache": False, "keep": "last", "out": str(tmp_path / "run")})
+    result = fit(cfg)
+    assert len(result.history) == 3
+    final = torch.load(tmp_path / "run" / "last.pt", weights_only=True)["model"]
+    kept, _ = load_checkpoint(result.checkpoint)
+    assert all(torch.equal(v, final[k]) for k, v in kept.state_dict().items())
+    with pytest.raises(ValueError, match="keep must be one of best, last"):
+        fit(replace(cfg, keep="final"))

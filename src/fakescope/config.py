@@ -104,6 +104,9 @@ class TrainConfig:
     epochs: int = 30
     batch_size: int = 32
     patience: int = 5
+    #: The weights a run keeps in ``best.safetensors``: ``best``, the epoch of lowest validation loss, or ``last``,
+    #: the end of the schedule (no choice of weights made on the validation split the run's metrics come from).
+    keep: str = "best"
     label_smoothing: float = 0.0
     #: Weight of the pixel-level loss on tampering masks (0: off). Sets with a ``masks/`` folder (CASIA v1.0,
     #: ``fakescope synth`` output) also teach a training-only head *where* each image was tampered; see
@@ -114,8 +117,8 @@ class TrainConfig:
     amp: bool = False
     ema: float | None = None
     calibrate: bool = True
-    #: Ship the threshold that flags at most this share of validation reals (None: 0.5). Analysts pay for false
-    #: alarms on genuine photos; a detector should say how many it raises.
+    #: Ship the threshold that flags at most this share of the validation reals of every ``data.path`` folder
+    #: (None: 0.5). Analysts pay for false alarms on genuine photos; a detector should say how many it raises.
     target_fpr: float | None = None
     seed: int = 0
     out: str = "runs/latest"

@@ -25,8 +25,19 @@ def equal_error_rate(y_true: Sequence[int], scores: Sequence[float]) -> tuple[fl
     return float((fpr[i] + fnr[i]) / 2.0), float(min(thresholds[i], 1.0))
 
 
-def threshold_at_fpr(y_true: Sequence[int], p_fake: Sequence[float], max_fpr: float) -> float:
-    """The lowest threshold at which at most ``max_fpr`` of the real samples (label 0) score as fake."""
+def threshold_at_fpr(y_true: Sequence[int], p_fake: Sequence[float], max_fpr: float,
+                     groups: Sequence[Any] | None = None) -> float:
+    """The lowest threshold at which at most ``max_fpr`` of the real samples (label 0) score as fake.
+
+    With ``groups`` (one key per sample, e.g. the dataset it comes from) the bound holds within every group that
+    has reals: the highest of the groups' thresholds, so no one kind of photo pays for the easy ones.
+    """
+    if groups is not None:
+        y, p, g = np.asarray(y_true), np.asarray(p_fake, dtype=np.float64), np.asarray(groups)
+        keys = [k for k in dict.fromkeys(g.tolist()) if ((g == k) & (y == 0)).any()]
+        if not keys:
+            raise ValueError("choosing a threshold by false-positive rate needs real samples")
+        return max(threshold_at_fpr(y[g == k], p[g == k], max_fpr) for k in keys)
     if not 0.0 <= max_fpr < 1.0:
         raise ValueError(f"max_fpr must be in [0, 1), got {max_fpr}")
     reals = np.sort(np.asarray(p_fake, dtype=np.float64)[np.asarray(y_true) == 0])
