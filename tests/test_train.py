@@ -205,3 +205,30 @@ def test_keep_last_ships_the_final_epoch(tmp_path, tiny_images):
     assert all(torch.equal(v, final[k]) for k, v in kept.state_dict().items())
     with pytest.raises(ValueError, match="keep must be one of best, last"):
         fit(replace(cfg, keep="final"))
+
+
+@pytest.mark.parametrize("model", ["srm", "resnet18"])  # a patch detector (scored by scan) and a whole-image one
+def test_threshold_bound_holds_in_every_data_folder(tmp_path, tiny_images, model):
+    """``target_fpr`` is met on each folder's validation reals: the shipped threshold is the strictest folder's."""
+    from fakescope.engine.train import folder_splits
+    from fakescope.evaluation.evaluate import score_samples
+    from fakescope.evaluation.metrics import threshold_at_fpr
+
+    roots = [tmp_path / name for name in ("a", "b")]
+    for k, root in enumerate(roots):
+        for label in ("real", "fake"):
+            tiny_images(10, folder=root / label, prefix=label, seed=10 * k + int(label == "fake"))
+    cfg = load_config(None, {"model.name": model, "model.size": 32, "epochs": 1, "batch_size": 4, "device": "cpu",
+                             "data.path": [str(r) for r in roots], "data.workers": 0, "data.cache": False,
+                             "target_fpr": "0.5", "out": str(tmp_path / "run")})
+    result = fit(cfg)
+    detector = Detector.load(str(result.checkpoint), device="cpu")
+    per_folder = [v for _, v in folder_splits(cfg)]
+    scored = [score_samples(detector, v, workers=0) for v in per_folder]
+    labels = [y for ys, _, _ in scored for y in ys]
+    probs = [p for _, ps, _ in scored for p in ps]
+    groups = [i for i, (ys, _, _) in enumerate(scored) for _ in ys]
+    assert detector.threshold == pytest.approx(threshold_at_fpr(labels, probs, 0.5, groups), abs=1e-6)
+    for ys, ps, _ in scored:
+        reals = [p for y, p in zip(ys, ps) if y == 0]
+        assert np.mean(np.array(reals) >= detector.threshold) <= 0.5
