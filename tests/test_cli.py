@@ -164,6 +164,18 @@ def test_models_json_lists_every_detector():
     assert invoke("models").exit_code == 0
 
 
+def test_models_shows_the_input_the_shipped_weights_were_trained_on():
+    from fakescope.engine.checkpoint import read_meta
+    from fakescope.inference.detector import shipped_weights
+
+    rows = json.loads(invoke("models", "--format", "json").stdout)
+    shipped = [r for r in rows if r["shipped"]]
+    assert shipped, "no detector ships weights"
+    for r in shipped:
+        pre = read_meta(shipped_weights(r["name"])).preprocess
+        assert (r["input_size"], r["input_mode"]) == (pre.size, pre.input_mode), r["name"]
+
+
 def test_evaluate_json(tiny_images, tiny_ela_checkpoint, tmp_path):
     tiny_images(3, "data/real", seed=1)
     tiny_images(3, "data/fake", "png", seed=2)

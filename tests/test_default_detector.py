@@ -28,7 +28,9 @@ def detector() -> Detector:
 def test_default_weights_carry_their_preprocessing_and_calibration(detector):
     meta = detector.meta
     assert meta.architecture == DEFAULT_DETECTOR
-    assert meta.preprocess == get_spec(DEFAULT_DETECTOR).preprocess  # the registry's own input: RGB, ImageNet stats
+    # the registry's input (RGB, ImageNet stats, squash) at the size and mode the recipe sets
+    recipe = load_config(REPO / "configs" / "default.yaml").model
+    assert meta.preprocess == get_spec(DEFAULT_DETECTOR).resolve_preprocess(recipe.input_mode, recipe.size)
     assert 0.05 < meta.temperature < 20 and 0.0 < meta.threshold < 1.0
     assert meta.info["data"]["counts"]["val"]["real"] > 0
     assert shipped_weights(DEFAULT_DETECTOR).stat().st_size < 25 * 2**20

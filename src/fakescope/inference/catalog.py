@@ -5,6 +5,7 @@ from typing import Any
 
 import torch
 
+from fakescope.engine.checkpoint import read_meta
 from fakescope.inference.detector import DEFAULT_DETECTOR, shipped_weights
 from fakescope.registry import get_spec, list_detectors
 
@@ -20,15 +21,19 @@ def count_params(name: str) -> int:
 
 
 def detector_catalog() -> list[dict[str, Any]]:
+    """One row per registered detector; a detector with shipped weights shows the input those weights were trained
+    on (their checkpoint header), which may differ from the architecture's default."""
     rows = []
     for name in list_detectors():
         spec = get_spec(name)
+        weights = shipped_weights(name)
+        pre = read_meta(weights).preprocess if weights is not None else spec.preprocess
         rows.append({
             "name": name,
             "params": count_params(name),
-            "input_size": spec.preprocess.size,
-            "input_mode": spec.preprocess.input_mode,
-            "shipped": shipped_weights(name) is not None,
+            "input_size": pre.size,
+            "input_mode": pre.input_mode,
+            "shipped": weights is not None,
             "default": name == DEFAULT_DETECTOR,
             "description": spec.description,
         })
