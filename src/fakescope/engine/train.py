@@ -235,8 +235,8 @@ def _threshold(cfg: TrainConfig, labels, probs, paths: list[Path] | None = None)
         roots = [Path(p).resolve() for p in cfg.data.path]
         folders = [next((i for i, r in enumerate(roots) if Path(f).resolve().is_relative_to(r)), -1) for f in paths]
     elif len(cfg.data.path) > 1:
-        log.warning("unreadable validation images: the %.0f%% false-positive bound holds over all sets' reals "
-                    "together, not set by set", 100 * cfg.target_fpr)
+        log.warning("the scored validation images' files are unknown or some could not be read: the %.0f%% "
+                    "false-positive bound holds over all sets' reals together, not set by set", 100 * cfg.target_fpr)
     return threshold_at_fpr(labels, probs, cfg.target_fpr, folders)
 
 
