@@ -124,6 +124,33 @@ def test_threshold_at_fpr_by_group_bounds_every_group():
         threshold_at_fpr(y[g == "c"], p[g == "c"], 0.05, g[g == "c"])
 
 
+def test_held_out_fpr_counts_reals_the_threshold_was_not_chosen_on():
+    from fakescope.evaluation.metrics import held_out_fpr, threshold_at_fpr
+
+    rng = np.random.default_rng(2)
+    # many reals from one distribution: a threshold chosen on 4/5 of them flags about 5% of the rest
+    y = np.array([0] * 4000 + [1] * 50)
+    p = rng.uniform(0, 1, y.size)
+    r = held_out_fpr(y, p, 0.05)
+    assert r["n_real"] == 4000 and r["per_group"] == {}
+    assert 0.04 < r["fpr"] < 0.06
+    # few reals: in-sample the bound always holds, held out it is exceeded on average (2/33 expected for 40 reals),
+    # the optimism the estimate exposes
+    y = np.zeros(40, dtype=int)
+    draws = [rng.uniform(0, 1, 40) for _ in range(300)]
+    assert all(np.mean(p >= threshold_at_fpr(y, p, 0.05)) <= 0.05 for p in draws)
+    assert np.mean([held_out_fpr(y, p, 0.05, seed=i)["fpr"] for i, p in enumerate(draws)]) > 0.055
+    # by group: every group's held-out reals are counted under the strictest group's threshold
+    g = np.array(["a"] * 2000 + ["b"] * 2000)
+    p = np.concatenate([rng.uniform(0, 0.5, 2000), rng.uniform(0, 1, 2000)])
+    r = held_out_fpr(np.zeros(4000, dtype=int), p, 0.05, g)
+    assert set(r["per_group"]) == {"a", "b"}
+    assert r["per_group"]["a"] == 0.0 and 0.035 < r["per_group"]["b"] < 0.065
+    assert r["fpr"] == pytest.approx((r["per_group"]["a"] + r["per_group"]["b"]) / 2)
+    with pytest.raises(ValueError, match="at least 5 real samples"):
+        held_out_fpr([0, 0, 1], [0.1, 0.2, 0.9], 0.05)
+
+
 def test_training_threshold_holds_per_data_folder(tmp_path):
     from fakescope.config import load_config
     from fakescope.engine.train import _threshold

@@ -48,6 +48,32 @@ def threshold_at_fpr(y_true: Sequence[int], p_fake: Sequence[float], max_fpr: fl
     return float(min(1.0, np.nextafter(highest_kept_below, np.inf)))
 
 
+def held_out_fpr(y_true: Sequence[int], p_fake: Sequence[float], max_fpr: float,
+                 groups: Sequence[Any] | None = None, folds: int = 5, seed: int = 0) -> dict[str, Any]:
+    """The false-positive rate of :func:`threshold_at_fpr` on reals it was *not* chosen on (cross-fitted).
+
+    A threshold picked to flag at most ``max_fpr`` of some reals flags about that many of them by construction, so
+    that rate says little about new photos of the same kinds. Here the reals are split into ``folds`` parts
+    (stratified by ``groups``); each part is scored against the threshold chosen on the other parts, and the rate
+    is counted over all parts: the false-alarm rate to expect on unseen reals, for a threshold chosen from
+    ``(folds - 1) / folds`` as many of them. Returns ``{"fpr", "n_real", "per_group"}``.
+    """
+    from sklearn.model_selection import StratifiedKFold
+
+    y, p = np.asarray(y_true), np.asarray(p_fake, dtype=np.float64)
+    g = np.asarray(groups) if groups is not None else np.zeros(len(y), dtype=int)
+    p, g = p[y == 0], g[y == 0]
+    if p.size < folds:
+        raise ValueError(f"a {folds}-fold false-positive estimate needs at least {folds} real samples, got {p.size}")
+    flagged = np.zeros(p.size, dtype=bool)
+    splits = StratifiedKFold(n_splits=folds, shuffle=True, random_state=seed)
+    for fit, held in splits.split(p.reshape(-1, 1), g):
+        t = threshold_at_fpr(np.zeros(fit.size, dtype=int), p[fit], max_fpr, g[fit] if groups is not None else None)
+        flagged[held] = p[held] >= t
+    per_group = {k: float(flagged[g == k].mean()) for k in dict.fromkeys(g.tolist())} if groups is not None else {}
+    return {"fpr": float(flagged.mean()), "n_real": int(p.size), "per_group": per_group}
+
+
 def expected_calibration_error(y_true: Sequence[int], p_fake: Sequence[float], n_bins: int = 15) -> float:
     """ECE over equal-width bins of the predicted class's confidence."""
     y = np.asarray(y_true)
