@@ -146,10 +146,12 @@ def test_train_cli_matches_fit(run, faces, cache_dir, tmp_path):
     for key, value in OVERRIDES.items():
         if key not in ("model.name", "epochs", "batch_size", "device"):
             args += [f"--{key}", value]
-    args += ["--data.cache_dir", str(cache_dir)]
+    args += ["--data.cache_dir", str(cache_dir), "--target_fpr", "0.2"]  # the threshold does not change the losses
     res = CliRunner().invoke(app, args)
     assert res.exit_code == 0, res.output
     assert "epoch   1" in res.stdout and "epoch   2" in res.stdout and "best checkpoint" in res.stdout
+    held_out = json.loads((out / "metrics.json").read_text())["validation"]["fpr_held_out"]
+    assert f"{held_out:.1%} when chosen on the others" in " ".join(res.stdout.split())
     assert "Traceback" not in res.output
     saved = yaml.safe_load((out / "config.yaml").read_text())
     assert saved["optim"]["lr"] == 1e-5 and saved["augment"]["enabled"] is False
@@ -212,12 +214,12 @@ def test_threshold_bound_holds_in_every_data_folder(tmp_path, tiny_images, model
     """``target_fpr`` is met on each folder's validation reals: the shipped threshold is the strictest folder's."""
     from fakescope.engine.train import folder_splits
     from fakescope.evaluation.evaluate import score_samples
-    from fakescope.evaluation.metrics import threshold_at_fpr
+    from fakescope.evaluation.metrics import held_out_fpr, threshold_at_fpr
 
     roots = [tmp_path / name for name in ("a", "b")]
     for k, root in enumerate(roots):
         for label in ("real", "fake"):
-            tiny_images(10, folder=root / label, prefix=label, seed=10 * k + int(label == "fake"))
+            tiny_images(25, folder=root / label, prefix=label, seed=10 * k + int(label == "fake"))
     cfg = load_config(None, {"model.name": model, "model.size": 32, "epochs": 1, "batch_size": 4, "device": "cpu",
                              "data.path": [str(r) for r in roots], "data.workers": 0, "data.cache": False,
                              "target_fpr": "0.5", "out": str(tmp_path / "run")})
@@ -229,6 +231,9 @@ def test_threshold_bound_holds_in_every_data_folder(tmp_path, tiny_images, model
     probs = [p for _, ps, _ in scored for p in ps]
     groups = [i for i, (ys, _, _) in enumerate(scored) for _ in ys]
     assert detector.threshold == pytest.approx(threshold_at_fpr(labels, probs, 0.5, groups), abs=1e-6)
+    # and the checkpoint records the rate a threshold chosen the same way flags on reals it was not chosen on
+    recorded = detector.meta.info["metrics"]["fpr_held_out"]
+    assert recorded == pytest.approx(held_out_fpr(labels, probs, 0.5, groups)["fpr"], abs=1e-9)
     for ys, ps, _ in scored:
         reals = [p for y, p in zip(ys, ps) if y == 0]
         assert np.mean(np.array(reals) >= detector.threshold) <= 0.5

@@ -54,11 +54,11 @@ def held_out_fpr(y_true: Sequence[int], p_fake: Sequence[float], max_fpr: float,
 
     A threshold picked to flag at most ``max_fpr`` of some reals flags about that many of them by construction, so
     that rate says little about new photos of the same kinds. Here the reals are split into ``folds`` parts
-    (stratified by ``groups``); each part is scored against the threshold chosen on the other parts, and the rate
-    is counted over all parts: the false-alarm rate to expect on unseen reals, for a threshold chosen from
-    ``(folds - 1) / folds`` as many of them. Returns ``{"fpr", "n_real", "per_group"}``.
+    (stratified by ``groups`` when every group has that many reals); each part is scored against the threshold
+    chosen on the other parts, and the rate is counted over all parts: the false-alarm rate to expect on unseen
+    reals, for a threshold chosen from ``(folds - 1) / folds`` as many of them. Returns ``{"fpr", "n_real", "per_group"}``.
     """
-    from sklearn.model_selection import StratifiedKFold
+    from sklearn.model_selection import KFold, StratifiedKFold
 
     y, p = np.asarray(y_true), np.asarray(p_fake, dtype=np.float64)
     g = np.asarray(groups) if groups is not None else np.zeros(len(y), dtype=int)
@@ -66,7 +66,8 @@ def held_out_fpr(y_true: Sequence[int], p_fake: Sequence[float], max_fpr: float,
     if p.size < folds:
         raise ValueError(f"a {folds}-fold false-positive estimate needs at least {folds} real samples, got {p.size}")
     flagged = np.zeros(p.size, dtype=bool)
-    splits = StratifiedKFold(n_splits=folds, shuffle=True, random_state=seed)
+    stratify = min(np.unique(g, return_counts=True)[1]) >= folds
+    splits = (StratifiedKFold if stratify else KFold)(n_splits=folds, shuffle=True, random_state=seed)
     for fit, held in splits.split(p.reshape(-1, 1), g):
         t = threshold_at_fpr(np.zeros(fit.size, dtype=int), p[fit], max_fpr, g[fit] if groups is not None else None)
         flagged[held] = p[held] >= t
