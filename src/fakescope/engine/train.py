@@ -46,7 +46,7 @@ from fakescope.engine.parallel import (
     prepare_config,
 )
 from fakescope.engine.pixel import DetectorLoss, MaskSupervised
-from fakescope.evaluation.metrics import compute_metrics, held_out_fpr, threshold_at_fpr
+from fakescope.evaluation.metrics import HELD_OUT_FOLDS, compute_metrics, held_out_fpr, threshold_at_fpr
 from fakescope.inference.detector import resolve_device
 from fakescope.inference.patches import PatchConfig, PatchDetector, aggregate, patch_info
 from fakescope.registry import create_detector, get_spec
@@ -229,7 +229,7 @@ def _threshold(cfg: TrainConfig, labels, probs, paths: list[Path] | None = None)
     authentic photos score higher than the faces' or COCO's; a pooled bound would let one set's reals take most of
     the false alarms. Second: the share of validation reals flagged by the threshold chosen the same way on the
     *other* reals (5-fold cross-fitted, :func:`held_out_fpr`), the rate to expect on unseen photos; ``None`` without
-    ``target_fpr`` or with fewer than 5 reals."""
+    ``target_fpr`` or with fewer than ``HELD_OUT_FOLDS`` reals."""
     if cfg.target_fpr is None:
         return 0.5, None
     folders = None
@@ -240,7 +240,7 @@ def _threshold(cfg: TrainConfig, labels, probs, paths: list[Path] | None = None)
         log.warning("the scored validation images' files are unknown or some could not be read: the %.0f%% "
                     "false-positive bound holds over all sets' reals together, not set by set", 100 * cfg.target_fpr)
     threshold = threshold_at_fpr(labels, probs, cfg.target_fpr, folders)
-    if int(np.sum(np.asarray(labels) == 0)) < 5:
+    if int(np.sum(np.asarray(labels) == 0)) < HELD_OUT_FOLDS:
         return threshold, None
     return threshold, held_out_fpr(labels, probs, cfg.target_fpr, folders)["fpr"]
 

@@ -48,8 +48,12 @@ def threshold_at_fpr(y_true: Sequence[int], p_fake: Sequence[float], max_fpr: fl
     return float(min(1.0, np.nextafter(highest_kept_below, np.inf)))
 
 
+#: Parts of the reals in :func:`held_out_fpr` (and so the fewest reals it can use).
+HELD_OUT_FOLDS = 5
+
+
 def held_out_fpr(y_true: Sequence[int], p_fake: Sequence[float], max_fpr: float,
-                 groups: Sequence[Any] | None = None, folds: int = 5, seed: int = 0) -> dict[str, Any]:
+                 groups: Sequence[Any] | None = None, folds: int = HELD_OUT_FOLDS, seed: int = 0) -> dict[str, Any]:
     """The false-positive rate of :func:`threshold_at_fpr` on reals it was *not* chosen on (cross-fitted).
 
     A threshold picked to flag at most ``max_fpr`` of some reals flags about that many of them by construction, so
