@@ -6,8 +6,9 @@ Per set: accuracy and the shares of reals flagged and of fakes caught at the shi
 the validation split (seed 0, 20%: the split `fakescope train` holds out),
 ROC-AUC after JPEG q75 and after blur sigma 1, and the ECE a perfectly calibrated model would show on as many
 images (the noise floor of the ECE); on casia1 also the shortcut test (every image re-saved once at JPEG
-q90, metadata dropped). Then the invariance check: real validation images re-saved at JPEG 60/75/90/100 and rescaled
-to 0.5x/0.75x must stay real (false-positive rate at the shipped threshold, over all sets and set by set), and the
+q90, metadata dropped) and each kind of tampering (splices from another image, copy-move) against the reals.
+Then the invariance check: real validation images re-saved at JPEG 60/75/90/100 and rescaled to 0.5x/0.75x must
+stay real (false-positive rate at the shipped threshold, over all sets and set by set), and the
 reals flagged by a threshold chosen the same way on the other validation reals (cross-fitted, the honest estimate of
 the false-alarm rate on unseen photos). --write puts the table into
 docs/benchmarks.md under "## Default detector". --baseline MODEL also scores another detector on the same images
@@ -107,6 +108,27 @@ def held_out_by_set(detector: Detector, scored: dict[str, Scored]) -> dict | Non
     return {"target": target, **held_out_fpr(labels, probs, target, groups)}
 
 
+#: CASIA v1.0's kinds of tampering, by file-name prefix of the fakes.
+CASIA_KINDS = {"Sp_D": "spliced from another image", "Sp_S": "copy-move within one image"}
+
+
+def casia_kinds(scored: dict[str, Scored]) -> str:
+    """ROC-AUC of each kind of CASIA tampering against all of casia1's validation reals, on the images as they are
+    and after the shortcut test: which kind holds the set back."""
+    parts = []
+    for label in ("casia1", "casia1, shortcut test"):
+        samples, _, labels, probs = scored[label]
+        reals = [p for y, p in zip(labels, probs) if y == 0]
+        cells = []
+        for prefix, kind in CASIA_KINDS.items():
+            fakes = [p for s, y, p in zip(samples, labels, probs) if y == 1 and s.path.name.startswith(prefix)]
+            if fakes:
+                cells.append(f"{kind} (`{prefix}`, {len(fakes)}) "
+                             f"{auc_cell([0] * len(reals) + [1] * len(fakes), reals + fakes)}")
+        parts.append(f"{label}: " + "; ".join(cells))
+    return ("CASIA by kind of tampering, ROC-AUC against the same validation reals: " + ". ".join(parts) + ".\n\n")
+
+
 def compare(detector: Detector, scored: dict[str, Scored], baseline: Detector) -> str:
     """Per row of ``scored`` and over all three sets: ROC-AUC and the share of fakes caught at 5% false positives,
     of ``detector`` minus ``baseline`` on the same images (paired bootstrap 95% intervals)."""
@@ -154,13 +176,13 @@ def main() -> None:
     inv = invariance_by_set(detector, scored)
     inv["held_out"] = held_out_by_set(detector, scored)
     comparison = f"\n\n{compare(detector, scored, Detector.load(args.baseline))}" if args.baseline else ""
-    body = report(detector, rows, inv, time.time() - t0) + comparison
+    body = report(detector, rows, inv, casia_kinds(scored), time.time() - t0) + comparison
     print(body)
     if args.write:
         write_section("Default detector", body)
 
 
-def report(detector: Detector, rows: list[list[str]], inv: dict, seconds: float) -> str:
+def report(detector: Detector, rows: list[list[str]], inv: dict, kinds: str, seconds: float) -> str:
     per = ", ".join(f"{k} {v:.3f}" for k, v in inv["per_variant"].items())
     by_set = ", ".join(f"{k} {v:.3f}" for k, v in inv["per_set"].items())
     held = inv["held_out"]
@@ -180,7 +202,7 @@ def report(detector: Detector, rows: list[list[str]], inv: dict, seconds: float)
             f"{detector.meta.temperature:.2f}). Command: `{command}` ({seconds:.0f} s here).\n\n{table}\n\n"
             f"Invariance check on the {inv['n_real']} real validation images of all three sets: false-positive rate "
             f"**{inv['fpr']:.3f}** over all variants at the shipped threshold ({per}); by set: {by_set}.\n\n"
-            f"{held_out}"
+            f"{held_out}{kinds}"
             "Accuracy, reals flagged and fakes caught are at the shipped threshold. It is chosen on these same "
             "validation reals (training config `target_fpr`: at most that share of each set's reals flagged), so "
             "those columns and the invariance figure are optimistic for unseen photos (the cross-fitted rate above is not); ROC-AUC and ECE do not "

@@ -13,6 +13,8 @@ from rich.console import Console
 from rich.logging import RichHandler
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
+from fakescope.allocator import reuse_freed_memory
+
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="fakescope: tell real images from deepfakes and tampered images, and show why.")
 console = Console()
@@ -53,6 +55,7 @@ def _load_detector(model: str, device: str = "auto", backend: str = "torch"):
 @app.callback()
 def main(verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Debug logging.")] = False) -> None:
     _setup_logging(verbose)
+    reuse_freed_memory()
 
 
 @app.command()

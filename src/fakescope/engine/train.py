@@ -21,6 +21,7 @@ from torch import nn
 from torch.utils.data import DataLoader, DistributedSampler, WeightedRandomSampler
 
 from fakescope import __version__
+from fakescope.allocator import reuse_freed_memory
 from fakescope.config import TrainConfig, save_config, to_dict
 from fakescope.data.augment import build_augment
 from fakescope.data.cache import default_cache_dir
@@ -306,6 +307,7 @@ def _patch_validation(cfg: TrainConfig, model: nn.Module, pre: Preprocess, sampl
 
 def fit(cfg: TrainConfig, track: Track = _no_track, on_epoch=None) -> FitResult:
     """Train ``cfg.model.name`` on ``cfg.data.path``; returns the best (lowest validation loss) checkpoint."""
+    reuse_freed_memory()
     seed_everything(cfg.seed)
     cfg, info = _join(cfg)
     patch_config(cfg)  # a bad aggregation fails now, not after training

@@ -14,6 +14,7 @@ import torch
 from PIL import Image
 from torch import nn
 
+from fakescope.allocator import reuse_freed_memory
 from fakescope.data.preprocess import Preprocess
 from fakescope.engine.checkpoint import CheckpointError, CheckpointMeta, load_checkpoint
 
@@ -85,6 +86,7 @@ class Detector:
         ``backend``: ``torch``; ``onnx`` (ONNX Runtime, exported to fakescope's cache on first use); ``auto``
         (ONNX Runtime when installed and the export works, else PyTorch with one log line).
         """
+        reuse_freed_memory()
         if str(name_or_path).endswith(".onnx"):
             from fakescope.inference.onnx import OnnxDetector
 
