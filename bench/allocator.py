@@ -5,7 +5,7 @@
 Each measurement runs in a fresh process, alternating the two set-ups round by round so drift on a noisy machine
 hits both: ``system`` (``FAKESCOPE_MALLOC=system``, glibc's defaults) and ``reuse`` (freed blocks kept for the next
 batch). Training: AdamW steps on random images in channels-last layout, as ``fakescope train`` runs them. Inference:
-``Detector.predict_arrays`` batches of the shipped default (eager PyTorch, the path of Grad-CAM, ``evaluate`` and
+``Detector.predict_arrays`` batches of the shipped default at its own input size (eager PyTorch, the path of Grad-CAM, ``evaluate`` and
 ``--backend torch``). Per set-up: images/s (median over rounds), the kernel's share of the process's CPU time (page
 faults are counted there), minor page faults per image and peak resident memory. ``--write`` puts the table under
 "## Allocator" in docs/benchmarks.md.
@@ -53,7 +53,8 @@ def child(kind: str, model_name: str, size: int, batch: int, steps: int) -> dict
         from fakescope.inference.detector import Detector
 
         detector = Detector.load("default", device="cpu")
-        arrays = np.random.default_rng(0).integers(0, 256, (batch, size, size, 3), dtype=np.uint8)
+        side = detector.preprocess.size  # the default's own input, whatever --size the training rows use
+        arrays = np.random.default_rng(0).integers(0, 256, (batch, side, side, 3), dtype=np.uint8)
 
         def step() -> None:
             detector.predict_arrays(arrays)
@@ -110,12 +111,13 @@ def main() -> None:
         med = {k: statistics.median(r[k] for r in results) for k in ("images_per_s", "kernel_share",
                                                                       "faults_per_image", "peak_gb")}
         speed[kind, mode] = med["images_per_s"]
-        label = f"training step, {args.model}" if kind == "train" else "inference, shipped default (PyTorch)"
+        label = f"training step, {args.model} at {args.size} px" if kind == "train" else \
+            "inference, shipped default (PyTorch, its own input size)"
         lines.append(f"| {label} | {mode} | {med['images_per_s']:.1f} | {med['kernel_share']:.0%} | "
                      f"{med['faults_per_image']:,.0f} | {med['peak_gb']:.1f} |")
     ratios = ", ".join(f"{kind} {speed[kind, 'reuse'] / speed[kind, 'system']:.2f}x" for kind in ("train", "infer"))
     command = "python bench/allocator.py " + shlex.join(sys.argv[1:])
-    body = (f"Command: `{command}` ({time.time() - t0:.0f} s here; batch {args.batch}, {args.size} px, "
+    body = (f"Command: `{command}` ({time.time() - t0:.0f} s here; batch {args.batch}, "
             f"{args.steps} timed batches per process, median of {args.rounds} alternating rounds). "
             f"`system`: glibc's defaults (`FAKESCOPE_MALLOC=system`); `reuse`: `fakescope.allocator` (mmap off, 1 GiB "
             f"trim threshold), what every `fakescope` command does. `reuse` over `system`: {ratios}.\n\n"
