@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import os
+import platform
 import subprocess
 import sys
 import threading
@@ -12,7 +13,7 @@ import torch
 
 from fakescope import allocator
 
-glibc_only = pytest.mark.skipif(not sys.platform.startswith("linux") or allocator.platform.libc_ver()[0] != "glibc",
+glibc_only = pytest.mark.skipif(not sys.platform.startswith("linux") or platform.libc_ver()[0] != "glibc",
                                 reason="the tuning applies to glibc's malloc only")
 
 # Twenty 64 MB tensors, each written and freed in turn (as a batch's activations are), counting page faults.

@@ -2,15 +2,16 @@
 
 glibc's ``malloc`` serves every block above its mmap threshold (at most 32 MB) with a fresh ``mmap`` and returns it
 with ``munmap`` when freed. A CNN's activations at batch 32 are 50-150 MB each, so on CPU every forward pass maps
-them anew and the kernel zero-fills each 4 KB page on first touch: measured here, a third of a training step and
-two thirds of an inference batch went to those page faults (``bench/throughput.py``, "Allocator"). With
+them anew and the kernel zero-fills each 4 KB page on first touch: measured here, about half the CPU time of an
+EfficientNet-Lite2 training step and of an inference batch went to the kernel (``bench/allocator.py``). With
 ``mmap`` off for the heap and a 1 GiB trim threshold, freed blocks are reused by the next batch. The price is a
 higher resident peak (about +15% for a training step here), kept until the process exits, which is what PyTorch's
 CUDA caching allocator does on GPUs.
 
 :func:`reuse_freed_memory` is called by the ``fakescope`` command, :func:`fakescope.engine.train.fit` and
-:meth:`fakescope.inference.detector.Detector.load`. It does nothing outside Linux with glibc (musl, macOS, Windows,
-or ``LD_PRELOAD``-ed jemalloc/tcmalloc, which never ask glibc), and nothing when ``FAKESCOPE_MALLOC=system``.
+:meth:`fakescope.inference.detector.Detector.load`. It does nothing outside Linux with glibc (musl, macOS, Windows)
+or when ``FAKESCOPE_MALLOC=system``, and has no effect under an ``LD_PRELOAD``-ed jemalloc or tcmalloc, which
+replace glibc's ``malloc``.
 """
 from __future__ import annotations
 
