@@ -48,9 +48,10 @@ def test_freed_blocks_are_reused_instead_of_faulted_in_again():
 
 
 @glibc_only
-def test_large_blocks_still_allocate_on_other_threads():
+def test_large_blocks_still_allocate_on_other_threads(monkeypatch):
     # With mmap off a thread arena cannot hold a 200 MB block; glibc falls back to the main heap.
-    assert allocator.reuse_freed_memory()
+    monkeypatch.delenv(allocator.OPT_OUT_VARIABLE, raising=False)
+    assert allocator._apply()
     sums = []
     thread = threading.Thread(target=lambda: sums.append(float(torch.ones(50 << 20).sum())))
     thread.start()
@@ -61,3 +62,30 @@ def test_large_blocks_still_allocate_on_other_threads():
 def test_opt_out_leaves_malloc_alone(monkeypatch):
     monkeypatch.setenv(allocator.OPT_OUT_VARIABLE, "system")
     assert allocator._apply() is False
+
+
+# A 256 MB block freed stays in the tuned heap until release_free_memory hands it back (what forking code calls).
+RELEASE = """
+import json, os, torch
+from fakescope.allocator import release_free_memory, reuse_freed_memory
+def rss_mb():
+    return int(open("/proc/self/statm").read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+assert reuse_freed_memory()
+base = rss_mb()
+keep = torch.ones(1 << 20)  # a live tensor above the block, so the freed block is not at the heap's top
+block = torch.ones(64 << 20)
+after = torch.ones(1 << 20)
+del block
+held = rss_mb()
+release_free_memory()
+print(json.dumps({"held": held - base, "released": rss_mb() - base}))
+"""
+
+
+@glibc_only
+def test_release_hands_free_blocks_back_before_a_fork():
+    env = {k: v for k, v in os.environ.items() if k != allocator.OPT_OUT_VARIABLE}
+    out = subprocess.run([sys.executable, "-c", RELEASE], env=env, capture_output=True, text=True, check=True)
+    mb = json.loads(out.stdout.strip().splitlines()[-1])
+    assert mb["held"] > 200  # kept for the next batch
+    assert mb["released"] < 64  # given back: a forked worker would not share it

@@ -8,6 +8,12 @@ EfficientNet-Lite2 training step and of an inference batch went to the kernel (`
 higher resident peak (about +15% for a training step here), kept until the process exits, which is what PyTorch's
 CUDA caching allocator does on GPUs.
 
+One more price, and its remedy: a process forked from a large heap shares its pages copy-on-write, and each page the
+parent then writes into (the next batch reusing a freed block) is copied. A training run at 384 px whose validation
+workers were forked from its 14 GB heap was killed for lack of memory that way. So code that forks workers calls
+:func:`release_free_memory` first (``malloc_trim``: the free blocks go back to the kernel, the children share only
+live memory, and the next batch faults its blocks in once).
+
 :func:`reuse_freed_memory` is called by the ``fakescope`` command, :func:`fakescope.engine.train.fit` and
 :meth:`fakescope.inference.detector.Detector.load`. It does nothing outside Linux with glibc (musl, macOS, Windows)
 or when ``FAKESCOPE_MALLOC=system``, and has no effect under an ``LD_PRELOAD``-ed jemalloc or tcmalloc, which
@@ -32,6 +38,7 @@ TRIM_THRESHOLD = 1 << 30
 OPT_OUT_VARIABLE = "FAKESCOPE_MALLOC"
 
 _applied: bool | None = None
+_libc: ctypes.CDLL | None = None
 
 
 def reuse_freed_memory() -> bool:
@@ -47,10 +54,18 @@ def _apply() -> bool:
         return False
     if not sys.platform.startswith("linux") or platform.libc_ver()[0] != "glibc":
         return False
+    global _libc
     try:
         libc = ctypes.CDLL("libc.so.6")
     except OSError:
         return False
     ok = libc.mallopt(M_MMAP_MAX, 0) == 1 and libc.mallopt(M_TRIM_THRESHOLD, TRIM_THRESHOLD) == 1
+    _libc = libc if ok else None
     log.debug("glibc malloc: %s", "freed blocks reused (mmap off, trim threshold 1 GiB)" if ok else "mallopt refused")
     return ok
+
+
+def release_free_memory() -> None:
+    """Hand the heap's free blocks back to the kernel now (before forking workers); a no-op unless tuned."""
+    if _applied and _libc is not None:
+        _libc.malloc_trim(0)
