@@ -50,6 +50,7 @@ def reuse_freed_memory() -> bool:
 
 
 def _apply() -> bool:
+    """Call ``mallopt`` unless opted out or not on glibc; keep libc for :func:`release_free_memory`."""
     if os.environ.get(OPT_OUT_VARIABLE, "").lower() == "system":
         return False
     if not sys.platform.startswith("linux") or platform.libc_ver()[0] != "glibc":
