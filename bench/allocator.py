@@ -4,9 +4,9 @@
 
 Each measurement runs in a fresh process, alternating the two set-ups round by round so drift on a noisy machine
 hits both: ``system`` (``FAKESCOPE_MALLOC=system``, glibc's defaults) and ``reuse`` (freed blocks kept for the next
-batch). Training: AdamW steps on random images in channels-last layout, as ``fakescope train`` runs them. Inference:
-``Detector.predict_arrays`` batches of the shipped default at its own input size (eager PyTorch, the path of Grad-CAM, ``evaluate`` and
-``--backend torch``). Per set-up: images/s (median over rounds), the kernel's share of the process's CPU time (page
+batch). Training: AdamW steps of ``fakescope.engine.loops.train_one_epoch`` on random images in channels-last layout,
+as ``fakescope train`` runs them. Inference: ``Detector.predict_arrays`` batches of the shipped default at its own
+input size (eager PyTorch, the path of Grad-CAM, ``evaluate`` and ``--backend torch``). Per set-up: images/s (median over rounds), the kernel's share of the process's CPU time (page
 faults are counted there), minor page faults per image and peak resident memory. ``--write`` puts the table under
 "## Allocator" in docs/benchmarks.md.
 """
@@ -35,26 +35,28 @@ def child(kind: str, model_name: str, size: int, batch: int, steps: int) -> dict
     from fakescope.allocator import reuse_freed_memory
 
     applied = reuse_freed_memory()
+    rng = np.random.default_rng(0)
     if kind == "train":
+        from fakescope.engine.loops import train_one_epoch
         from fakescope.registry import create_detector
 
-        model, _ = create_detector(model_name, size=size)
-        model = model.to(memory_format=torch.channels_last).train()
+        model, pre = create_detector(model_name, size=size)
+        model = model.to(memory_format=torch.channels_last)
         opt = torch.optim.AdamW(model.parameters(), 1e-3)
-        x = torch.randn(batch, 3, size, size).contiguous(memory_format=torch.channels_last)
-        y = torch.randint(0, 2, (batch,))
+        data = (torch.from_numpy(rng.integers(0, 256, (batch, size, size, pre.channels), dtype=np.uint8)),
+                torch.from_numpy(rng.integers(0, 2, batch)))
 
-        def step() -> None:
-            loss = torch.nn.functional.cross_entropy(model(x), y)
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
+        def to_input(arrays: torch.Tensor) -> torch.Tensor:  # as fakescope.engine.train.fit feeds the model
+            return pre.to_tensor(arrays).contiguous(memory_format=torch.channels_last)
+
+        def step() -> None:  # fakescope's own training loop, over one batch
+            train_one_epoch(model, [data], opt, torch.nn.CrossEntropyLoss(), torch.device("cpu"), to_input)
     else:
         from fakescope.inference.detector import Detector
 
         detector = Detector.load("default", device="cpu")
         side = detector.preprocess.size  # the default's own input, whatever --size the training rows use
-        arrays = np.random.default_rng(0).integers(0, 256, (batch, side, side, 3), dtype=np.uint8)
+        arrays = rng.integers(0, 256, (batch, side, side, 3), dtype=np.uint8)
 
         def step() -> None:
             detector.predict_arrays(arrays)

@@ -40,14 +40,13 @@ from fakescope.inference.detector import Detector
 
 
 def scores(detector: Detector, samples, perturbation: str | None = None) -> tuple[list[int], list[float]]:
-    """Labels and fake probabilities in the order of ``samples`` (scan yields them in its own order), so rows that
-    read file names (:func:`casia_kinds`) and paired comparisons line up image by image."""
-    prob: dict[str, float] = {}
-    _, _, failed = score_samples(detector, samples, transform=PERTURBATIONS[perturbation] if perturbation else None,
-                                 on_result=lambda r: prob.__setitem__(r.path, r.fake_probability))
+    """Labels and fake probabilities in the order of ``samples``, so rows that read file names (:func:`casia_kinds`)
+    and paired comparisons line up image by image; an unreadable file would shift them, so it stops the bench."""
+    labels, probs, failed = score_samples(detector, samples,
+                                          transform=PERTURBATIONS[perturbation] if perturbation else None)
     if failed:
         raise SystemExit(f"{len(failed)} validation images unreadable, first: {failed[0].path}: {failed[0].error}")
-    return [s.label for s in samples], [prob[str(s.path)] for s in samples]
+    return labels, probs
 
 
 def fmt(v) -> str:

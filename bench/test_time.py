@@ -20,6 +20,7 @@ import time
 import numpy as np
 from _common import SETS, val_split, write_section
 from PIL import ImageOps
+from torchvision.transforms import v2
 
 from fakescope.evaluation.evaluate import score_samples
 from fakescope.evaluation.metrics import compute_metrics, paired_difference
@@ -35,16 +36,7 @@ def at_size(detector: Detector, size: int) -> Detector:
 
 def mirrored(perturbation):
     """``perturbation`` (or nothing), then a left-right mirror; picklable for scan's workers."""
-    return ImageOps.mirror if perturbation is None else _Then(perturbation, ImageOps.mirror)
-
-
-@dataclasses.dataclass(frozen=True)
-class _Then:
-    first: object
-    second: object
-
-    def __call__(self, img):
-        return self.second(self.first(img))
+    return ImageOps.mirror if perturbation is None else v2.Compose([perturbation, ImageOps.mirror])
 
 
 def row(label: str, detector: Detector, larger: Detector, samples, perturbation) -> str:

@@ -30,17 +30,18 @@ print(json.dumps({"applied": applied, "faults": resource.getrusage(resource.RUSA
 """
 
 
-def _faults(opt_out: bool) -> dict:
+def _run(script: str, opt_out: bool = False) -> dict:
+    """Run ``script`` in a fresh Python (the tuning is per process) and read the JSON of its last line."""
     env = {k: v for k, v in os.environ.items() if k != allocator.OPT_OUT_VARIABLE}
     if opt_out:
         env[allocator.OPT_OUT_VARIABLE] = "system"
-    out = subprocess.run([sys.executable, "-c", FAULTS], env=env, capture_output=True, text=True, check=True)
+    out = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, check=True)
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
 @glibc_only
 def test_freed_blocks_are_reused_instead_of_faulted_in_again():
-    tuned, system = _faults(opt_out=False), _faults(opt_out=True)
+    tuned, system = _run(FAULTS), _run(FAULTS, opt_out=True)
     assert tuned["applied"] and not system["applied"]
     pages = (64 << 20) // os.sysconf("SC_PAGE_SIZE")
     assert system["faults"] > 10 * pages  # glibc's default: every 64 MB block mapped and zero-filled anew
@@ -64,28 +65,33 @@ def test_opt_out_leaves_malloc_alone(monkeypatch):
     assert allocator._apply() is False
 
 
-# A 256 MB block freed stays in the tuned heap until release_free_memory hands it back (what forking code calls).
+# A 256 MB block freed stays in the tuned heap until release_free_memory hands it back: called directly, or by the
+# hook the tuning registers to run before every fork (DataLoader and scan workers).
 RELEASE = """
-import json, os, torch
+import json, os, sys, torch
 from fakescope.allocator import release_free_memory, reuse_freed_memory
 def rss_mb():
     return int(open("/proc/self/statm").read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
 assert reuse_freed_memory()
 base = rss_mb()
-keep = torch.ones(1 << 20)  # a live tensor above the block, so the freed block is not at the heap's top
 block = torch.ones(64 << 20)
-after = torch.ones(1 << 20)
+above = torch.ones(1 << 20)  # a live tensor above the block, so the freed block is not the heap's top
 del block
 held = rss_mb()
-release_free_memory()
+if sys.argv[1] == "fork":
+    pid = os.fork()
+    if pid == 0:
+        os._exit(0)
+    os.waitpid(pid, 0)
+else:
+    release_free_memory()
 print(json.dumps({"held": held - base, "released": rss_mb() - base}))
 """
 
 
 @glibc_only
-def test_release_hands_free_blocks_back_before_a_fork():
-    env = {k: v for k, v in os.environ.items() if k != allocator.OPT_OUT_VARIABLE}
-    out = subprocess.run([sys.executable, "-c", RELEASE], env=env, capture_output=True, text=True, check=True)
-    mb = json.loads(out.stdout.strip().splitlines()[-1])
+@pytest.mark.parametrize("how", ["call", "fork"])
+def test_release_hands_free_blocks_back_before_a_fork(how):
+    mb = _run(RELEASE.replace("sys.argv[1]", repr(how)))
     assert mb["held"] > 200  # kept for the next batch
     assert mb["released"] < 64  # given back: a forked worker would not share it

@@ -111,3 +111,20 @@ def test_robustness_command(tmp_path: Path, labelled: Path, tiny_ela_checkpoint:
     assert "shortcut" in (out / "robustness.md").read_text() and (out / "robustness.png").is_file()
     res = runner.invoke(app, ["robustness", "--data", str(labelled), "--perturbation", "sepia"])
     assert res.exit_code == 2
+
+
+def test_score_samples_follow_the_samples_order_and_leave_out_unreadable_files(labelled: Path,
+                                                                               tiny_ela_checkpoint: Path) -> None:
+    # scan yields in its own order; callers that pair scores with file names (benches, paired comparisons) rely on this
+    from fakescope.evaluation.evaluate import score_samples
+
+    detector = Detector.load(str(tiny_ela_checkpoint), device="cpu")
+    broken = labelled / "fake" / "broken.jpg"
+    broken.write_bytes(b"not a jpeg")
+    samples = sorted(discover_samples(labelled), key=lambda s: s.path.name, reverse=True)
+    labels, probs, failed = score_samples(detector, samples, workers=2)
+    assert [r.path for r in failed] == [str(broken)]
+    readable = [s for s in samples if s.path != broken]
+    assert labels == [s.label for s in readable]
+    one_by_one = [score_samples(detector, [s], workers=0)[1][0] for s in readable]
+    np.testing.assert_allclose(probs, one_by_one, rtol=0, atol=1e-6)

@@ -10,9 +10,10 @@ CUDA caching allocator does on GPUs.
 
 One more price, and its remedy: a process forked from a large heap shares its pages copy-on-write, and each page the
 parent then writes into (the next batch reusing a freed block) is copied. A training run at 384 px whose validation
-workers were forked from its 14 GB heap was killed for lack of memory that way. So code that forks workers calls
-:func:`release_free_memory` first (``malloc_trim``: the free blocks go back to the kernel, the children share only
-live memory, and the next batch faults its blocks in once).
+workers were forked from its 14 GB heap was killed for lack of memory that way. So the tuning also registers
+:func:`release_free_memory` to run before every ``os.fork`` (DataLoader and scan workers, multiprocessing):
+``malloc_trim`` hands the free blocks back to the kernel, the children share only live memory, and the next batch
+faults its blocks in once.
 
 :func:`reuse_freed_memory` is called by the ``fakescope`` command, :func:`fakescope.engine.train.fit` and
 :meth:`fakescope.inference.detector.Detector.load`. It does nothing outside Linux with glibc (musl, macOS, Windows)
@@ -50,7 +51,7 @@ def reuse_freed_memory() -> bool:
 
 
 def _apply() -> bool:
-    """Call ``mallopt`` unless opted out or not on glibc; keep libc for :func:`release_free_memory`."""
+    """Call ``mallopt`` unless opted out or not on glibc; keep libc and hook :func:`release_free_memory` to forks."""
     if os.environ.get(OPT_OUT_VARIABLE, "").lower() == "system":
         return False
     if not sys.platform.startswith("linux") or platform.libc_ver()[0] != "glibc":
@@ -61,12 +62,14 @@ def _apply() -> bool:
     except OSError:
         return False
     ok = libc.mallopt(M_MMAP_MAX, 0) == 1 and libc.mallopt(M_TRIM_THRESHOLD, TRIM_THRESHOLD) == 1
+    if ok and _libc is None:
+        os.register_at_fork(before=release_free_memory)
     _libc = libc if ok else None
     log.debug("glibc malloc: %s", "freed blocks reused (mmap off, trim threshold 1 GiB)" if ok else "mallopt refused")
     return ok
 
 
 def release_free_memory() -> None:
-    """Hand the heap's free blocks back to the kernel now (before forking workers); a no-op unless tuned."""
-    if _applied and _libc is not None:
+    """Hand the heap's free blocks back to the kernel now (run before every fork once tuned); else a no-op."""
+    if _libc is not None:
         _libc.malloc_trim(0)

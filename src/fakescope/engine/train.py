@@ -21,7 +21,7 @@ from torch import nn
 from torch.utils.data import DataLoader, DistributedSampler, WeightedRandomSampler
 
 from fakescope import __version__
-from fakescope.allocator import release_free_memory, reuse_freed_memory
+from fakescope.allocator import reuse_freed_memory
 from fakescope.config import TrainConfig, save_config, to_dict
 from fakescope.data.augment import build_augment
 from fakescope.data.cache import default_cache_dir
@@ -358,11 +358,9 @@ def fit(cfg: TrainConfig, track: Track = _no_track, on_epoch=None) -> FitResult:
     for epoch in range(start_epoch, cfg.epochs + 1):
         t0 = time.perf_counter()
         seed_epoch(train_dl, cfg.seed, epoch)
-        release_free_memory()  # each loader forks its workers anew: let them share only live memory
         tr = strategy.train_one_epoch(train_dl, optimizer, loss_fn, to_input, scheduler if per_batch else None,
                                       cfg.optim.grad_clip, cfg.amp, scaler, ema, track, len(train_dl))
         eval_model = ema.module if ema is not None else strategy.eval_model()
-        release_free_memory()
         logits, labels = strategy.predict(eval_model, val_dl, to_input, cfg.amp, track)
         val_loss = float(nn.functional.cross_entropy(logits, labels)) if len(labels) else float("nan")
         val = compute_metrics(labels.numpy(), torch.softmax(logits, 1)[:, 1].numpy()) if len(labels) else {}
@@ -410,7 +408,6 @@ def _finish(cfg: TrainConfig, pre: Preprocess, counts: dict, history: list, best
 
     model, _ = load_checkpoint(best_path)
     model.to(device)
-    release_free_memory()
     logits, labels = predict_loader(model, val_dl, device, pre.to_tensor, cfg.amp)
     temperature = fit_temperature(logits, labels) if cfg.calibrate and len(labels) else 1.0
     if temperature != 1.0 and (_calibrated_metrics(logits, labels, temperature)["ece"]

@@ -12,16 +12,17 @@ from fakescope.inference.scan import ScanResult, scan
 
 def score_samples(detector: Detector, samples: list[Sample], batch_size: int = 32, workers: int | None = None,
                   on_result=None, transform=None) -> tuple[list[int], list[float], list[ScanResult]]:
-    """(labels, fake probabilities, failed results) for labelled samples; ``transform`` perturbs each image."""
-    label_of = {str(s.path): s.label for s in samples}
-    labels, probs, failed = [], [], []
+    """(labels, fake probabilities, failed results) for labelled samples, in the samples' order (scan yields its
+    own); unreadable files are left out of the first two. ``transform`` perturbs each image."""
+    prob: dict[str, float] = {}
+    failed = []
     for r in scan([s.path for s in samples], detector, batch_size, workers, on_result=on_result, transform=transform):
         if r.error is not None:
             failed.append(r)
         else:
-            labels.append(label_of[r.path])
-            probs.append(r.fake_probability)
-    return labels, probs, failed
+            prob[r.path] = r.fake_probability
+    scored = [s for s in samples if str(s.path) in prob]
+    return [s.label for s in scored], [prob[str(s.path)] for s in scored], failed
 
 
 def evaluate_detector(detector: Detector, data: str | Path, threshold: float | None = None, batch_size: int = 32,

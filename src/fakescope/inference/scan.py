@@ -24,7 +24,6 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
-from fakescope.allocator import release_free_memory
 from fakescope.data.discovery import (
     _SKIP_DIRS as SKIP_DIRS,  # one rule for mask folders, in discovery
 )
@@ -254,7 +253,6 @@ def iter_prepared(paths: Iterable[str | Path], preparer: Any, workers: int, tran
     # not exist after fork, and the worker hangs. So free garbage here, and hide the rest from workers' collectors.
     # (forkserver would avoid the question, but re-imports the caller's main module in every worker.)
     gc.collect()
-    release_free_memory()  # workers then share only live memory (fakescope.allocator)
     gc.freeze()
     try:
         chunks = iter(loader)
