@@ -148,7 +148,7 @@ def test_gradcam_of_a_patch_detector_explains_every_patch(patch_checkpoint):
     for t, l in [(0, 0), (0, 32), (32, 0), (32, 32)]:
         patch = arr[t:t + 32, l:l + 32][None]
         p = det.patch_probabilities([patch])[0][0]
-        expected = model_cam(det.model, "srm", det.preprocess.to_tensor(patch)) * p
+        expected = model_cam(det.model, "srm", det.preprocess.to_tensor(patch), "gradcam") * p
         np.testing.assert_allclose(heat[t:t + 32, l:l + 32], expected, atol=1e-5)
 
 

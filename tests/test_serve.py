@@ -85,7 +85,7 @@ def test_detect_explain_returns_ela_and_gradcam_pngs(client: TestClient, jpeg: b
     r = client.post("/v1/detect", params={"explain": "true"}, files={"file": ("photo.jpg", jpeg, "image/jpeg")})
     assert r.status_code == 200
     ex = r.json()["explanation"]
-    assert ex["error"] is None and ex["method"] == "gradcam"
+    assert ex["error"] is None and ex["method"] == "gradcam++"  # the default, DEFAULT_CAM
     ela = Image.open(io.BytesIO(base64.b64decode(ex["ela_png"])))
     cam = Image.open(io.BytesIO(base64.b64decode(ex["gradcam_png"])))
     assert ela.format == cam.format == "PNG" and ela.size == cam.size == (48, 40)

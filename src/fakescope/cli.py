@@ -561,14 +561,15 @@ def plot_history_cmd(
 @app.command()
 def explain(
     images: Annotated[list[Path], typer.Argument(help="Image files and folders.")],
-    method: Annotated[str, typer.Option(help="gradcam, gradcam++, scorecam (slow on wide layers), ela or noise.")] = "gradcam",
+    method: Annotated[Optional[str], typer.Option(help="gradcam++ (the default), gradcam, scorecam (slow on wide layers), ela or noise.")] = None,
     model: Annotated[str, typer.Option("--model", "-m", help="Detector name or checkpoint path (CAM methods).")] = "default",
     out: Annotated[Path, typer.Option(help="Folder for the <name>_<method>.png overlays.")] = Path("explain"),
     device: Annotated[str, typer.Option(help="auto, cpu, cuda or mps.")] = "auto",
 ) -> None:
     """Show why: class-activation overlays of the fake class, or the model-free ELA and noise views."""
-    from fakescope.explain import CAM_METHODS, METHODS, ExplainError, explain_files
+    from fakescope.explain import CAM_METHODS, DEFAULT_CAM, METHODS, ExplainError, explain_files
 
+    method = method or DEFAULT_CAM
     if method not in METHODS:
         raise typer.BadParameter(f"--method must be one of {', '.join(METHODS)}")
     detector = _load_detector(model, device) if method in CAM_METHODS else None

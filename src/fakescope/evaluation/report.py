@@ -1,7 +1,7 @@
 """A self-contained HTML report of a scan: one file, images embedded as data URIs, inline CSS and JS, no network.
 
 At the top: counts (files, flagged, real, errors, metadata findings). Then one row per file: thumbnail, score
-and label, ELA map, Grad-CAM overlay of the fake class and metadata findings; error rows too; sortable by score.
+and label, ELA map, class-activation overlay (Grad-CAM++ by default) of the fake class and metadata findings; error rows too; sortable by score.
 
 Rows are written to a temporary file as results arrive, so memory stays flat however long the scan; the summary
 is assembled at the end. Heatmaps cost a forward and backward pass each, so only the first ``max_visuals``
@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING
 from PIL import Image
 
 from fakescope import __version__
-from fakescope.explain.cam import CAM_LABELS, ExplainError, cam_heatmap
+from fakescope.explain.cam import CAM_LABELS, DEFAULT_CAM, ExplainError, cam_heatmap
 from fakescope.explain.overlay import overlay
 from fakescope.explain.views import ela_view
 from fakescope.forensics.io import ImageLoadError, load_image
@@ -109,11 +109,11 @@ class ReportCounts:
 class ReportWriter:
     """Streams scan results into a self-contained HTML report; use as a context manager or call :meth:`close`.
 
-    ``detector``: the :class:`~fakescope.inference.Detector` that produced the scores (for the Grad-CAM column).
+    ``detector``: the :class:`~fakescope.inference.Detector` that produced the scores (for the class-activation column).
     """
 
     def __init__(self, out: str | Path, detector, threshold: float | None = None, max_visuals: int = MAX_VISUALS,
-                 title: str = "fakescope scan report", cam_method: str = "gradcam"):
+                 title: str = "fakescope scan report", cam_method: str = DEFAULT_CAM):
         self.out = Path(out)
         self.detector = detector
         self.threshold = detector.threshold if threshold is None else threshold

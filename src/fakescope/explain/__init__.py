@@ -1,5 +1,5 @@
 """Why a detector says fake: class-activation maps (pytorch-grad-cam), ELA and noise views, overlays."""
-from fakescope.explain.cam import CAM_METHODS, ExplainError, cam_heatmap
+from fakescope.explain.cam import CAM_METHODS, DEFAULT_CAM, ExplainError, cam_heatmap
 from fakescope.explain.overlay import colorize, overlay
 from fakescope.explain.views import (
     METHODS,
@@ -10,5 +10,5 @@ from fakescope.explain.views import (
     noise_view,
 )
 
-__all__ = ["CAM_METHODS", "METHODS", "ExplainError", "cam_heatmap", "colorize", "ela_view", "explain_files",
+__all__ = ["CAM_METHODS", "DEFAULT_CAM", "METHODS", "ExplainError", "cam_heatmap", "colorize", "ela_view", "explain_files",
            "explain_image", "heatmap", "noise_view", "overlay"]

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from fakescope.explain.cam import CAM_METHODS, ExplainError, cam_heatmap
+from fakescope.explain.cam import CAM_METHODS, DEFAULT_CAM, ExplainError, cam_heatmap
 from fakescope.explain.overlay import colorize, overlay
 from fakescope.forensics.ela import ela_image, ela_map
 from fakescope.forensics.io import ImageLoadError, load_image
@@ -43,7 +43,7 @@ def _check(method: str, detector) -> None:
         raise ExplainError(f"method {method!r} needs a detector")
 
 
-def heatmap(img: Image.Image, method: str = "gradcam", detector=None) -> np.ndarray:
+def heatmap(img: Image.Image, method: str = DEFAULT_CAM, detector=None) -> np.ndarray:
     """The float map (H, W) in [0, 1] of ``method`` for ``img`` (what localisation is scored on)."""
     _check(method, detector)
     if method in MODEL_FREE:
@@ -51,7 +51,7 @@ def heatmap(img: Image.Image, method: str = "gradcam", detector=None) -> np.ndar
     return cam_heatmap(detector, img, method)
 
 
-def explain_image(img: Image.Image, method: str = "gradcam", detector=None) -> Image.Image:
+def explain_image(img: Image.Image, method: str = DEFAULT_CAM, detector=None) -> Image.Image:
     """The picture of ``method`` for ``img``: a CAM overlay on the image, or the model-free view itself."""
     _check(method, detector)
     if method in MODEL_FREE:

@@ -13,6 +13,8 @@ from dataclasses import dataclass
 from PIL import Image
 from starlette.concurrency import run_in_threadpool
 
+from fakescope import explain
+from fakescope.explain.cam import DEFAULT_CAM
 from fakescope.forensics.io import ImageLoadError, open_image
 from fakescope.serve.runtime import ModelRuntime
 from fakescope.serve.schemas import DetectResult, Explanation
@@ -100,15 +102,10 @@ def png_base64(img: Image.Image, max_side: int) -> str:
     return base64.b64encode(buf.getvalue()).decode("ascii")
 
 
-async def explain_image(runtime: ModelRuntime, img: Image.Image, method: str = "gradcam") -> Explanation:
+async def explain_image(runtime: ModelRuntime, img: Image.Image, method: str = DEFAULT_CAM) -> Explanation:
     """ELA map and class-activation overlay for ``img`` (from :mod:`fakescope.explain`), as base64 PNGs."""
     max_side = runtime.settings.explain_max_side
     out = Explanation(method=method)
-    try:
-        from fakescope import explain
-    except ImportError as err:
-        out.error = f"explanations unavailable: {err}"
-        return out
     out.ela_png = await run_in_threadpool(lambda: png_base64(explain.ela_view(img), max_side))
     try:
         heatmap = await runtime.run_model(lambda: explain.cam_heatmap(runtime.detector, img, method=method))

@@ -10,8 +10,8 @@ class Explanation(BaseModel):
     """Why the model decided: images as base64-encoded PNG (no ``data:`` prefix)."""
 
     ela_png: str | None = Field(None, description="Error level analysis map of the upload (base64 PNG).")
-    gradcam_png: str | None = Field(None, description="Grad-CAM heatmap over the upload (base64 PNG).")
-    method: str = Field("gradcam", description="Class-activation method used for the heatmap.")
+    gradcam_png: str | None = Field(None, description="Class-activation heatmap over the upload, by `method` (base64 PNG).")
+    method: str = Field(description="Class-activation method used for the heatmap (gradcam++ unless asked otherwise).")
     error: str | None = Field(None, description="Why a view could not be computed, if one is missing.")
 
 

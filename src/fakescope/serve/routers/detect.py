@@ -49,7 +49,7 @@ async def _read(file: UploadFile) -> Upload:
 async def detect(
     runtime: Annotated[ModelRuntime, Depends(ready_runtime)],
     file: Annotated[UploadFile, File(description="The image (JPEG, PNG, WebP, TIFF, BMP).")],
-    explain: Annotated[bool, Query(description="Add ELA and Grad-CAM images (base64 PNG).")] = False,
+    explain: Annotated[bool, Query(description="Add ELA and Grad-CAM++ images (base64 PNG).")] = False,
 ) -> DetectResult:
     upload = await _read(file)
     try:

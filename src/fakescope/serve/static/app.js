@@ -1,4 +1,4 @@
-// fakescope web page: upload an image to POST /v1/detect?explain=true and show the score, ELA map and Grad-CAM.
+// fakescope web page: upload an image to POST /v1/detect?explain=true and show the score, ELA map and Grad-CAM++.
 "use strict";
 
 const $ = (id) => document.getElementById(id);
