@@ -220,6 +220,30 @@ def test_bad_options_are_usage_errors(images, tiny_ela_checkpoint, args):
     assert res.exit_code == 2 and "Usage" in res.output
 
 
+def test_threshold_on_known_reals_flags_at_most_the_share_asked(tiny_images, tiny_ela_checkpoint, tmp_path):
+    reals = tiny_images(10, "reals", seed=3)
+    (tmp_path / "reals" / "broken.jpg").write_bytes(b"not a jpeg")
+    res = invoke("threshold", tmp_path / "reals", "--model", tiny_ela_checkpoint, "--fpr", "0.2", "--format", "json")
+    assert res.exit_code == 0, res.output
+    out = json.loads(res.stdout)
+    assert out["n"] == 10 and out["n_errors"] == 1 and "broken.jpg" in out["errors"][0]
+    assert "broken.jpg" in res.stderr  # reported, not fatal
+    assert out["flagged_at_threshold"] <= 0.2 and 0.0 <= out["held_out_fpr"] <= 1.0
+    # scan at that threshold labels exactly the share the command reported, and the lowest such threshold
+    rows = json.loads(invoke(*scan_args(tiny_ela_checkpoint, tmp_path / "reals", "--format", "json", "--threshold",
+                                        str(out["threshold"]))).stdout)
+    probs = sorted(r["fake_probability"] for r in rows if r["error"] is None)
+    assert sum(r["label"] == "fake" for r in rows) == round(out["flagged_at_threshold"] * 10) <= 2
+    assert out["threshold"] > probs[-3]  # 2 of 10 may score at or above it, not 3
+    assert len(reals) == len(probs)
+
+
+def test_threshold_without_images_is_a_one_line_error(tiny_ela_checkpoint, tmp_path):
+    (tmp_path / "empty").mkdir()
+    res = invoke("threshold", tmp_path / "empty", "--model", tiny_ela_checkpoint)
+    assert res.exit_code == 1 and "no readable images" in res.stderr and "Traceback" not in res.output
+
+
 def test_evaluate_bad_format_is_usage_error(tmp_path, tiny_ela_checkpoint):
     res = invoke("evaluate", "--data", tmp_path, "--model", tiny_ela_checkpoint, "--format", "csv")
     assert res.exit_code == 2

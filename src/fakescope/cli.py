@@ -339,6 +339,48 @@ def _evaluation_plots(scored, folder: Path, threshold: float, plots: Path, model
 
 
 @app.command()
+def threshold(
+    paths: Annotated[list[Path], typer.Argument(help="Images, folders or videos you know are real.", exists=True)],
+    model: Annotated[str, typer.Option("--model", "-m", help="Detector name or checkpoint path.")] = "default",
+    fpr: Annotated[float, typer.Option(help="Share of these reals the threshold may flag as fake.")] = 0.05,
+    fmt: Annotated[str, typer.Option("--format", "-f", help="table or json.")] = "table",
+    batch_size: Annotated[int, typer.Option(help="Images per inference batch.")] = 32,
+    device: Annotated[str, typer.Option(help="auto, cpu, cuda or mps.")] = "auto",
+    backend: Annotated[str, typer.Option(help=BACKEND_HELP)] = "auto",
+) -> None:
+    """Choose a decision threshold on your own real photos: on a kind of photo the detector never trained on, its
+    shipped threshold can flag far more than 5% of them. Pass the result to scan --threshold."""
+    from fakescope.evaluation.evaluate import threshold_for_reals
+
+    if fmt not in ("table", "json"):
+        raise typer.BadParameter("--format must be table or json")
+    if not 0.0 <= fpr < 1.0:
+        raise typer.BadParameter(f"--fpr must be in [0, 1), got {fpr}")
+    detector = _load_detector(model, device, backend)
+    with _progress() as progress:
+        task = progress.add_task("scoring reals", total=None, rate="")
+        try:
+            out = threshold_for_reals(detector, paths, fpr, batch_size,
+                                      on_result=lambda _: progress.update(task, advance=1))
+        except ValueError as err:
+            raise _fail(str(err)) from None
+    for e in out["errors"]:
+        err_console.print(f"[yellow]skipped:[/] {e}", highlight=False)
+    if fmt == "json":
+        sys.stdout.write(json.dumps(out, indent=2) + "\n")
+        return
+    held = "" if out["held_out_fpr"] is None else (
+        f"; on other photos of this kind expect about {out['held_out_fpr']:.1%} (5-fold cross-fitted)")
+    console.print(f"{out['n']} real images scored with {out['model']}: its threshold {out['model_threshold']:.3f} "
+                  f"flags {out['flagged_at_model_threshold']:.1%} of them.\n"
+                  f"threshold {out['threshold']:.4f} flags {out['flagged_at_threshold']:.1%}{held}.\n"
+                  f"use: fakescope scan PATH --model {model} --threshold {out['threshold']:.4f}", highlight=False, soft_wrap=True)
+    if out["n"] < 100:
+        err_console.print(f"[yellow]warning:[/] a threshold from {out['n']} reals is rough; a few hundred of the kind "
+                          "you will scan make it reliable", highlight=False, soft_wrap=True)
+
+
+@app.command()
 def models(fmt: Annotated[str, typer.Option("--format", "-f", help="table or json.")] = "table") -> None:
     """List every registered detector, its size, input and whether weights ship with fakescope."""
     from rich.table import Table

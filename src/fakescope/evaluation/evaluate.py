@@ -5,7 +5,7 @@ from pathlib import Path
 from typing import Any
 
 from fakescope.data.discovery import Sample, discover_samples
-from fakescope.evaluation.metrics import compute_metrics
+from fakescope.evaluation.metrics import HELD_OUT_FOLDS, compute_metrics, held_out_fpr, threshold_at_fpr
 from fakescope.inference.detector import Detector
 from fakescope.inference.scan import ScanResult, scan
 
@@ -33,3 +33,31 @@ def evaluate_detector(detector: Detector, data: str | Path, threshold: float | N
     metrics["n_errors"] = len(failed)
     metrics["errors"] = [f"{r.path}: {r.error}" for r in failed]
     return metrics
+
+
+def threshold_for_reals(detector: Detector, paths: list[str | Path], max_fpr: float = 0.05, batch_size: int = 32,
+                        workers: int | None = None, on_result=None) -> dict[str, Any]:
+    """A decision threshold chosen on images the user knows are real (their own camera, archive or platform).
+
+    The shipped threshold flags at most 5% of the reals of the kinds of photo the detector trained on; on a kind it
+    never saw it can flag far more (docs/benchmarks.md, "Held-out sets"). Scores every image below ``paths`` and
+    returns the lowest threshold that flags at most ``max_fpr`` of them, the share the model's own threshold flags,
+    and, with at least 5 images, the cross-fitted share a threshold chosen this way flags on *other* photos of the
+    same kind (:func:`~fakescope.evaluation.metrics.held_out_fpr`). Unreadable files are listed, not scored.
+    """
+    probs, errors = [], []
+    for r in scan(paths, detector, batch_size, workers, on_result=on_result):
+        if r.error is not None:
+            errors.append(f"{r.path}: {r.error}")
+        else:
+            probs.append(r.fake_probability)
+    if not probs:
+        raise ValueError(f"no readable images below {', '.join(map(str, paths))}")
+    labels = [0] * len(probs)
+    threshold = threshold_at_fpr(labels, probs, max_fpr)
+    flagged = lambda t: sum(p >= t for p in probs) / len(probs)  # noqa: E731
+    return {"model": detector.name, "n": len(probs), "max_fpr": max_fpr, "threshold": threshold,
+            "flagged_at_threshold": flagged(threshold), "model_threshold": detector.threshold,
+            "flagged_at_model_threshold": flagged(detector.threshold),
+            "held_out_fpr": held_out_fpr(labels, probs, max_fpr)["fpr"] if len(probs) >= HELD_OUT_FOLDS else None,
+            "n_errors": len(errors), "errors": errors}
