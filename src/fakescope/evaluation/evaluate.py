@@ -4,6 +4,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from fakescope.data.discovery import Sample, discover_samples
 from fakescope.evaluation.metrics import HELD_OUT_FOLDS, compute_metrics, held_out_fpr, threshold_at_fpr
 from fakescope.inference.detector import Detector
@@ -53,11 +55,10 @@ def threshold_for_reals(detector: Detector, paths: list[str | Path], max_fpr: fl
             probs.append(r.fake_probability)
     if not probs:
         raise ValueError(f"no readable images below {', '.join(map(str, paths))}")
-    labels = [0] * len(probs)
+    labels, scores = [0] * len(probs), np.asarray(probs)
     threshold = threshold_at_fpr(labels, probs, max_fpr)
-    flagged = lambda t: sum(p >= t for p in probs) / len(probs)  # noqa: E731
     return {"model": detector.name, "n": len(probs), "max_fpr": max_fpr, "threshold": threshold,
-            "flagged_at_threshold": flagged(threshold), "model_threshold": detector.threshold,
-            "flagged_at_model_threshold": flagged(detector.threshold),
+            "flagged_at_threshold": float(np.mean(scores >= threshold)), "model_threshold": detector.threshold,
+            "flagged_at_model_threshold": float(np.mean(scores >= detector.threshold)),
             "held_out_fpr": held_out_fpr(labels, probs, max_fpr)["fpr"] if len(probs) >= HELD_OUT_FOLDS else None,
             "n_errors": len(errors), "errors": errors}
