@@ -228,6 +228,7 @@ def test_threshold_on_known_reals_flags_at_most_the_share_asked(tiny_images, tin
     out = json.loads(res.stdout)
     assert out["n"] == 10 and out["n_errors"] == 1 and "broken.jpg" in out["errors"][0]
     assert "broken.jpg" in res.stderr  # reported, not fatal
+    assert "10 reals is rough" in out["warning"] and "10 reals is rough" in res.stderr
     assert out["flagged_at_threshold"] <= 0.2 and 0.0 <= out["held_out_fpr"] <= 1.0
     # scan at that threshold labels exactly the share the command reported, and the lowest such threshold
     rows = json.loads(invoke(*scan_args(tiny_ela_checkpoint, tmp_path / "reals", "--format", "json", "--threshold",

@@ -151,6 +151,22 @@ def test_held_out_fpr_counts_reals_the_threshold_was_not_chosen_on():
         held_out_fpr([0, 0, 1], [0.1, 0.2, 0.9], 0.05)
 
 
+def test_threshold_from_reals_warns_only_on_few_reals():
+    from fakescope.evaluation.evaluate import FEW_REALS, threshold_from_reals
+
+    rng = np.random.default_rng(4)
+    many = rng.uniform(0, 1, FEW_REALS).tolist()
+    out = threshold_from_reals(many, "m", 0.5, 0.05)
+    assert out["warning"] is None and out["n"] == FEW_REALS
+    assert out["flagged_at_threshold"] == pytest.approx(0.05)  # the lowest such threshold: 5 of 100 distinct scores
+    assert out["flagged_at_model_threshold"] == pytest.approx(np.mean(np.asarray(many) >= 0.5))
+    few = threshold_from_reals(many[: FEW_REALS - 1], "m", 0.5, 0.05)
+    assert f"{FEW_REALS - 1} reals is rough" in few["warning"]
+    assert threshold_from_reals(many[:3], "m", 0.5)["held_out_fpr"] is None  # too few to cross-fit
+    with pytest.raises(ValueError, match="no real images"):
+        threshold_from_reals([], "m", 0.5)
+
+
 def test_training_threshold_holds_per_data_folder(tmp_path):
     from fakescope.config import load_config
     from fakescope.engine.train import _threshold

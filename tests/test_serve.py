@@ -135,6 +135,33 @@ def test_batch_scores_each_file_and_reports_errors_per_item(client: TestClient, 
         assert res["label"] == single["label"]
 
 
+def test_threshold_from_known_reals_then_applied_to_detect(client: TestClient) -> None:
+    from fakescope.evaluation.evaluate import threshold_from_reals
+
+    reals = [encode(make_image((48, 40), seed=10 + i)) for i in range(10)]
+    batch = client.post("/v1/detect/batch", files=[("files", (f"r{i}.jpg", d, "image/jpeg")) for i, d in enumerate(reals)])
+    probs = [x["fake_probability"] for x in batch.json()["results"]]
+    r = client.post("/v1/threshold", json={"fake_probabilities": probs, "fpr": 0.2})
+    assert r.status_code == 200, r.text
+    out = r.json()
+    runtime = client.app.state.runtime
+    assert out == pytest.approx(threshold_from_reals(probs, runtime.model_name, runtime.detector.threshold, 0.2))
+    assert out["n"] == 10 and out["flagged_at_threshold"] <= 0.2 and "10 reals is rough" in out["warning"]
+    # detect and batch label with the chosen threshold: exactly the reported share of these reals is "fake"
+    rescored = client.post(f"/v1/detect/batch?threshold={out['threshold']}",
+                           files=[("files", (f"r{i}.jpg", d, "image/jpeg")) for i, d in enumerate(reals)]).json()
+    assert rescored["threshold"] == out["threshold"]
+    assert sum(x["label"] == "fake" for x in rescored["results"]) == round(out["flagged_at_threshold"] * 10)
+    one = client.post(f"/v1/detect?threshold={out['threshold']}", files={"file": ("r0.jpg", reals[0], "image/jpeg")})
+    assert one.json()["threshold"] == out["threshold"]
+    assert one.json()["label"] == ("fake" if probs[0] >= out["threshold"] else "real")
+    # bad requests are 422 with the field named
+    for bad in ({"fake_probabilities": []}, {"fake_probabilities": [0.2, 1.5]}, {"fake_probabilities": [0.2], "fpr": 1}):
+        res = client.post("/v1/threshold", json=bad)
+        assert res.status_code == 422 and res.json()["detail"][0]["loc"][1] in ("fake_probabilities", "fpr")
+    assert client.post("/v1/detect?threshold=2", files={"file": ("r0.jpg", reals[0], "image/jpeg")}).status_code == 422
+
+
 def test_an_unexpected_failure_stays_with_its_batch_item(client: TestClient, monkeypatch: pytest.MonkeyPatch) -> None:
     detector = client.app.state.runtime.detector
     real = detector.prepare
@@ -278,7 +305,7 @@ def test_web_page_is_served_with_every_asset_local(client: TestClient) -> None:
 
 def test_openapi_documents_the_endpoints(client: TestClient, strict_client: TestClient) -> None:
     schema = client.get("/openapi.json").json()
-    assert {"/v1/detect", "/v1/detect/batch", "/v1/models", "/healthz", "/readyz"} <= set(schema["paths"])
+    assert {"/v1/detect", "/v1/detect/batch", "/v1/threshold", "/v1/models", "/healthz", "/readyz"} <= set(schema["paths"])
     detect = schema["paths"]["/v1/detect"]["post"]
     assert {"400", "413", "415", "422", "503"} <= set(detect["responses"])
     assert client.get("/docs").status_code == 200

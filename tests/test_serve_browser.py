@@ -182,6 +182,36 @@ def test_page_shows_the_reason_for_a_non_image(page, tmp_path: Path) -> None:
     assert page.is_hidden("#result")
 
 
+def test_page_chooses_a_threshold_on_real_photos_and_labels_with_it(page, server: LiveServer, tmp_path: Path) -> None:
+    paths = []
+    for i in range(10):
+        paths.append(tmp_path / f"real{i}.jpg")
+        make_image((48, 40), seed=40 + i).save(paths[-1], "JPEG", quality=90)
+    (tmp_path / "broken.jpg").write_bytes(b"not a jpeg")
+    page.evaluate("limits = { files: 3, bytes: 1e9 }")  # several batch requests, as with a few hundred photos
+    page.click("#calibrate summary")
+    page.fill("#fpr", "20")
+    page.set_input_files("#reals", [str(p) for p in paths] + [str(tmp_path / "broken.jpg")])
+    page.wait_for_selector("body[data-calibrate=done]", timeout=60_000)
+
+    probs = [r["fake_probability"] for r in httpx.post(server.url + "/v1/detect/batch", timeout=60, files=[
+        ("files", (p.name, p.read_bytes(), "image/jpeg")) for p in paths]).json()["results"]]
+    expected = httpx.post(server.url + "/v1/threshold", json={"fake_probabilities": probs, "fpr": 0.2}).json()
+    summary = page.text_content("#cal-summary")
+    assert summary.startswith("10 real photos scored") and f"{expected['threshold']:.4f}" in summary
+    assert "1 skipped: broken.jpg" in page.text_content("#cal-warning") and "rough" in page.text_content("#cal-warning")
+
+    page.click("#cal-use")
+    assert page.is_visible("#own-threshold") and page.text_content("#own-value") == f"{expected['threshold']:.4f}"
+    page.set_input_files("#file", str(paths[0]))
+    page.wait_for_selector("body[data-state=done]", timeout=60_000)
+    assert page.text_content("#label") == ("fake" if probs[0] >= expected["threshold"] else "real")
+    assert page.text_content("#threshold") == f"{expected['threshold']:.2f}"
+    page.click("#own-reset")
+    assert page.is_hidden("#own-threshold")
+    assert page.problems == []
+
+
 def test_health_answers_while_the_model_is_busy(server: LiveServer, monkeypatch: pytest.MonkeyPatch) -> None:
     detector = server.app.state.runtime.detector
     real = detector.predict_batch

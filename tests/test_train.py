@@ -237,3 +237,38 @@ def test_threshold_bound_holds_in_every_data_folder(tmp_path, tiny_images, model
     for ys, ps, _ in scored:
         reals = [p for y, p in zip(ys, ps) if y == 0]
         assert np.mean(np.array(reals) >= detector.threshold) <= 0.5
+
+
+def test_layer_decay_trains_early_blocks_slower(tmp_path, tiny_images):
+    """``optim.layer_decay``: timm's layer-wise groups, each parameter once, the head and any training-only head
+    at ``lr``, the stem at ``lr * decay ** (layers - 1)``; weight decay unchanged; ``fit`` trains with it."""
+    from fakescope.config import OptimConfig
+    from fakescope.engine.optim import parameter_groups
+    from fakescope.engine.pixel import MaskSupervised
+    from fakescope.registry import get_spec
+
+    model, pre = create_detector("efficientnet_lite0")
+    wrapped = MaskSupervised(model, get_spec("efficientnet_lite0").target_layer, torch.zeros(1, 3, 64, 64))
+    cfg = OptimConfig(name="adamw", lr=1e-3, weight_decay=0.01, layer_decay=0.8)
+    groups = parameter_groups(cfg, wrapped, wrapped.parameters())
+    ids = [id(p) for g in groups for p in g["params"]]
+    assert sorted(ids) == sorted(id(p) for p in wrapped.parameters())  # each parameter exactly once
+    lr_of = {id(p): g["lr"] for g in groups for p in g["params"]}
+    assert lr_of[id(model.get_classifier().weight)] == lr_of[id(wrapped.head.weight)] == pytest.approx(1e-3)
+    n_layers = len({g["lr"] for g in groups})
+    assert lr_of[id(model.conv_stem.weight)] == pytest.approx(1e-3 * 0.8 ** (n_layers - 1))
+    assert all(g.get("weight_decay", cfg.weight_decay) == 0.01 for g in groups)
+    assert parameter_groups(replace(cfg, layer_decay=None), model, model.parameters())[0] is next(model.parameters())
+    with pytest.raises(ValueError, match="timm backbone"):
+        parameter_groups(cfg, torch.nn.Linear(2, 2), torch.nn.Linear(2, 2).parameters())
+    with pytest.raises(ValueError, match=r"must be in \(0, 1\]"):
+        parameter_groups(replace(cfg, layer_decay=1.5), model, model.parameters())
+
+    for label in ("real", "fake"):
+        tiny_images(6, folder=tmp_path / "data" / label, prefix=label, seed=int(label == "fake"))
+    run = load_config(None, {"model.name": "resnet18", "model.size": 32, "epochs": 1, "batch_size": 4, "device": "cpu",
+                             "data.path": [str(tmp_path / "data")], "data.workers": 0, "data.cache": False,
+                             "optim.layer_decay": "0.7", "optim.schedule": "none", "out": str(tmp_path / "run")})
+    result = fit(run)
+    assert float(result.history[0]["lr"]) == pytest.approx(run.optim.lr)  # the top group's rate is the one logged
+    assert yaml.safe_load((tmp_path / "run" / "config.yaml").read_text())["optim"]["layer_decay"] == 0.7

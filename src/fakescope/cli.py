@@ -368,16 +368,19 @@ def threshold(
         err_console.print(f"[yellow]skipped:[/] {e}", highlight=False)
     if fmt == "json":
         sys.stdout.write(json.dumps(out, indent=2) + "\n")
-        return
+    else:
+        _print_threshold(out, model)
+    if out["warning"]:
+        err_console.print(f"[yellow]warning:[/] {out['warning']}", highlight=False, soft_wrap=True)
+
+
+def _print_threshold(out: dict, model: str) -> None:
     held = "" if out["held_out_fpr"] is None else (
         f"; on other photos of this kind expect about {out['held_out_fpr']:.1%} (5-fold cross-fitted)")
     console.print(f"{out['n']} real images scored with {out['model']}: its threshold {out['model_threshold']:.3f} "
                   f"flags {out['flagged_at_model_threshold']:.1%} of them.\n"
                   f"threshold {out['threshold']:.4f} flags {out['flagged_at_threshold']:.1%}{held}.\n"
                   f"use: fakescope scan PATH --model {model} --threshold {out['threshold']:.4f}", highlight=False, soft_wrap=True)
-    if out["n"] < 100:
-        err_console.print(f"[yellow]warning:[/] a threshold from {out['n']} reals is rough; a few hundred of the kind "
-                          "you will scan make it reliable", highlight=False, soft_wrap=True)
 
 
 @app.command()

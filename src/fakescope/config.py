@@ -60,6 +60,9 @@ class OptimConfig:
     step_size: int = 10
     gamma: float = 0.1
     grad_clip: float | None = None
+    #: Layer-wise learning-rate decay (timm's ``param_groups_layer_decay``): the last block trains at ``lr``, each
+    #: block before it at ``layer_decay`` times the next one's, so early ImageNet features move least. None: off.
+    layer_decay: float | None = None
 
 
 @dataclass

@@ -39,7 +39,7 @@ from fakescope.engine.distributed import (
     init_distributed,
 )
 from fakescope.engine.loops import Track, _no_track, fit_temperature, predict_loader
-from fakescope.engine.optim import build_optimizer, build_scheduler
+from fakescope.engine.optim import build_optimizer, build_scheduler, parameter_groups
 from fakescope.engine.parallel import (
     STRATEGIES,
     build_strategy,
@@ -340,7 +340,7 @@ def fit(cfg: TrainConfig, track: Track = _no_track, on_epoch=None) -> FitResult:
     if cfg.mask_loss:  # a training-only tampering-map head; the checkpoint holds the plain detector
         model = MaskSupervised(model, get_spec(cfg.model.name).target_layer, example.to(device))
     strategy = build_strategy(cfg, model, device, info, example)
-    optimizer = build_optimizer(cfg.optim, strategy.parameters())
+    optimizer = build_optimizer(cfg.optim, parameter_groups(cfg.optim, model, strategy.parameters()))
     strategy.attach(optimizer)
     scheduler, per_batch = build_scheduler(cfg.optim, optimizer, len(train_dl), cfg.epochs)
     scaler = torch.amp.GradScaler("cuda") if cfg.amp and device.type == "cuda" else None
@@ -368,7 +368,7 @@ def fit(cfg: TrainConfig, track: Track = _no_track, on_epoch=None) -> FitResult:
             scheduler.step(val_loss) if cfg.optim.schedule == "plateau" else scheduler.step()
         row = {"epoch": epoch, "train_loss": tr["loss"], "train_accuracy": tr["accuracy"], "val_loss": val_loss,
                "val_accuracy": val.get("accuracy", float("nan")), "val_roc_auc": val.get("roc_auc") or float("nan"),
-               "lr": optimizer.param_groups[0]["lr"], "train_images_per_s": tr["images_per_s"],
+               "lr": max(g["lr"] for g in optimizer.param_groups), "train_images_per_s": tr["images_per_s"],
                "seconds": time.perf_counter() - t0}
         history.append(row)
         if info.is_main:

@@ -37,15 +37,17 @@ def evaluate_detector(detector: Detector, data: str | Path, threshold: float | N
     return metrics
 
 
+#: Below this many reals a chosen threshold is rough: at 5% of fewer than 100, one photo is a fifth of the allowance.
+FEW_REALS = 100
+
+
 def threshold_for_reals(detector: Detector, paths: list[str | Path], max_fpr: float = 0.05, batch_size: int = 32,
                         workers: int | None = None, on_result=None) -> dict[str, Any]:
     """A decision threshold chosen on images the user knows are real (their own camera, archive or platform).
 
     The shipped threshold flags at most 5% of the reals of the kinds of photo the detector trained on; on a kind it
     never saw it can flag far more (docs/benchmarks.md, "Held-out sets"). Scores every image below ``paths`` and
-    returns the lowest threshold that flags at most ``max_fpr`` of them, the share the model's own threshold flags,
-    and, with at least 5 images, the cross-fitted share a threshold chosen this way flags on *other* photos of the
-    same kind (:func:`~fakescope.evaluation.metrics.held_out_fpr`). Unreadable files are listed, not scored.
+    returns :func:`threshold_from_reals` of their scores; unreadable files are listed, not scored.
     """
     probs, errors = [], []
     for r in scan(paths, detector, batch_size, workers, on_result=on_result):
@@ -55,10 +57,23 @@ def threshold_for_reals(detector: Detector, paths: list[str | Path], max_fpr: fl
             probs.append(r.fake_probability)
     if not probs:
         raise ValueError(f"no readable images below {', '.join(map(str, paths))}")
+    return threshold_from_reals(probs, detector.name, detector.threshold, max_fpr) | {
+        "n_errors": len(errors), "errors": errors}
+
+
+def threshold_from_reals(probs: list[float], model: str, model_threshold: float, max_fpr: float = 0.05) -> dict[str, Any]:
+    """The lowest threshold that flags at most ``max_fpr`` of these real images' fake probabilities, the share the
+    model's own threshold flags, and, with at least 5 images, the cross-fitted share a threshold chosen this way
+    flags on *other* photos of the same kind (:func:`~fakescope.evaluation.metrics.held_out_fpr`). ``warning`` is
+    set under :data:`FEW_REALS` images."""
+    if not probs:
+        raise ValueError("no real images to choose a threshold on")
     labels, scores = [0] * len(probs), np.asarray(probs)
     threshold = threshold_at_fpr(labels, probs, max_fpr)
-    return {"model": detector.name, "n": len(probs), "max_fpr": max_fpr, "threshold": threshold,
-            "flagged_at_threshold": float(np.mean(scores >= threshold)), "model_threshold": detector.threshold,
-            "flagged_at_model_threshold": float(np.mean(scores >= detector.threshold)),
+    warning = None if len(probs) >= FEW_REALS else (
+        f"a threshold from {len(probs)} reals is rough; a few hundred of the kind you will scan make it reliable")
+    return {"model": model, "n": len(probs), "max_fpr": max_fpr, "threshold": threshold,
+            "flagged_at_threshold": float(np.mean(scores >= threshold)), "model_threshold": model_threshold,
+            "flagged_at_model_threshold": float(np.mean(scores >= model_threshold)),
             "held_out_fpr": held_out_fpr(labels, probs, max_fpr)["fpr"] if len(probs) >= HELD_OUT_FOLDS else None,
-            "n_errors": len(errors), "errors": errors}
+            "warning": warning}

@@ -26,8 +26,9 @@ PAGE_CSP = "default-src 'self'; img-src 'self' data: blob:; style-src 'self'; sc
 DESCRIPTION = """Tell real images from deepfakes and tampered images, and show why.
 
 Upload an image to `POST /v1/detect` (multipart field `file`; `explain=true` adds ELA and Grad-CAM images) or
-several to `POST /v1/detect/batch` (repeated field `files`). When the server runs with `FAKESCOPE_API_KEY`, send it
-in the `X-API-Key` header."""
+several to `POST /v1/detect/batch` (repeated field `files`). To label with a threshold chosen on your own real
+photos, send their scores to `POST /v1/threshold` and pass its `threshold` to either. When the server runs with
+`FAKESCOPE_API_KEY`, send it in the `X-API-Key` header."""
 
 
 @asynccontextmanager

@@ -58,8 +58,10 @@ def decode(upload: Upload, max_pixels: int) -> Image.Image:
         raise UploadRejected(422, str(err)) from None
 
 
-async def score_uploads(runtime: ModelRuntime, uploads: list[Upload], strict: bool) -> list[tuple[DetectResult, Image.Image | None]]:
-    """Decode, prepare and score ``uploads`` in one model call; pairs each result with its decoded image.
+async def score_uploads(runtime: ModelRuntime, uploads: list[Upload], strict: bool,
+                        threshold: float | None = None) -> list[tuple[DetectResult, Image.Image | None]]:
+    """Decode, prepare and score ``uploads`` in one model call; pairs each result with its decoded image. Labels
+    use ``threshold``, or the model's own when it is None.
 
     ``strict`` (single-image endpoint): raise :class:`UploadRejected` for a bad upload and keep the image for
     explanations. Otherwise (batch) a bad upload becomes a result with ``error`` set, the others are still scored,
@@ -68,10 +70,11 @@ async def score_uploads(runtime: ModelRuntime, uploads: list[Upload], strict: bo
     """
     detector, model = runtime.detector, runtime.model_name
     assert detector is not None and model is not None
+    threshold = detector.threshold if threshold is None else threshold
     out: list[tuple[DetectResult, Image.Image | None]] = []
     arrays, scored = [], []
     for up in uploads:
-        result = DetectResult(path=up.name, fake_probability=None, label=None, model=model, threshold=detector.threshold)
+        result = DetectResult(path=up.name, fake_probability=None, label=None, model=model, threshold=threshold)
         try:
             img = await run_in_threadpool(decode, up, runtime.settings.max_pixels)
             arrays.append(await run_in_threadpool(detector.prepare, img))
@@ -89,7 +92,7 @@ async def score_uploads(runtime: ModelRuntime, uploads: list[Upload], strict: bo
             scored.append(result)
         out.append((result, img if strict and result.error is None else None))
     for result, p in zip(scored, await runtime.predict(arrays) if arrays else []):
-        result.fake_probability, result.label = float(p), detector.label(float(p))
+        result.fake_probability, result.label = float(p), detector.label(float(p), threshold)
     return out
 
 

@@ -1,9 +1,9 @@
 """The JSON the service speaks: pydantic models, so the OpenAPI schema at ``/docs`` documents every field."""
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 
 class Explanation(BaseModel):
@@ -23,7 +23,7 @@ class DetectResult(BaseModel):
     label: Literal["real", "fake"] | None = Field(description="'fake' if fake_probability >= threshold.")
     model: str = Field(description="The detector that scored the image.")
     error: str | None = Field(None, description="Why this image could not be scored (batch items only).")
-    threshold: float = Field(description="Decision threshold stored with the model.")
+    threshold: float = Field(description="Decision threshold applied: the model's own, or the request's `threshold`.")
     width: int | None = Field(None, description="Decoded image width in pixels.")
     height: int | None = Field(None, description="Decoded image height in pixels.")
     explanation: Explanation | None = Field(None, description="Present when the request asked for explain=true.")
@@ -33,6 +33,32 @@ class BatchResult(BaseModel):
     model: str
     threshold: float
     results: list[DetectResult] = Field(description="One result per uploaded file, in upload order.")
+
+
+class ThresholdRequest(BaseModel):
+    """Fake probabilities this server's model gave images the client knows are real (from ``/v1/detect/batch``)."""
+
+    model_config = ConfigDict(strict=True)  # a JSON true is not a probability
+
+    fake_probabilities: list[Annotated[float, Field(ge=0.0, le=1.0)]] = Field(
+        min_length=1, description="One score per known-real image, as returned by this server's model.")
+    fpr: float = Field(0.05, ge=0.0, lt=1.0, description="Share of these reals the threshold may flag as fake.")
+
+
+class ThresholdResult(BaseModel):
+    """A threshold chosen on the client's own real photos (the same figures as ``fakescope threshold``)."""
+
+    model: str = Field(description="The detector whose scores these are.")
+    n: int = Field(description="Real images the threshold was chosen on.")
+    max_fpr: float = Field(description="The share of them it may flag (the request's fpr).")
+    threshold: float = Field(description="Lowest threshold that flags at most max_fpr of them; pass it as "
+                             "`threshold` to /v1/detect.")
+    flagged_at_threshold: float = Field(description="Share of them that threshold flags.")
+    model_threshold: float = Field(description="The model's own threshold.")
+    flagged_at_model_threshold: float = Field(description="Share of them the model's own threshold flags.")
+    held_out_fpr: float | None = Field(description="Cross-fitted share a threshold chosen this way flags on other "
+                                       "photos of the same kind (5 folds; None under 5 images).")
+    warning: str | None = Field(None, description="Set when there are too few images for a reliable threshold.")
 
 
 class ModelInfo(BaseModel):
@@ -60,6 +86,8 @@ class Readiness(BaseModel):
     model: str | None = Field(description="The loaded detector, once ready.")
     error: str | None = Field(None, description="Why the model failed to load, if it did.")
     api_key_required: bool = Field(description="Whether /v1 endpoints need the X-API-Key header.")
+    max_batch_files: int = Field(description="Most files one /v1/detect/batch request may carry.")
+    max_upload_mb: float = Field(description="Largest request body in MB (a batch's files together).")
 
 
 class ErrorMessage(BaseModel):

@@ -1,10 +1,12 @@
-"""``POST /v1/detect`` (one image, optional explanation) and ``POST /v1/detect/batch`` (errors per item)."""
+"""``POST /v1/detect`` (one image, optional explanation), ``POST /v1/detect/batch`` (errors per item) and
+``POST /v1/threshold`` (a threshold chosen on the client's own real photos)."""
 from __future__ import annotations
 
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, File, HTTPException, Query, UploadFile
 
+from fakescope.evaluation.evaluate import threshold_from_reals
 from fakescope.serve.deps import ready_runtime
 from fakescope.serve.pipeline import (
     Upload,
@@ -17,10 +19,14 @@ from fakescope.serve.schemas import (
     BatchResult,
     DetectResult,
     ErrorMessage,
+    ThresholdRequest,
+    ThresholdResult,
     UnprocessableMessage,
 )
 
 router = APIRouter(prefix="/v1", tags=["detect"])
+
+THRESHOLD_HELP = "Label with this threshold instead of the model's own (e.g. one from POST /v1/threshold)."
 
 _ERRORS: dict[int | str, dict[str, Any]] = {
     400: {"model": ErrorMessage, "description": "Malformed multipart body, or more files than FAKESCOPE_MAX_BATCH_FILES."},
@@ -50,10 +56,11 @@ async def detect(
     runtime: Annotated[ModelRuntime, Depends(ready_runtime)],
     file: Annotated[UploadFile, File(description="The image (JPEG, PNG, WebP, TIFF, BMP).")],
     explain: Annotated[bool, Query(description="Add ELA and Grad-CAM++ images (base64 PNG).")] = False,
+    threshold: Annotated[float | None, Query(ge=0.0, le=1.0, description=THRESHOLD_HELP)] = None,
 ) -> DetectResult:
     upload = await _read(file)
     try:
-        [(result, img)] = await score_uploads(runtime, [upload], strict=True)
+        [(result, img)] = await score_uploads(runtime, [upload], strict=True, threshold=threshold)
     except UploadRejected as err:
         raise HTTPException(err.status, detail=str(err)) from None
     if explain and img is not None:
@@ -66,8 +73,25 @@ async def detect(
 async def detect_batch(
     runtime: Annotated[ModelRuntime, Depends(ready_runtime)],
     files: Annotated[list[UploadFile], File(min_length=1, description="The images, as repeated 'files' fields.")],
+    threshold: Annotated[float | None, Query(ge=0.0, le=1.0, description=THRESHOLD_HELP)] = None,
 ) -> BatchResult:
     uploads = [await _read(f) for f in files]
-    scored = await score_uploads(runtime, uploads, strict=False)
+    scored = await score_uploads(runtime, uploads, strict=False, threshold=threshold)
     assert runtime.detector is not None and runtime.model_name is not None
-    return BatchResult(model=runtime.model_name, threshold=runtime.detector.threshold, results=[r for r, _ in scored])
+    return BatchResult(model=runtime.model_name, threshold=runtime.detector.threshold if threshold is None else threshold,
+                       results=[r for r, _ in scored])
+
+
+@router.post("/threshold", response_model=ThresholdResult, responses={
+             **_ERRORS, 400: {"model": ErrorMessage, "description": "The body is not parseable JSON."},
+             422: {"model": UnprocessableMessage, "description": "No scores, a score outside 0..1, or fpr outside [0, 1)."}},
+             summary="Choose a threshold on scores of images you know are real")
+async def threshold_for_reals(
+    runtime: Annotated[ModelRuntime, Depends(ready_runtime)], body: ThresholdRequest,
+) -> ThresholdResult:
+    """On a kind of photo the model never trained on, its own threshold can flag far more than 5% of the reals.
+    Score images you know are real with `/v1/detect/batch`, send their `fake_probability` values here, and pass the
+    returned `threshold` to `/v1/detect`. A few hundred reals of the kind you will check make it reliable."""
+    assert runtime.detector is not None and runtime.model_name is not None
+    return ThresholdResult(**threshold_from_reals(body.fake_probabilities, runtime.model_name,
+                                                  runtime.detector.threshold, body.fpr))

@@ -1,9 +1,14 @@
-// fakescope web page: upload an image to POST /v1/detect?explain=true and show the score, ELA map and Grad-CAM++.
+// fakescope web page: upload an image to POST /v1/detect?explain=true and show the score, ELA map and Grad-CAM++;
+// optionally choose a threshold on the user's own real photos (POST /v1/detect/batch, then POST /v1/threshold).
 "use strict";
 
 const $ = (id) => document.getElementById(id);
 const KEY_STORE = "fakescope-api-key";
+const THRESHOLD_STORE = "fakescope-threshold";
 let keyRequired = false;
+let limits = { files: 32, bytes: 20 * 1024 * 1024 };
+let ownThreshold = null; // { model, value } chosen on the user's reals, or null for the model's own
+let chosen = null;
 
 function headers() {
   const key = $("api-key").value.trim();
@@ -21,9 +26,11 @@ async function pollReady() {
     const res = await fetch("/readyz", { cache: "no-store" });
     const body = await res.json();
     keyRequired = body.api_key_required;
+    if (body.max_batch_files) limits = { files: body.max_batch_files, bytes: body.max_upload_mb * 1024 * 1024 };
     $("key-row").hidden = !keyRequired;
     if (body.ready) {
       setStatus("model " + body.model + " ready", "ready");
+      if (ownThreshold && ownThreshold.model !== body.model) setOwnThreshold(null); // chosen for another model
       return;
     }
     if (body.error) {
@@ -82,11 +89,12 @@ async function detect(file) {
   const form = new FormData();
   form.append("file", file, file.name);
   try {
-    const res = await fetch("/v1/detect?explain=true", { method: "POST", body: form, headers: headers() });
+    const query = "explain=true" + (ownThreshold ? "&threshold=" + ownThreshold.value : "");
+    const res = await fetch("/v1/detect?" + query, { method: "POST", body: form, headers: headers() });
     const body = await res.json().catch(() => ({ detail: res.statusText }));
     if (!res.ok) {
       if (res.status === 401) $("key-row").hidden = false;
-      showError(res.status + ": " + (typeof body.detail === "string" ? body.detail : JSON.stringify(body.detail)));
+      showError(reason(res, body));
       document.body.dataset.state = "error";
       return;
     }
@@ -97,6 +105,91 @@ async function detect(file) {
     document.body.dataset.state = "error";
   } finally {
     $("drop").classList.remove("busy");
+  }
+}
+
+function reason(res, body) {
+  return res.status + ": " + (typeof body.detail === "string" ? body.detail : JSON.stringify(body.detail));
+}
+
+async function postJson(url, init) {
+  const res = await fetch(url, { method: "POST", ...init, headers: { ...headers(), ...(init.headers || {}) } });
+  const body = await res.json().catch(() => ({ detail: res.statusText }));
+  if (!res.ok) {
+    if (res.status === 401) $("key-row").hidden = false;
+    throw new Error(reason(res, body));
+  }
+  return body;
+}
+
+function chunks(files) {
+  // as many files per batch request as the server allows, by count and by body size
+  const out = [];
+  let batch = [], bytes = 0;
+  for (const f of files) {
+    if (batch.length && (batch.length >= limits.files || bytes + f.size > 0.95 * limits.bytes)) {
+      out.push(batch);
+      batch = [];
+      bytes = 0;
+    }
+    batch.push(f);
+    bytes += f.size;
+  }
+  if (batch.length) out.push(batch);
+  return out;
+}
+
+function setOwnThreshold(choice) {
+  ownThreshold = choice;
+  if (choice) sessionStorage.setItem(THRESHOLD_STORE, JSON.stringify(choice));
+  else sessionStorage.removeItem(THRESHOLD_STORE);
+  $("own-value").textContent = choice ? choice.value.toFixed(4) : "";
+  $("own-threshold").hidden = !choice;
+}
+
+const percent = (x) => (100 * x).toFixed(1) + "%";
+
+async function calibrate(files) {
+  if (!files.length) return;
+  const fpr = Number($("fpr").value) / 100;
+  $("cal-result").hidden = true;
+  document.body.dataset.calibrate = "busy";
+  const probs = [], skipped = [];
+  try {
+    let done = 0;
+    for (const batch of chunks(files)) {
+      $("cal-status").textContent = "scoring " + done + " of " + files.length + " photos\u2026";
+      const form = new FormData();
+      batch.forEach((f) => form.append("files", f, f.name));
+      try {
+        const body = await postJson("/v1/detect/batch", { body: form });
+        body.results.forEach((r) => (r.error ? skipped.push(r.error) : probs.push(r.fake_probability)));
+      } catch (err) {
+        if (!err.message.startsWith("413")) throw err;
+        batch.forEach((f) => skipped.push(f.name + ": over the server's upload limit"));
+      }
+      done += batch.length;
+    }
+    if (!probs.length) throw new Error("none of the " + files.length + " files could be scored: " + skipped[0]);
+    const out = await postJson("/v1/threshold", {
+      body: JSON.stringify({ fake_probabilities: probs, fpr: fpr }),
+      headers: { "Content-Type": "application/json" },
+    });
+    chosen = { model: out.model, value: out.threshold };
+    const held = out.held_out_fpr === null ? "" : "; on other photos of this kind expect about " + percent(out.held_out_fpr);
+    $("cal-summary").textContent = out.n + " real photos scored: the model's threshold " +
+      out.model_threshold.toFixed(3) + " flags " + percent(out.flagged_at_model_threshold) + " of them. Threshold " +
+      out.threshold.toFixed(4) + " flags " + percent(out.flagged_at_threshold) + held + ".";
+    const notes = (out.warning ? [out.warning] : []).concat(skipped.length ? [skipped.length + " skipped: " + skipped.join("; ")] : []);
+    $("cal-warning").textContent = notes.join(". ");
+    $("cal-warning").hidden = !notes.length;
+    $("cal-value").textContent = out.threshold.toFixed(4);
+    $("cal-result").hidden = false;
+    $("cal-status").textContent = "";
+    document.body.dataset.calibrate = "done";
+  } catch (err) {
+    $("cal-status").textContent = "could not choose a threshold: " + err.message;
+    document.body.dataset.calibrate = "error";
   }
 }
 
@@ -115,6 +208,15 @@ function setup() {
     drop.classList.remove("over");
   }));
   drop.addEventListener("drop", (e) => detect(e.dataTransfer.files[0]));
+  const reals = $("reals");
+  reals.addEventListener("change", () => calibrate(Array.from(reals.files)));
+  $("cal-use").addEventListener("click", () => setOwnThreshold(chosen));
+  $("own-reset").addEventListener("click", () => setOwnThreshold(null));
+  try {
+    setOwnThreshold(JSON.parse(sessionStorage.getItem(THRESHOLD_STORE)));
+  } catch (err) {
+    setOwnThreshold(null);
+  }
   pollReady();
 }
 
