@@ -1,6 +1,7 @@
 """Shared helpers of the benchmark scripts: where the data is, the validation splits, writing docs sections."""
 from __future__ import annotations
 
+import functools
 import os
 import re
 from pathlib import Path
@@ -17,8 +18,14 @@ def data_root() -> Path:
 
 
 def val_split(name: str, seed: int = 0, val_fraction: float = 0.2) -> list[Sample]:
-    """The validation split ``fakescope train`` uses for this set (seed 0, 20%, scene-group aware)."""
-    return stratified_split(discover_samples(data_root() / name), val_fraction, seed)[1]
+    """The validation split ``fakescope train`` uses for this set (seed 0, 20%, scene-group aware); the folder is
+    walked once per process, however many models and perturbations a bench scores on it."""
+    return list(_val_split(str(data_root() / name), seed, val_fraction))
+
+
+@functools.cache
+def _val_split(folder: str, seed: int, val_fraction: float) -> tuple[Sample, ...]:
+    return tuple(stratified_split(discover_samples(folder), val_fraction, seed)[1])
 
 
 def write_section(heading: str, body: str, path: Path = REPO / "docs" / "benchmarks.md") -> None:

@@ -199,6 +199,9 @@ def test_api_key_is_required_when_configured(strict_client: TestClient) -> None:
     # Probes stay open for orchestrators, and say a key is needed.
     assert strict_client.get("/healthz").status_code == 200
     assert strict_client.get("/readyz").json()["api_key_required"] is True
+    # the limits the web page sizes its batches by
+    assert strict_client.get("/readyz").json()["max_batch_files"] == 2
+    assert strict_client.get("/readyz").json()["max_upload_mb"] == pytest.approx(64 / 1024)
 
 
 def test_pixel_limit_is_422_with_the_reason(strict_client: TestClient) -> None:

@@ -189,6 +189,8 @@ def test_page_chooses_a_threshold_on_real_photos_and_labels_with_it(page, server
         make_image((48, 40), seed=40 + i).save(paths[-1], "JPEG", quality=90)
     (tmp_path / "broken.jpg").write_bytes(b"not a jpeg")
     page.evaluate("limits = { files: 3, bytes: 1e9 }")  # several batch requests, as with a few hundred photos
+    batches = []
+    page.on("request", lambda r: r.url.endswith("/v1/detect/batch") and batches.append(r))
     page.click("#calibrate summary")
     page.fill("#fpr", "20")
     page.set_input_files("#reals", [str(p) for p in paths] + [str(tmp_path / "broken.jpg")])
@@ -197,6 +199,7 @@ def test_page_chooses_a_threshold_on_real_photos_and_labels_with_it(page, server
     probs = [r["fake_probability"] for r in httpx.post(server.url + "/v1/detect/batch", timeout=60, files=[
         ("files", (p.name, p.read_bytes(), "image/jpeg")) for p in paths]).json()["results"]]
     expected = httpx.post(server.url + "/v1/threshold", json={"fake_probabilities": probs, "fpr": 0.2}).json()
+    assert len(batches) == 4  # 11 files, at most 3 per request
     summary = page.text_content("#cal-summary")
     assert summary.startswith("10 real photos scored") and f"{expected['threshold']:.4f}" in summary
     assert "1 skipped: broken.jpg" in page.text_content("#cal-warning") and "rough" in page.text_content("#cal-warning")
