@@ -6,6 +6,7 @@ Playwright's own browser download does not work offline, so the test uses ``/usr
 """
 from __future__ import annotations
 
+import contextlib
 import io
 import os
 import shutil
@@ -112,17 +113,26 @@ def browser():
         b.close()
 
 
-@pytest.fixture
-def page(browser, server: LiveServer):
+@contextlib.contextmanager
+def open_page(browser, server: LiveServer):
+    """The web page of ``server``, ready, collecting console errors and requests to other hosts in ``page.problems``."""
     page = browser.new_page(viewport={"width": 1200, "height": 860})
     page.problems = []
     page.on("console", lambda m: m.type == "error" and page.problems.append(m.text))
     page.on("pageerror", lambda e: page.problems.append(str(e)))
     page.on("request", lambda r: r.url.startswith((server.url, "data:", "blob:")) or page.problems.append(r.url))
-    page.goto(server.url + "/")
-    page.wait_for_selector("#status.ready", timeout=30_000)
-    yield page
-    page.close()
+    try:
+        page.goto(server.url + "/")
+        page.wait_for_selector("#status.ready", timeout=30_000)
+        yield page
+    finally:
+        page.close()
+
+
+@pytest.fixture
+def page(browser, server: LiveServer):
+    with open_page(browser, server) as page:
+        yield page
 
 
 def api_detect(server: LiveServer, name: str, data: bytes, ctype: str) -> dict:
@@ -213,6 +223,37 @@ def test_page_chooses_a_threshold_on_real_photos_and_labels_with_it(page, server
     page.click("#own-reset")
     assert page.is_hidden("#own-threshold")
     assert page.problems == []
+
+
+def noise_jpeg(path: Path, size: tuple[int, int], seed: int) -> int:
+    """A JPEG of noise (it hardly compresses, so its size follows ``size``); returns its byte count."""
+    pixels = np.random.default_rng(seed).integers(0, 256, (size[1], size[0], 3), dtype=np.uint8)
+    Image.fromarray(pixels).save(path, "JPEG", quality=95)
+    return path.stat().st_size
+
+
+def test_page_batches_by_body_size_and_skips_a_photo_over_the_upload_limit(
+        browser, tiny_ela_checkpoint: Path, tmp_path: Path) -> None:
+    limit = 64 * 1024  # the server refuses larger request bodies with 413
+    sizes = {tmp_path / f"real{i}.jpg": noise_jpeg(tmp_path / f"real{i}.jpg", (96, 80), seed=i) for i in range(8)}
+    big = tmp_path / "huge.jpg"
+    assert noise_jpeg(big, (300, 240), seed=9) > limit
+    assert max(sizes.values()) < limit / 3 and sum(sizes.values()) > limit  # several files per batch, several batches
+    settings = Settings(model=str(tiny_ela_checkpoint), max_upload_mb=limit / 1024 / 1024)
+    with LiveServer(create_app(settings)) as strict, open_page(browser, strict) as page:
+        batches = []
+        page.on("requestfinished", lambda r: r.url.endswith("/v1/detect/batch") and batches.append(
+            (int(r.header_value("content-length")), r.response().status)))
+        page.click("#calibrate summary")
+        page.set_input_files("#reals", [str(p) for p in sizes] + [str(big)])
+        page.wait_for_selector("body[data-calibrate=done]", timeout=60_000)
+
+        assert page.text_content("#cal-summary").startswith(f"{len(sizes)} real photos scored")
+        assert "1 skipped: huge.jpg: over the server's upload limit" in page.text_content("#cal-warning")
+        scored = [n for n, status in batches if status == 200]
+        assert len(scored) >= 2 and all(n <= limit for n in scored)  # split by size, each batch within the limit
+        assert [status for _, status in batches].count(413) == 1  # only the oversized photo, alone in its request
+        assert len(page.problems) == 1 and "413" in page.problems[0]  # the browser logs the refused request, nothing else
 
 
 def test_health_answers_while_the_model_is_busy(server: LiveServer, monkeypatch: pytest.MonkeyPatch) -> None:
