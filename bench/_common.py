@@ -14,7 +14,8 @@ SETS = ("casia1", "faces140k", "diffusiondb")
 
 
 def data_root() -> Path:
-    return Path(os.environ.get("FAKESCOPE_DATA", REPO.parent / "shared" / "data"))
+    """The shared data folder, absolute (run configs record it, and held_out_sets compares them)."""
+    return Path(os.environ.get("FAKESCOPE_DATA", REPO.parent / "shared" / "data")).resolve()
 
 
 def val_split(name: str, seed: int = 0, val_fraction: float = 0.2) -> list[Sample]:

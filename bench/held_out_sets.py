@@ -26,28 +26,13 @@ from pathlib import Path
 
 from _common import REPO, SETS, data_root, val_split, write_section
 
-from fakescope.config import load_config, to_dict
+from fakescope.config import config_differences, load_config
 from fakescope.data.discovery import discover_samples
 from fakescope.engine.train import fit
 from fakescope.evaluation.evaluate import score_samples
 from fakescope.evaluation.metrics import compute_metrics, paired_difference, roc_auc_interval
 from fakescope.evaluation.robustness import PERTURBATIONS, SHORTCUT
 from fakescope.inference.detector import Detector
-
-
-def recipe_differences(a: dict, b: dict, prefix: str = "") -> list[str]:
-    """Dotted keys whose values differ between two resolved training configs, ignoring where the run was written."""
-    out = []
-    for key in sorted(a.keys() | b.keys()):
-        name, x, y = prefix + key, a.get(key), b.get(key)
-        if isinstance(x, dict) and isinstance(y, dict):
-            out += recipe_differences(x, y, name + ".")
-        elif name == "data.path":
-            if [Path(p).resolve() for p in x or []] != [Path(p).resolve() for p in y or []]:
-                out.append(f"{name}: {x} vs {y}")
-        elif name != "out" and x != y:
-            out.append(f"{name}: {x} vs {y}")
-    return out
 
 
 def train_without(left_out: str, runs: Path) -> Path:
@@ -60,7 +45,7 @@ def train_without(left_out: str, runs: Path) -> Path:
     cfg = load_config(REPO / "configs" / "default.yaml", overrides)
     if checkpoint.exists():
         # the run's saved config, with options added since it was trained at their defaults
-        differ = recipe_differences(to_dict(load_config(out / "config.yaml")), to_dict(cfg))
+        differ = config_differences(load_config(out / "config.yaml"), cfg)
         if differ:
             raise SystemExit(f"{out}: trained with another recipe than configs/default.yaml ({'; '.join(differ)}); "
                              "move it away to retrain, or pass --runs with runs of this recipe")

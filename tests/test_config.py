@@ -7,7 +7,16 @@ from conftest import REPO
 from typer.testing import CliRunner
 
 from fakescope.cli import app
-from fakescope.config import TrainConfig, apply_overrides, load_config, parse_dotted_args, save_config, to_dict
+from fakescope.config import (
+    TrainConfig,
+    apply_overrides,
+    config_differences,
+    flatten,
+    load_config,
+    parse_dotted_args,
+    save_config,
+    to_dict,
+)
 
 
 def test_parse_dotted_args_both_spellings():
@@ -97,6 +106,24 @@ def test_resolved_config_saved_and_reloaded(tmp_path):
     assert raw["optim"]["lr"] == 2e-4 and raw["augment"]["jpeg_quality"] == [50, 90]
     assert load_config(tmp_path / "config.yaml") == cfg
     assert to_dict(load_config(tmp_path / "config.yaml")) == to_dict(cfg)
+
+
+def test_flatten_gives_the_dotted_override_keys():
+    flat = flatten(to_dict(TrainConfig()))
+    assert flat["optim.lr"] == TrainConfig().optim.lr and "optim" not in flat
+    assert apply_overrides(TrainConfig(), flat) == TrainConfig()  # the dotted keys set the config back
+
+
+def test_config_differences_name_each_differing_key_and_fill_newer_options(tmp_path):
+    cfg = apply_overrides(TrainConfig(), {"optim.layer_decay": "0.85", "epochs": "3", "out": "runs/a"})
+    older = to_dict(apply_overrides(TrainConfig(), {"epochs": "3", "out": "runs/b"}))
+    del older["optim"]["layer_decay"]  # saved before the option existed
+    (tmp_path / "config.yaml").write_text(yaml.safe_dump(older))
+    saved = load_config(tmp_path / "config.yaml")
+    assert config_differences(saved, cfg) == ["optim.layer_decay: None vs 0.85"]  # where the run went is ignored
+    assert saved.optim.layer_decay == TrainConfig().optim.layer_decay  # the newer option at its default
+    assert config_differences(cfg, cfg) == []
+    assert config_differences(saved, cfg, ignore=()) == ["optim.layer_decay: None vs 0.85", "out: 'runs/b' vs 'runs/a'"]
 
 
 @pytest.mark.parametrize("name", ["default.yaml", "ela-cnn-classic.yaml"])

@@ -6,7 +6,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from fakescope.config import load_config, to_dict
+from fakescope.config import flatten, load_config, to_dict
 from fakescope.data.discovery import discover_samples
 from fakescope.evaluation.evaluate import score_samples
 from fakescope.evaluation.invariance import invariance_fpr
@@ -61,16 +61,9 @@ def test_shipped_weights_were_trained_with_the_default_recipe(detector):
     # must be that recipe, key for key (the run folder aside).
     # An option added after the weights were trained is absent from the recorded config; the recipe must leave it at
     # its default, the behaviour the weights were trained with.
-    recorded, recipe = flat(detector.meta.info["config"]), flat(to_dict(load_config(REPO / "configs" / "default.yaml")))
+    recorded = flatten(detector.meta.info["config"])
+    recipe = flatten(to_dict(load_config(REPO / "configs" / "default.yaml")))
     recorded.pop("out"), recipe.pop("out")
     newer = {k: recipe.pop(k) for k in set(recipe) - set(recorded)}
-    assert newer == {k: v for k, v in flat(to_dict(load_config(None))).items() if k in newer}
+    assert newer == {k: v for k, v in flatten(to_dict(load_config(None))).items() if k in newer}
     assert recorded == recipe
-
-
-def flat(config: dict, prefix: str = "") -> dict:
-    """``{'optim': {'lr': 1e-3}}`` -> ``{'optim.lr': 1e-3}``."""
-    out = {}
-    for key, value in config.items():
-        out |= flat(value, f"{prefix}{key}.") if isinstance(value, dict) else {prefix + key: value}
-    return out

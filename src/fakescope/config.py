@@ -236,5 +236,24 @@ def to_dict(cfg: TrainConfig) -> dict[str, Any]:
     return plain(dataclasses.asdict(cfg))
 
 
+def flatten(config: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    """``{'optim': {'lr': 1e-3}}`` -> ``{'optim.lr': 1e-3}``: the dotted keys of ``--section.key`` overrides."""
+    out: dict[str, Any] = {}
+    for key, value in config.items():
+        out |= flatten(value, f"{prefix}{key}.") if isinstance(value, dict) else {prefix + key: value}
+    return out
+
+
+def config_differences(a: TrainConfig, b: TrainConfig, ignore: tuple[str, ...] = ("out",)) -> list[str]:
+    """``"key: a's value vs b's"`` for each dotted key (outside ``ignore``) where two resolved configs differ.
+
+    A config saved by an older fakescope, loaded with ``load_config(path)``, has the options added since at their
+    defaults, the behaviour it was trained with.
+    """
+    fa, fb = flatten(to_dict(a)), flatten(to_dict(b))
+    return [f"{k}: {fa.get(k)!r} vs {fb.get(k)!r}" for k in sorted(fa.keys() | fb.keys())
+            if k not in ignore and fa.get(k) != fb.get(k)]
+
+
 def save_config(cfg: TrainConfig, path: str | Path) -> None:
     Path(path).write_text(yaml.safe_dump(to_dict(cfg), sort_keys=False))
