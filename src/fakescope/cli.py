@@ -557,7 +557,8 @@ def robustness(
     workers: Annotated[Optional[int], typer.Option(help="Decoding processes (default: automatic).")] = None,
     device: Annotated[str, typer.Option(help="auto, cpu, cuda or mps.")] = "auto",
 ) -> None:
-    """Metrics under JPEG q95/75/50/30, blur sigma 1/2, downscale 0.5/0.25 and the shortcut test (JPEG q90, no metadata)."""
+    """Metrics under JPEG q95/75/50/30, blur sigma 1/2, downscale 0.5/0.25 and the two shortcut tests (JPEG q90, no
+    metadata; the same after shrinking to 0.75x, which also removes the first compression's traces)."""
     from fakescope.data.discovery import LayoutError, discover_samples
     from fakescope.evaluation.robustness import (
         PERTURBATIONS,
@@ -586,6 +587,55 @@ def robustness(
     paths = write_robustness(rows, out, title=f"Robustness of {detector.name} on {data} ({len(samples)} images)")
     console.print(robustness_table(rows))
     console.print(f"wrote {', '.join(str(p) for p in paths.values())}", highlight=False)
+
+
+@app.command()
+def shortcuts(
+    data: Annotated[Path, typer.Option(help="Labelled folder (real/ + fake/ or another layout).")],
+    limit: Annotated[Optional[int], typer.Option(help="Use at most N images (class shares kept, fixed seed).")] = None,
+    val_fraction: Annotated[float, typer.Option(help="Validation share of the split (as fakescope train makes it).")] = 0.2,
+    seed: Annotated[int, typer.Option(help="Split seed (fakescope train's data.seed).")] = 0,
+    fmt: Annotated[str, typer.Option("--format", "-f", help="table or json.")] = "table",
+    workers: Annotated[int, typer.Option(help="Processes computing the features.")] = 2,
+) -> None:
+    """How well the file header (4 numbers) and the compression history in the pixels (27 numbers) alone tell the
+    classes apart, as stored and after each shortcut test: where they score high, a detector may be reading them."""
+    from fakescope.data.discovery import LayoutError, discover_samples
+    from fakescope.data.splits import stratified_split
+    from fakescope.evaluation.robustness import subsample
+    from fakescope.evaluation.shortcuts import CONDITIONS, shortcut_baselines
+
+    if fmt not in ("table", "json"):
+        raise typer.BadParameter("--format must be table or json")
+    try:
+        train, val = stratified_split(subsample(discover_samples(data), limit), val_fraction, seed)
+    except (LayoutError, ValueError) as err:
+        raise _fail(str(err)) from None
+    with _progress() as progress:
+        task = progress.add_task("features", total=(len(train) + len(val)) * len(CONDITIONS), rate="")
+        out = shortcut_baselines(train, val, workers=workers, on_file=lambda: progress.update(task, advance=1))
+    for e in out["errors"]:
+        err_console.print(f"[yellow]skipped:[/] {e}", highlight=False)
+    if fmt == "json":
+        sys.stdout.write(json.dumps(out, indent=2) + "\n")
+        return
+    _print_shortcuts(out["rows"], data)
+    if out["warning"]:
+        err_console.print(f"[yellow]warning:[/] {out['warning']}", highlight=False, soft_wrap=True)
+
+
+def _print_shortcuts(rows: list[dict], data: Path) -> None:
+    from rich.table import Table
+
+    table = Table("condition", "n train / val", "metadata", "compression history",
+                  title=f"Shortcut baselines on {data}: validation ROC-AUC")
+    table.columns[0].no_wrap = True
+    for r in rows:
+        table.add_row(r["condition"], f"{r['n_train']} / {r['n_val']}",
+                      *("-" if r[k] is None else f"{r[k]:.3f}" for k in ("metadata", "compression history")))
+    console.print(table)
+    console.print("Near 0.5: nothing to read there. A detector's ROC-AUC under a condition where either baseline is "
+                  "high may come from the same numbers rather than from the content.", highlight=False, soft_wrap=True)
 
 
 @app.command("plot-history")
