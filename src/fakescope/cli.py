@@ -596,7 +596,7 @@ def shortcuts(
     val_fraction: Annotated[float, typer.Option(help="Validation share of the split (as fakescope train makes it).")] = 0.2,
     seed: Annotated[int, typer.Option(help="Split seed (fakescope train's data.seed).")] = 0,
     fmt: Annotated[str, typer.Option("--format", "-f", help="table or json.")] = "table",
-    workers: Annotated[int, typer.Option(help="Processes computing the features.")] = 2,
+    workers: Annotated[Optional[int], typer.Option(help="Processes computing the features (default: automatic).")] = None,
 ) -> None:
     """How well the file header (4 numbers) and the compression history in the pixels (27 numbers) alone tell the
     classes apart, as stored and after each shortcut test: where they score high, a detector may be reading them."""

@@ -72,9 +72,13 @@ class _Features(Dataset):
             return i, f"{type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}"
 
 
-def extract(paths: Sequence[Path], transform: Callable | None, workers: int = 2,
+def extract(paths: Sequence[Path], transform: Callable | None, workers: int | None = None,
             on_file: Callable[[], None] | None = None) -> tuple[dict[int, tuple[np.ndarray, np.ndarray]], dict[int, str]]:
-    """Features of ``paths`` under ``transform``, computed in ``workers`` processes: (index -> features, index -> error)."""
+    """Features of ``paths`` under ``transform``, computed in ``workers`` processes (None: as many as a scan would
+    use; 0: in this process): (index -> features, index -> error)."""
+    from fakescope.inference.scan import auto_workers
+
+    workers = auto_workers(len(paths)) if workers is None else workers
     loader = DataLoader(_Features(paths, transform), batch_size=8, num_workers=workers, collate_fn=list)
     feats, errors = {}, {}
     for batch in loader:
@@ -98,7 +102,7 @@ def baseline_auc(x_train: np.ndarray, y_train: np.ndarray, x_val: np.ndarray, y_
 
 
 def shortcut_baselines(train: Sequence[Sample], val: Sequence[Sample], conditions: Sequence[str] | None = None,
-                       workers: int = 2, on_file: Callable[[], None] | None = None) -> dict[str, Any]:
+                       workers: int | None = None, on_file: Callable[[], None] | None = None) -> dict[str, Any]:
     """For each condition, the validation ROC-AUC of each baseline (``BASELINES``) fitted on ``train``.
 
     Returns ``{"rows": [{"condition", "metadata", "compression history", "n_train", "n_val"}, ...], "errors": [...],
