@@ -277,6 +277,20 @@ def test_scan_unreadable_and_oversized_files(tmp_path, tiny_ela_checkpoint, monk
     assert errors == {"ok.jpg": None}
 
 
+def test_folder_scan_includes_gifs_scored_on_the_first_frame(tmp_path, tiny_ela_checkpoint):
+    d = tmp_path / "memes"
+    d.mkdir()
+    make_image((64, 48), seed=1).save(d / "anim.GIF", save_all=True, append_images=[make_image((64, 48), seed=2)])
+    first_frame = load_image(d / "anim.GIF")
+    assert first_frame.size == (64, 48)
+    first_frame.save(d / "first_frame.png")
+    result, rows = scan_json(str(d), "--model", str(tiny_ela_checkpoint))
+    assert result.exit_code == 0, result.output
+    scores = {Path(r["path"]).name: r["fake_probability"] for r in rows}
+    assert set(scores) == {"anim.GIF", "first_frame.png"} and None not in scores.values()
+    assert scores["anim.GIF"] == pytest.approx(scores["first_frame.png"], abs=1e-6)
+
+
 def test_scan_of_folder_without_images_warns_and_exits_zero(tmp_path, tiny_ela_checkpoint):
     (tmp_path / "empty_dir").mkdir()
     result, rows = scan_json(str(tmp_path / "empty_dir"), "--model", str(tiny_ela_checkpoint))

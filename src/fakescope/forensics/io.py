@@ -13,7 +13,9 @@ from typing import BinaryIO
 import numpy as np
 from PIL import Image, ImageFile, ImageOps, UnidentifiedImageError
 
-IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".jpe", ".png", ".bmp", ".tif", ".tiff", ".webp"})
+#: Files a folder scan and dataset discovery pick up (an explicitly named file of another format is tried anyway).
+#: GIF counts: shared memes and stickers are GIFs; an animated one is scored on its first frame.
+IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".jpe", ".png", ".bmp", ".tif", ".tiff", ".webp", ".gif"})
 #: Default pixel limit (width x height); larger images are refused instead of exhausting memory.
 MAX_PIXELS = 100_000_000
 
