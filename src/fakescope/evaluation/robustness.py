@@ -8,8 +8,8 @@ metadata. A detector whose accuracy falls there leaned on the files' compression
 tampered and authentic images differ in both) rather than on the content. One re-save does not erase the first
 compression, though: on CASIA, 27 pixel-only compression numbers still score ROC-AUC 0.98 after it
 (:mod:`fakescope.evaluation.shortcuts`). The resampled shortcut test shrinks every image to 0.75x before the same
-re-save, which moves the pixels off the old 8x8 JPEG grid and leaves those numbers 0.61: a detector that holds its
-score there is not reading compression history.
+re-save, which moves the pixels off the old 8x8 JPEG grid and leaves those numbers 0.61: a detector whose score does
+not fall from the first test to the resampled one is not reading the first compression.
 """
 from __future__ import annotations
 
