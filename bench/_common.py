@@ -21,12 +21,19 @@ def data_root() -> Path:
 def val_split(name: str, seed: int = 0, val_fraction: float = 0.2) -> list[Sample]:
     """The validation split ``fakescope train`` uses for this set (seed 0, 20%, scene-group aware); the folder is
     walked once per process, however many models and perturbations a bench scores on it."""
-    return list(_val_split(str(data_root() / name), seed, val_fraction))
+    return train_val_split(name, seed, val_fraction)[1]
+
+
+def train_val_split(name: str, seed: int = 0, val_fraction: float = 0.2) -> tuple[list[Sample], list[Sample]]:
+    """(training split, validation split) as ``fakescope train`` makes them, from the same cached walk."""
+    train, val = _split(str(data_root() / name), seed, val_fraction)
+    return list(train), list(val)
 
 
 @functools.cache
-def _val_split(folder: str, seed: int, val_fraction: float) -> tuple[Sample, ...]:
-    return tuple(stratified_split(discover_samples(folder), val_fraction, seed)[1])
+def _split(folder: str, seed: int, val_fraction: float) -> tuple[tuple[Sample, ...], tuple[Sample, ...]]:
+    train, val = stratified_split(discover_samples(folder), val_fraction, seed)
+    return tuple(train), tuple(val)
 
 
 def write_section(heading: str, body: str, path: Path = REPO / "docs" / "benchmarks.md") -> None:

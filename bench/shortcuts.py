@@ -19,10 +19,8 @@ import shlex
 import sys
 import time
 
-from _common import SETS, data_root, write_section
+from _common import SETS, train_val_split, write_section
 
-from fakescope.data.discovery import discover_samples
-from fakescope.data.splits import stratified_split
 from fakescope.evaluation.evaluate import score_samples
 from fakescope.evaluation.metrics import compute_metrics, paired_difference, roc_auc_interval
 from fakescope.evaluation.shortcuts import CONDITIONS, shortcut_baselines, shortcuts_markdown
@@ -54,7 +52,7 @@ def main() -> None:
     args = ap.parse_args()
     logging.basicConfig(level=logging.WARNING)
     t0 = time.time()
-    splits = {name: stratified_split(discover_samples(data_root() / name), 0.2, 0) for name in SETS}
+    splits = {name: train_val_split(name) for name in SETS}
     baselines = []
     for name, (train, val) in splits.items():
         out = shortcut_baselines(train, val)

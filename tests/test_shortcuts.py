@@ -111,6 +111,11 @@ def test_shortcuts_command(split_by_compression: Path, tmp_path: Path) -> None:
     assert out["rows"][0]["compression history"] >= 0.9 and len(out["errors"]) == 1
     table = runner.invoke(app, ["shortcuts", "--data", str(split_by_compression), "--workers", "0", "--limit", "60"])
     assert table.exit_code == 0 and "metadata" in table.stdout and SHORTCUT_RESAMPLED in table.stdout
+    limited = runner.invoke(app, ["shortcuts", "--data", str(split_by_compression), "--limit", "60", "--format", "json"])
+    assert limited.exit_code == 0, limited.output  # automatic workers: the scan pipeline's worker processes
+    rows = json.loads(limited.stdout)["rows"]
+    skipped = len(json.loads(limited.stdout)["errors"])
+    assert all(r["n_train"] + r["n_val"] + skipped == 60 for r in rows)
     (tmp_path / "empty").mkdir()
     empty = runner.invoke(app, ["shortcuts", "--data", str(tmp_path / "empty")])
     assert empty.exit_code == 1 and "error:" in empty.output

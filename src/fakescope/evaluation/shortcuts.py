@@ -22,12 +22,11 @@ from typing import Any
 
 import numpy as np
 from PIL import Image
-from torch.utils.data import DataLoader, Dataset
 
 from fakescope.data.discovery import Sample
 from fakescope.evaluation.robustness import PERTURBATIONS, SHORTCUT, SHORTCUT_RESAMPLED
-from fakescope.forensics.compression import compression_history, header_numbers
-from fakescope.forensics.io import MediaLoadError, load_image
+from fakescope.forensics.compression import HEADER_NAMES, compression_history, header_numbers
+from fakescope.inference.scan import auto_workers, iter_prepared
 
 log = logging.getLogger(__name__)
 
@@ -38,54 +37,40 @@ CONDITIONS: dict[str, Callable[[Image.Image], Image.Image] | None] = {
     SHORTCUT: PERTURBATIONS[SHORTCUT],
     SHORTCUT_RESAMPLED: PERTURBATIONS[SHORTCUT_RESAMPLED],
 }
-BASELINES = ("metadata", "compression history")
+#: Baseline name -> its columns in a file's feature vector (header numbers, then compression history).
+BASELINES = {"metadata": slice(0, len(HEADER_NAMES)), "compression history": slice(len(HEADER_NAMES), None)}
 
 
-def file_features(path: str | Path, transform: Callable[[Image.Image], Image.Image] | None) -> tuple[np.ndarray, np.ndarray]:
-    """(header numbers, compression history) of one file as stored, or of its decoded pixels after ``transform``
-    (whose output, re-encoded or not, is what the header numbers then describe). Raises ``MediaLoadError``."""
-    img = load_image(path)
-    if transform is None:
-        with Image.open(path) as raw:  # the header only: load_image's decoded copy has no quantisation tables
-            header = header_numbers(raw)
-    else:
-        img = transform(img)
-        header = header_numbers(img)
-    return header, compression_history(img)
+class ShortcutNumbers:
+    """The scan pipeline's preparer (picklable, run in its workers): a decoded and perturbed image -> the header
+    numbers of that image (a perturbation's re-encoded output keeps its quantisation tables), then its
+    compression history."""
+
+    def to_array(self, img: Image.Image) -> np.ndarray:
+        return np.concatenate([header_numbers(img), compression_history(img)])
 
 
-class _Features(Dataset):
-    """Features of each file under one condition, or the one-line reason it could not be read."""
-
-    def __init__(self, paths: Sequence[Path], transform: Callable | None):
-        self.paths, self.transform = list(paths), transform
-
-    def __len__(self) -> int:
-        return len(self.paths)
-
-    def __getitem__(self, i: int) -> tuple[int, Any]:
-        try:
-            return i, file_features(self.paths[i], self.transform)
-        except MediaLoadError as err:
-            return i, err.reason
-        except Exception as err:  # noqa: BLE001  one odd file is reported, not the end of the measurement
-            return i, f"{type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}"
+def file_header(path: str | Path) -> np.ndarray:
+    """:func:`header_numbers` of the file as stored (header only: a decoded copy has lost its tables and EXIF)."""
+    with Image.open(path) as raw:
+        return header_numbers(raw)
 
 
-def extract(paths: Sequence[Path], transform: Callable | None, workers: int | None = None,
-            on_file: Callable[[], None] | None = None) -> tuple[dict[int, tuple[np.ndarray, np.ndarray]], dict[int, str]]:
-    """Features of ``paths`` under ``transform``, computed in ``workers`` processes (None: as many as a scan would
-    use; 0: in this process): (index -> features, index -> error)."""
-    from fakescope.inference.scan import auto_workers
-
+def extract(paths: Sequence[str | Path], transform: Callable | None, workers: int | None = None,
+            on_file: Callable[[], None] | None = None) -> tuple[dict[str, np.ndarray], dict[str, str]]:
+    """Feature vectors of ``paths`` under ``transform`` (None: as stored), decoded in ``workers`` processes by the
+    scan pipeline (None: as many as a scan would use): (path -> features, path -> one-line error)."""
     workers = auto_workers(len(paths)) if workers is None else workers
-    loader = DataLoader(_Features(paths, transform), batch_size=8, num_workers=workers, collate_fn=list)
     feats, errors = {}, {}
-    for batch in loader:
-        for i, value in batch:
-            (errors if isinstance(value, str) else feats)[i] = value
-            if on_file is not None:
-                on_file()
+    for item in iter_prepared(paths, ShortcutNumbers(), workers, transform):
+        if item.error is not None:
+            errors[item.path] = item.error
+        elif transform is None:
+            feats[item.path] = np.concatenate([file_header(item.path), item.array[BASELINES["compression history"]]])
+        else:
+            feats[item.path] = item.array
+        if on_file is not None:
+            on_file()
     return feats, errors
 
 
@@ -112,17 +97,30 @@ def shortcut_baselines(train: Sequence[Sample], val: Sequence[Sample], condition
     unknown = [n for n in names if n not in CONDITIONS]
     if unknown:
         raise ValueError(f"unknown condition(s) {unknown}; known: {', '.join(CONDITIONS)}")
-    samples = list(train) + list(val)
-    paths = [s.path for s in samples]
-    labels = np.array([s.label for s in samples])
+    paths = [str(s.path) for s in [*train, *val]]
     rows, errors = [], {}
     for name in names:
         feats, failed = extract(paths, CONDITIONS[name], workers, on_file)
         errors.update(failed)
-        rows.append(_row(name, feats, labels, len(train)))
+        rows.append(_row(name, feats, train, val))
         log.debug("%s: metadata %s, compression history %s", name, rows[-1]["metadata"], rows[-1]["compression history"])
-    return {"rows": rows, "errors": [f"{paths[i]}: {reason}" for i, reason in sorted(errors.items())],
-            "warning": _size_warning(labels[: len(train)], len(val))}
+    return {"rows": rows, "errors": [f"{path}: {reason}" for path, reason in sorted(errors.items())],
+            "warning": _size_warning(np.array([s.label for s in train]), len(val))}
+
+
+def _row(name: str, feats: dict[str, np.ndarray], train: Sequence[Sample], val: Sequence[Sample]) -> dict[str, Any]:
+    """One condition's baselines from the readable files' features."""
+    tr = [s for s in train if str(s.path) in feats]
+    va = [s for s in val if str(s.path) in feats]
+    row: dict[str, Any] = {"condition": name, "n_train": len(tr), "n_val": len(va)}
+    if not (tr and va):
+        return {**row, **dict.fromkeys(BASELINES)}
+    x_tr = np.stack([feats[str(s.path)] for s in tr])
+    x_va = np.stack([feats[str(s.path)] for s in va])
+    y_tr, y_va = np.array([s.label for s in tr]), np.array([s.label for s in va])
+    for baseline, columns in BASELINES.items():
+        row[baseline] = baseline_auc(x_tr[:, columns], y_tr, x_va[:, columns], y_va)
+    return row
 
 
 #: Below this many training images of a class the trees barely split (scikit-learn's min_samples_leaf is 20), and
@@ -136,17 +134,6 @@ def _size_warning(train_labels: np.ndarray, n_val: int) -> str | None:
         return None
     return (f"{smallest} training images in the smaller class and {n_val} validation images: the baselines need at "
             f"least {FEW_TRAIN_PER_CLASS} and {FEW_VAL} to mean much (0.5 here may only say there was too little to learn)")
-
-
-def _row(name: str, feats: dict[int, tuple[np.ndarray, np.ndarray]], labels: np.ndarray, n_train: int) -> dict[str, Any]:
-    """One condition's baselines from the readable files' features (indices below ``n_train`` are the training split)."""
-    tr = [i for i in sorted(feats) if i < n_train]
-    va = [i for i in sorted(feats) if i >= n_train]
-    row: dict[str, Any] = {"condition": name, "n_train": len(tr), "n_val": len(va)}
-    for k, baseline in enumerate(BASELINES):
-        row[baseline] = (baseline_auc(np.stack([feats[i][k] for i in tr]), labels[tr],
-                                      np.stack([feats[i][k] for i in va]), labels[va]) if tr and va else None)
-    return row
 
 
 def shortcuts_markdown(rows: Sequence[dict[str, Any]]) -> str:
