@@ -36,11 +36,79 @@ def _split(folder: str, seed: int, val_fraction: float) -> tuple[tuple[Sample, .
     return tuple(train), tuple(val)
 
 
-def write_section(heading: str, body: str, path: Path = REPO / "docs" / "benchmarks.md") -> None:
-    """Replace (or append) the ``## heading`` section of docs/benchmarks.md, leaving other sections alone."""
+#: Which page of docs/benchmarks/ holds each ``## heading`` a bench writes (docs/benchmarks/index.md lists the pages).
+PAGES = {
+    "Default detector": "default-detector.md",
+    "Test-time averaging": "default-detector.md",
+    "Mask head as a detector": "default-detector.md",
+    "Held-out sets": "held-out.md",
+    "Shortcut baselines": "shortcuts.md",
+    "Detector zoo at one budget (bench/accuracy.py)": "zoo.md",
+    "Cross-set transfer (bench/accuracy.py --cross)": "zoo.md",
+    "Reading the zoo and cross-set tables": "zoo.md",
+    "Localisation": "localisation.md",
+    "Throughput": "speed.md",
+    "Allocator": "speed.md",
+    "From-scratch CNN": "speed.md",
+    "Compression": "compression.md",
+    "REST service": "serve.md",
+    "Video": "video.md",
+    "Ensembles": "ensembles.md",
+    "Generators": "generators.md",
+    "Trace detectors": "traces.md",
+    "Parallel training": "parallel.md",
+}
+DOCS = REPO / "docs" / "benchmarks"
+WIDTH = 120
+_LIST_ITEM = re.compile(r"([-*+>]|\d+[.)])\s")
+#: What may not start a wrapped line: it would open a list, quote, heading or table inside the paragraph.
+_BLOCK_START = re.compile(r"([-*+>#|]|1[.)])(\s|$)")
+
+
+def page_of(heading: str) -> Path:
+    """The docs/benchmarks/ page that holds the ``## heading`` section."""
+    if heading not in PAGES:
+        raise KeyError(f"no page for benchmark section {heading!r}: add it to PAGES in bench/_common.py")
+    return DOCS / PAGES[heading]
+
+
+def write_section(heading: str, body: str, path: Path | None = None) -> None:
+    """Replace (or append) the ``## heading`` section of its docs/benchmarks/ page (``path`` overrides the page),
+    leaving other sections alone; prose lines are wrapped at 120 characters."""
+    path = path or page_of(heading)
     path.parent.mkdir(parents=True, exist_ok=True)
-    text = path.read_text() if path.exists() else "# Benchmarks\n"
-    block = f"## {heading}\n\n{body.strip()}\n"
+    text = path.read_text() if path.exists() else f"# {heading}\n"
+    block = f"## {heading}\n\n{wrap(body.strip())}\n"
     pattern = re.compile(rf"^## {re.escape(heading)}\n.*?(?=^## |\Z)", re.S | re.M)
     text = pattern.sub(lambda _: block + "\n", text) if pattern.search(text) else text.rstrip() + "\n\n" + block
     path.write_text(text)
+
+
+def wrap(markdown: str, width: int = WIDTH) -> str:
+    """Markdown with every prose line longer than ``width`` wrapped; tables, code and headings are left whole."""
+    out, fenced = [], False
+    for line in markdown.split("\n"):
+        if line.startswith("```"):
+            fenced = not fenced
+        if fenced or len(line) <= width or line.startswith(("|", "#", "    ")):
+            out.append(line)
+        else:
+            out.extend(_wrap_line(line, width))
+    return "\n".join(out)
+
+
+def _wrap_line(line: str, width: int) -> list[str]:
+    """Greedy wrap of one prose line: a list item's continuation is indented under its text, and no new line starts
+    with something Markdown would read as a list item, quote, heading or table row."""
+    indent = line[: len(line) - len(line.lstrip())]
+    words = line.split()
+    marker = _LIST_ITEM.match(line.lstrip())
+    hanging = indent + (" " * (len(words[0]) + 1) if marker else "")
+    lines, current = [], indent + words[0]
+    for word in words[1:]:
+        if len(current) + 1 + len(word) > width and not _BLOCK_START.match(word + " "):
+            lines.append(current)
+            current = hanging + word
+        else:
+            current += " " + word
+    return lines + [current]

@@ -17,7 +17,7 @@ casia1 the shortcut test (re-saved once at JPEG q90, metadata dropped); the inva
 three: the in-set diagonal and the cross-set transfer (faces -> diffusion, diffusion -> faces, casia1 -> others).
 
 Results are kept per row in ``--out`` (JSON), so an interrupted run resumes where it stopped (``--force`` redoes).
-``--write`` puts the tables into docs/benchmarks.md.
+``--write`` puts the tables into docs/benchmarks/zoo.md.
 """
 from __future__ import annotations
 
@@ -207,7 +207,7 @@ def main() -> None:
     ap.add_argument("--cross", action="store_true", help="train on one set, score all three")
     ap.add_argument("--out", type=Path, default=REPO / "runs" / "bench-accuracy")
     ap.add_argument("--force", action="store_true", help="redo rows whose results are already in --out")
-    ap.add_argument("--write", action="store_true", help="write the tables into docs/benchmarks.md")
+    ap.add_argument("--write", action="store_true", help="write the tables into docs/benchmarks/zoo.md")
     args = ap.parse_args()
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(name)s %(message)s")
     log.setLevel(logging.INFO)

@@ -8,7 +8,7 @@ batch). Training: AdamW steps of ``fakescope.engine.loops.train_one_epoch`` on r
 as ``fakescope train`` runs them. Inference: ``Detector.predict_arrays`` batches of the shipped default at its own
 input size (eager PyTorch, the path of Grad-CAM, ``evaluate`` and ``--backend torch``). Per set-up: images/s (median over rounds), the kernel's share of the process's CPU time (page
 faults are counted there), minor page faults per image and peak resident memory. ``--write`` puts the table under
-"## Allocator" in docs/benchmarks.md.
+"## Allocator" in docs/benchmarks/speed.md.
 """
 from __future__ import annotations
 

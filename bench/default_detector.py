@@ -11,7 +11,7 @@ Then the invariance check: real validation images re-saved at JPEG 60/75/90/100 
 stay real (false-positive rate at the shipped threshold, over all sets and set by set), and the
 reals flagged by a threshold chosen the same way on the other validation reals (cross-fitted, the honest estimate of
 the false-alarm rate on unseen photos). --write puts the table into
-docs/benchmarks.md under "## Default detector". --baseline MODEL also scores another detector on the same images
+docs/benchmarks/default-detector.md under "## Default detector". --baseline MODEL also scores another detector on the same images
 and prints, per set, the paired bootstrap difference of ROC-AUC (and of the shortcut test on casia1): the way to
 tell whether a candidate is better than the shipped default or within noise of it.
 """
@@ -74,7 +74,7 @@ def score_rows(detector: Detector) -> dict[str, Scored]:
 
 
 #: casia1's extra rows: the one-re-save shortcut test, and the resampled one that also removes the first
-#: compression (which one re-save leaves readable: benchmarks.md "Shortcut baselines").
+#: compression (which one re-save leaves readable: docs/benchmarks/shortcuts.md "Shortcut baselines").
 CASIA_TESTS = [("casia1, shortcut test", SHORTCUT), ("casia1, resampled shortcut test", SHORTCUT_RESAMPLED)]
 
 
@@ -167,7 +167,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--model", default="default")
     ap.add_argument("--baseline", help="another detector to compare with, set by set (paired bootstrap)")
-    ap.add_argument("--write", action="store_true", help="write the table into docs/benchmarks.md")
+    ap.add_argument("--write", action="store_true", help="write the table into docs/benchmarks/default-detector.md")
     args = ap.parse_args()
     logging.basicConfig(level=logging.WARNING)
     detector = Detector.load(args.model)
@@ -223,7 +223,7 @@ def report(detector: Detector, rows: list[list[str]], inv: dict, kinds: str, sec
             "Issue 3's targets for the default are faces140k ROC-AUC >= 0.97, casia1 shortcut-free ROC-AUC >= 0.80, "
             "invariance false-positive rate <= 5% and ECE <= 0.05. Its shortcut test (one JPEG q90 re-save from the "
             "pixels) leaves CASIA's first compression readable; the resampled test shrinks to 0.75x first, which "
-            "removes it (\"Shortcut baselines\" below).\n")
+            "removes it ([Shortcut baselines](shortcuts.md#shortcut-baselines)).\n")
 
 
 if __name__ == "__main__":

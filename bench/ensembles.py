@@ -12,7 +12,7 @@
    pool), at most ``--test-per-class`` per class, and on the shortcut test: the same CASIA images re-saved once at
    JPEG q90 with no metadata.
 
-``--write`` replaces the "## Ensembles" section of docs/benchmarks.md.
+``--write`` replaces the "## Ensembles" section of docs/benchmarks/ensembles.md.
 """
 from __future__ import annotations
 
@@ -155,7 +155,7 @@ def main() -> None:
     ap.add_argument("--per-class", type=int, default=80, help="pool images per class and set (training + ensemble fit)")
     ap.add_argument("--test-per-class", type=int, default=100, help="test images per class and set")
     ap.add_argument("--epochs", type=int, default=3)
-    ap.add_argument("--write", action="store_true", help="write the table into docs/benchmarks.md")
+    ap.add_argument("--write", action="store_true", help="write the table into docs/benchmarks/ensembles.md")
     args = ap.parse_args()
     logging.basicConfig(level=logging.WARNING)
     torch.set_num_threads(1)

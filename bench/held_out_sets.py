@@ -13,7 +13,7 @@ temperature were fitted on the other sets' validation images, so its share of th
 false-alarm rate to expect on a new kind of photo, and its ECE there is calibration on unseen data. It is also scored
 on every image of the set it never saw (more images, a tighter interval; each image is scored once and the validation
 split read out of those scores). --write puts the tables into
-docs/benchmarks.md under "## Held-out sets".
+docs/benchmarks/held-out.md under "## Held-out sets".
 """
 from __future__ import annotations
 
@@ -116,7 +116,7 @@ def main() -> None:
     ap.add_argument("--runs", type=Path, default=REPO / "runs" / "held-out", help="folder of the without-SET runs")
     ap.add_argument("--leave-out", nargs="+", choices=SETS, default=list(SETS), metavar="SET",
                     help=f"the sets to leave out, one model each (default: all of {', '.join(SETS)})")
-    ap.add_argument("--write", action="store_true", help="write the tables into docs/benchmarks.md")
+    ap.add_argument("--write", action="store_true", help="write the tables into docs/benchmarks/held-out.md")
     args = ap.parse_args()
     logging.basicConfig(level=logging.WARNING)
     checkpoints = {name: train_without(name, args.runs) for name in args.leave_out}

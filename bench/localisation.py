@@ -8,7 +8,7 @@ floor: ROC-AUC 0.5 and the F1 of calling every pixel tampered.
 
     python bench/localisation.py --limit 60 --model runs/default/best.safetensors --write
 
-``--write`` puts the table under "## Localisation" in docs/benchmarks.md (other sections are left alone).
+``--write`` puts the table under "## Localisation" in docs/benchmarks/localisation.md (other sections are left alone).
 """
 from __future__ import annotations
 
@@ -24,7 +24,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from _common import REPO, data_root, write_section
+from _common import data_root, page_of, write_section
 from PIL import Image
 from scipy import ndimage
 from sklearn.metrics import precision_recall_curve, roc_auc_score
@@ -176,8 +176,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--limit", type=int, default=60, help="images to score (seeded random subset; 0 = all)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--model", action="append", default=[], help="checkpoint or shipped name for Grad-CAM rows")
-    ap.add_argument("--write", action="store_true", help="put the table into docs/benchmarks.md")
-    ap.add_argument("--doc", type=Path, default=REPO / "docs" / "benchmarks.md")
+    ap.add_argument("--write", action="store_true", help="put the table into docs/benchmarks/localisation.md")
+    ap.add_argument("--doc", type=Path, default=page_of(HEADING))
     ap.add_argument("--val-only", action="store_true",
                     help="only images of the validation split fakescope train holds out (seed 0, 20%%), so a model "
                          "trained on casia1 is not scored on its own training images")

@@ -8,7 +8,7 @@ last`` both are the last epoch's weights). On each set's validation split, and o
 script scores every image with the detector's calibrated classifier and with the head's cell logits on the same
 forward pass (their maximum, and the mean of the top 5 cells, as localisation-supervised detectors such as
 MVSS-Net pool their maps), and prints ROC-AUC with the paired bootstrap difference of the cell maximum minus the
-classifier. --write puts the table into docs/benchmarks.md under "## Mask head as a detector".
+classifier. --write puts the table into docs/benchmarks/default-detector.md under "## Mask head as a detector".
 """
 from __future__ import annotations
 

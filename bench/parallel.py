@@ -11,7 +11,7 @@ every run (the data-parallel strategies cannot use the weighted sampler, so nobo
 Then a probe launch of 2 processes measures a gloo all-reduce at several sizes (time = alpha + beta * bytes) and
 the bytes each strategy sends per step (DDP's measured by a communication hook), and a scaling model built from
 those measured quantities predicts DDP's and local SGD's step time on N workers, checked against the 1- and
-2-process runs. --write puts the tables into docs/benchmarks.md under "## Parallel training".
+2-process runs. --write puts the tables into docs/benchmarks/parallel.md under "## Parallel training".
 """
 from __future__ import annotations
 

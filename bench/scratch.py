@@ -9,7 +9,7 @@ Three ways to train the same network on the same random batch (forward, softmax 
 
     python bench/scratch.py --batches 5 --threads 2 [--write]
 
-``--write`` replaces the "## From-scratch CNN" section of docs/benchmarks.md.
+``--write`` replaces the "## From-scratch CNN" section of docs/benchmarks/speed.md.
 """
 from __future__ import annotations
 
@@ -66,7 +66,7 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--size", type=int, default=128)
     parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--write", action="store_true", help="write the table into docs/benchmarks.md")
+    parser.add_argument("--write", action="store_true", help="write the table into docs/benchmarks/speed.md")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)

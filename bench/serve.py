@@ -198,7 +198,7 @@ def main() -> None:
     parser.add_argument("--torch-threads", type=int, default=0, help="FAKESCOPE_TORCH_THREADS (0: PyTorch default)")
     parser.add_argument("--size", type=int, default=256, help="side of the square test JPEG")
     parser.add_argument("--json", type=Path, help="also write the results here")
-    parser.add_argument("--docs", action="store_true", help="print the markdown table for docs/benchmarks.md")
+    parser.add_argument("--docs", action="store_true", help="print the markdown table for docs/benchmarks/serve.md")
     args = parser.parse_args()
     if not 1 <= args.clients <= 64 or not 0 < args.duration <= 600:
         parser.error("--clients must be 1..64 and --duration 0..600 s (a bounded test)")

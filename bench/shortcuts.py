@@ -8,7 +8,7 @@ pixels' 27 compression-history numbers (JPEG ghost curve and 8x8 blockiness), on
 shortcut test (one JPEG q90 re-save from the pixels, metadata dropped) and after the resampled shortcut test (0.75x,
 then the same re-save). Then each --model's ROC-AUC [95% bootstrap] on the validation split under the same three
 conditions, and the paired bootstrap difference between its two shortcut tests: a detector that reads compression
-history loses score when the resampling removes it. --write puts the tables into docs/benchmarks.md under
+history loses score when the resampling removes it. --write puts the tables into docs/benchmarks/shortcuts.md under
 "## Shortcut baselines".
 """
 from __future__ import annotations
@@ -48,7 +48,7 @@ def detector_rows(detector: Detector, name: str, val) -> list[str]:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--model", action="append", help="detector to score under the same tests (repeatable; default: default)")
-    ap.add_argument("--write", action="store_true", help="write the tables into docs/benchmarks.md")
+    ap.add_argument("--write", action="store_true", help="write the tables into docs/benchmarks/shortcuts.md")
     args = ap.parse_args()
     logging.basicConfig(level=logging.WARNING)
     t0 = time.time()

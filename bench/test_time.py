@@ -6,7 +6,7 @@ For each set's validation split (and casia1's shortcut test) the detector scores
 left to right, and squashed to ``--size`` instead of its own input size; the table gives ROC-AUC for each and for
 the averages (plain + mirrored, plain + larger), and the paired bootstrap difference of each average minus the
 plain score on the same images. An average that gains nothing is not worth its 2x scan time. ``--write`` puts the
-table under "## Test-time averaging" in docs/benchmarks.md.
+table under "## Test-time averaging" in docs/benchmarks/default-detector.md.
 """
 from __future__ import annotations
 
@@ -60,7 +60,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--model", default="default")
     ap.add_argument("--size", type=int, default=384, help="the larger input side to try (default 384)")
-    ap.add_argument("--write", action="store_true", help="write the table into docs/benchmarks.md")
+    ap.add_argument("--write", action="store_true", help="write the table into docs/benchmarks/default-detector.md")
     args = ap.parse_args()
     logging.basicConfig(level=logging.WARNING)
     detector = Detector.load(args.model)

@@ -8,7 +8,7 @@ eager PyTorch batched, ONNX Runtime fp32 and ONNX Runtime int8 (static, calibrat
 bound is the same pipeline with the same workers doing only decode + JPEG re-encode + decode (what an ELA input
 costs before any model). Memory: peak anonymous PSS (proportional set size) of ``fakescope scan`` (main process + workers, sampled every 0.1 s) on
 folders of 1,000 and 20,000 JPEGs made by re-encoding shared images in a temporary folder, deleted afterwards.
---write puts the tables into docs/benchmarks.md under "## Throughput". ``--sessions`` prints instead each model's
+--write puts the tables into docs/benchmarks/speed.md under "## Throughput". ``--sessions`` prints instead each model's
 scan rate under three ONNX Runtime session set-ups (all cores spinning, the cores the workers leave, all cores
 sleeping when idle). ``--stages`` prints instead the CPU time per
 image of each step (one process, one thread): decode, codec bound, ELA difference, contrast, the model's whole
@@ -295,7 +295,7 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--memory", default="1000,20000", help="Folder sizes for the memory test ('' to skip).")
     parser.add_argument("--memory-model", default=None, help="Model for the memory test (default: the first).")
-    parser.add_argument("--write", action="store_true", help="Write the section into docs/benchmarks.md.")
+    parser.add_argument("--write", action="store_true", help="Write the section into docs/benchmarks/speed.md.")
     parser.add_argument("--json", type=Path, default=None, help="Also write the raw figures here.")
     parser.add_argument("--compression-data", default=None,
                         help="Comma-separated shared sets: instead of throughput, measure every compressed variant.")

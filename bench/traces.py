@@ -16,7 +16,7 @@ spectrum of the same crops with a logistic regression; and two content-only base
 traces: ``content CNN`` (timm ResNet-18 from scratch on the whole image squashed to ``--content-size`` px, trained
 like the others) and ``colour-hist LR`` (3 x 16-bin colour histograms, logistic regression). The metric is ROC-AUC
 (threshold-free: the models are not calibrated). ``--write`` puts the tables under "## Trace detectors" in
-docs/benchmarks.md.
+docs/benchmarks/traces.md.
 """
 from __future__ import annotations
 
@@ -298,7 +298,7 @@ def main() -> None:
     ap.add_argument("--patches", type=int, default=6, help="grid crops per image at scoring time (at most)")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--json", type=Path, help="also write the raw results here")
-    ap.add_argument("--write", action="store_true", help="write the tables into docs/benchmarks.md")
+    ap.add_argument("--write", action="store_true", help="write the tables into docs/benchmarks/traces.md")
     ap.add_argument("--sanity", action="store_true",
                     help="only check that each detector learns a synthetic up-sampling trace (no data needed)")
     args = ap.parse_args()

@@ -13,7 +13,7 @@ afterwards. Each stage runs over the same videos, one process, one torch thread 
 
 ``--model default`` uses the shipped default detector; when its weights are not there yet, an untrained
 EfficientNet-Lite0 with the same architecture and input size is used instead (same cost per frame, meaningless
-scores) and the table says so. --write puts the table into docs/benchmarks.md under "## Video".
+scores) and the table says so. --write puts the table into docs/benchmarks/video.md under "## Video".
 """
 from __future__ import annotations
 

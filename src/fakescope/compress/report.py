@@ -106,7 +106,7 @@ def _columns(rows: list[dict[str, Any]]) -> list[str]:
 
 
 def markdown_table(rows: list[dict[str, Any]]) -> str:
-    """The rows as a Markdown table (for docs/benchmarks.md)."""
+    """The rows as a Markdown table (for docs/benchmarks/compression.md)."""
     cols = _columns(rows)
     lines = ["| " + " | ".join(HEADERS[c] for c in cols) + " |", "|" + "---|" * len(cols)]
     lines += ["| " + " | ".join(_fmt(r.get(c)) for c in cols) + " |" for r in rows]

@@ -46,7 +46,7 @@ def threshold_for_reals(detector: Detector, paths: list[str | Path], max_fpr: fl
     """A decision threshold chosen on images the user knows are real (their own camera, archive or platform).
 
     The shipped threshold flags at most 5% of the reals of the kinds of photo the detector trained on; on a kind it
-    never saw it can flag far more (docs/benchmarks.md, "Held-out sets"). Scores every image below ``paths`` and
+    never saw it can flag far more (docs/benchmarks/held-out.md). Scores every image below ``paths`` and
     returns :func:`threshold_from_reals` of their scores; unreadable files are listed, not scored.
     """
     probs, errors = [], []

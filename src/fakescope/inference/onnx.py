@@ -195,7 +195,7 @@ class OnnxDetector(Detector):
     def alongside_workers(self, workers: int) -> Iterator[None]:
         """With decode workers busy, a session whose idle threads sleep instead of spinning (same file and
         threads; built once per detector), then the original again. `cd bench && python throughput.py --sessions`
-        measures the choice (docs/benchmarks.md, Throughput): spinning threads take the workers' cores from a
+        measures the choice (docs/benchmarks/speed.md, "Throughput"): spinning threads take the workers' cores from a
         light model, and a single thread wastes a core under a heavy one."""
         if workers <= 0 or self.onnx_path is None:
             yield

@@ -1,0 +1,84 @@
+"""The docs a newcomer reads: every benchmark section lives on the page bench/_common.PAGES names, every bench's
+write_section call has a page, and every relative link in README.md and docs/ points at a file and heading that exist."""
+from __future__ import annotations
+
+import ast
+import re
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "bench"))
+import _common  # noqa: E402
+
+LINK = re.compile(r"\[[^\]]*\]\(([^)\s]+)\)")
+
+
+def slug(heading: str) -> str:
+    """GitHub's anchor for a Markdown heading."""
+    return re.sub(r"[^\w\- ]", "", heading.strip().lower()).replace(" ", "-")
+
+
+def anchors(page: Path) -> set[str]:
+    return {slug(line.lstrip("#")) for line in page.read_text().splitlines() if line.startswith("#")}
+
+
+def markdown_files() -> list[Path]:
+    return [REPO / "README.md", *sorted((REPO / "docs").rglob("*.md"))]
+
+
+def test_every_section_is_on_its_page_and_every_page_in_the_index():
+    index = (_common.DOCS / "index.md").read_text()
+    for heading, page in _common.PAGES.items():
+        assert f"\n## {heading}\n" in (_common.DOCS / page).read_text(), (heading, page)
+        assert f"]({page})" in index, page
+
+
+def write_section_headings(script: Path) -> list[str]:
+    """The heading each write_section call of a bench script writes (a string, or a module-level string constant)."""
+    tree = ast.parse(script.read_text())
+    constants = {t.id: node.value.value for node in tree.body if isinstance(node, ast.Assign)
+                 and isinstance(node.value, ast.Constant) for t in node.targets if isinstance(t, ast.Name)}
+    calls = [n for n in ast.walk(tree) if isinstance(n, ast.Call) and getattr(n.func, "id", "") == "write_section"]
+    return [arg.value if isinstance(arg, ast.Constant) else constants[arg.id] for arg in (c.args[0] for c in calls)]
+
+
+def test_every_bench_write_section_call_has_a_page():
+    written = {h for script in (REPO / "bench").glob("*.py") for h in write_section_headings(script)}
+    assert len(written) >= 10
+    assert written <= set(_common.PAGES), written - set(_common.PAGES)
+
+
+def test_write_section_replaces_its_section_only_and_wraps_prose(tmp_path):
+    page = tmp_path / "page.md"
+    page.write_text("# Title\n\nIntro.\n\n## A\n\nold a\n\n## B\n\nold b\n")
+    long_prose = " ".join(["word"] * 60) + " - dash 1. one"
+    _common.write_section("A", f"new a\n\n{long_prose}\n\n| t | {'x' * 130} |", page)
+    text = page.read_text()
+    assert text.startswith("# Title\n\nIntro.\n\n## A\n\nnew a\n")
+    assert "old a" not in text and text.endswith("## B\n\nold b\n")
+    lines = text.splitlines()
+    assert all(len(line) <= _common.WIDTH for line in lines if not line.startswith("|"))
+    assert not any(re.match(r"(- |1\. )", line) for line in lines)
+    assert f"| t | {'x' * 130} |" in lines
+    _common.write_section("C", "c", page)
+    assert page.read_text().endswith("old b\n\n## C\n\nc\n")
+
+
+def test_unknown_heading_is_refused_with_its_name():
+    with pytest.raises(KeyError, match="No such section"):
+        _common.page_of("No such section")
+
+
+@pytest.mark.parametrize("doc", markdown_files(), ids=lambda p: str(p.relative_to(REPO)))
+def test_relative_links_resolve(doc: Path):
+    for target in LINK.findall(doc.read_text()):
+        if re.match(r"[a-z]+:", target):
+            continue
+        path, _, anchor = target.partition("#")
+        file = (doc.parent / path).resolve() if path else doc
+        assert file.exists(), f"{doc.name}: {target}"
+        if anchor and file.suffix == ".md":
+            assert anchor in anchors(file), f"{doc.name}: {target}"
