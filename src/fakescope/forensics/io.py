@@ -6,6 +6,8 @@ CMYK, palette, alpha) and malformed files are handled once.
 from __future__ import annotations
 
 import io
+import re
+import struct
 import warnings
 from pathlib import Path
 from typing import BinaryIO
@@ -13,7 +15,7 @@ from typing import BinaryIO
 import numpy as np
 from PIL import Image, ImageFile, ImageOps, UnidentifiedImageError
 
-#: Files a folder scan and dataset discovery pick up (an explicitly named file of another format is tried anyway).
+#: Files a folder scan and dataset discovery pick up, and (see :func:`decoder_formats`) the formats any image is decoded as.
 #: GIF counts: shared memes and stickers are GIFs; an animated one is scored on its first frame.
 IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".jpe", ".png", ".bmp", ".tif", ".tiff", ".webp", ".gif"})
 #: Default pixel limit (width x height); larger images are refused instead of exhausting memory.
@@ -72,47 +74,94 @@ def _to_rgb(img: Image.Image) -> Image.Image:
     return img
 
 
+#: What Pillow raises from inside its decoders and ``exif_transpose`` on malformed input besides ``OSError``
+#: (found by mutation fuzzing, see tests/test_fuzz.py): all of them mean "this file cannot be decoded".
+DECODE_ERRORS = (OSError, SyntaxError, ValueError, EOFError, NotImplementedError, AttributeError, TypeError,
+                 struct.error, IndexError, KeyError, ZeroDivisionError, OverflowError, RecursionError)
+_BOMB_PIXELS = re.compile(r"\((\d+) pixels\)")
+
+
+def decoder_formats() -> tuple[str, ...]:
+    """The Pillow formats an image may be decoded as: those of :data:`IMAGE_EXTENSIONS` (read when called, so a
+    plugin registered later for one of them, e.g. HEIF, counts). Pillow's other 30-odd formats (EPS through
+    Ghostscript, DDS, SPIDER, ...) are never tried on untrusted bytes."""
+    by_ext = Image.registered_extensions()
+    return tuple(sorted({by_ext[ext] for ext in IMAGE_EXTENSIONS if ext in by_ext}))
+
+
+def _check_pixels(label: str, size: tuple[int, int], max_pixels: int) -> None:
+    w, h = size
+    if w * h > max_pixels:
+        raise ImageLoadError(label, f"image is {w}x{h} = {w * h:,} pixels, over the limit of {max_pixels:,}")
+
+
+def _bomb_reason(err: Exception, max_pixels: int) -> str:
+    """Pillow's own limit fired (a frame or a size it checks itself): say it in this module's terms."""
+    m = _BOMB_PIXELS.search(str(err))
+    if m is None:
+        return f"decompression bomb refused: {str(err).splitlines()[0]}"
+    pixels = int(m.group(1))
+    if pixels > max_pixels:
+        return f"image is {pixels:,} pixels, over the limit of {max_pixels:,}"
+    return f"image is {pixels:,} pixels, over Pillow's decompression bomb limit (PIL.Image.MAX_IMAGE_PIXELS)"
+
+
+def _decode_reason(err: BaseException, max_pixels: int) -> str:
+    """One line for any decoding failure."""
+    if isinstance(err, FileNotFoundError):
+        return "file does not exist"
+    if isinstance(err, IsADirectoryError):
+        return "is a directory, not an image file"
+    if isinstance(err, PermissionError):
+        return "permission denied"
+    if isinstance(err, UnidentifiedImageError):
+        return f"not a recognised image file (empty, corrupt or not one of {', '.join(decoder_formats())})"
+    if isinstance(err, Image.DecompressionBombError):
+        return _bomb_reason(err, max_pixels)
+    if isinstance(err, MemoryError):
+        return "not enough memory to decode the image"
+    text = str(err).splitlines()[0].strip() if str(err).strip() else ""
+    if "truncated" in text.lower():
+        return "cannot decode image: image file is truncated"
+    if isinstance(err, (OSError, SyntaxError, ValueError, EOFError)):
+        return f"cannot decode image: {text or type(err).__name__}"[:300]
+    # A decoder's internal error on malformed bytes (struct.error, TypeError, ...): name it, it helps a bug report.
+    kind = type(err).__name__ if type(err).__module__ == "builtins" else f"{type(err).__module__}.{type(err).__name__}"
+    return f"cannot decode image: malformed file ({kind}: {text})"[:300]
+
+
 def open_image(source: str | Path | bytes | BinaryIO, max_pixels: int = MAX_PIXELS, name: str | None = None) -> Image.Image:
     """Decode ``source`` fully into an 8-bit RGB image with EXIF orientation applied.
 
-    Raises :class:`ImageLoadError` for missing, unreadable, truncated, non-image or oversized input.
+    The one decode function: every failure (missing, unreadable, truncated, malformed, not one of
+    :func:`decoder_formats`, over ``max_pixels``) raises :class:`ImageLoadError` with a one-line reason.
+    ``max_pixels`` is the limit that applies (Pillow's lower warning level is not used).
     """
     label = name or (str(source) if isinstance(source, (str, Path)) else "<bytes>")
     if isinstance(source, bytes):
         source = io.BytesIO(source)
     try:
         with warnings.catch_warnings():
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # max_pixels is the limit, checked below
             ImageFile.LOAD_TRUNCATED_IMAGES = False
-            with Image.open(source) as img:
-                w, h = img.size
-                if w * h > max_pixels:
-                    raise ImageLoadError(label, f"image is {w}x{h} = {w * h:,} pixels, over the limit of {max_pixels:,}")
+            with Image.open(source, formats=decoder_formats()) as img:
+                _check_pixels(label, img.size, max_pixels)
                 img.load()
                 img = ImageOps.exif_transpose(img) or img
                 return _to_rgb(img)
     except ImageLoadError:
         raise
-    except FileNotFoundError:
-        raise ImageLoadError(label, "file does not exist") from None
-    except IsADirectoryError:
-        raise ImageLoadError(label, "is a directory, not an image file") from None
-    except PermissionError:
-        raise ImageLoadError(label, "permission denied") from None
-    except UnidentifiedImageError:
-        raise ImageLoadError(label, "not a recognised image file (empty, corrupt or another format)") from None
-    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as err:
-        raise ImageLoadError(label, f"decompression bomb refused: {err}") from None
-    except (OSError, SyntaxError, ValueError, EOFError) as err:
-        reason = str(err).splitlines()[0] if str(err) else type(err).__name__
-        if "truncated" in reason.lower():
-            reason = "image file is truncated"
-        raise ImageLoadError(label, f"cannot decode image: {reason}") from None
+    except (*DECODE_ERRORS, Image.DecompressionBombError, MemoryError) as err:
+        raise ImageLoadError(label, _decode_reason(err, max_pixels)) from None
 
 
 def load_image(path: str | Path, max_pixels: int = MAX_PIXELS) -> Image.Image:
     """Load an image file as RGB; see :func:`open_image`."""
     path = Path(path)
-    if path.is_file() and path.stat().st_size == 0:
+    try:
+        empty = path.is_file() and path.stat().st_size == 0
+    except (OSError, ValueError) as err:  # a name too long for the file system, an embedded NUL byte
+        raise ImageLoadError(path, _decode_reason(err, max_pixels)) from None
+    if empty:
         raise ImageLoadError(path, "file is empty (0 bytes)")
     return open_image(path, max_pixels=max_pixels, name=str(path))
