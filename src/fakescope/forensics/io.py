@@ -130,6 +130,12 @@ def _decode_reason(err: BaseException, max_pixels: int) -> str:
     return f"cannot decode image: malformed file ({kind}: {text})"[:300]
 
 
+def as_rgb(img: Image.Image) -> Image.Image:
+    """An image as :func:`load_image` returns it: EXIF orientation applied, any mode as 8-bit RGB. For images
+    already in memory (e.g. opened with ``Image.open``), so they score as the same file does in a scan."""
+    return _to_rgb(ImageOps.exif_transpose(img) or img)
+
+
 def open_image(source: str | Path | bytes | BinaryIO, max_pixels: int = MAX_PIXELS, name: str | None = None) -> Image.Image:
     """Decode ``source`` fully into an 8-bit RGB image with EXIF orientation applied.
 
@@ -147,8 +153,7 @@ def open_image(source: str | Path | bytes | BinaryIO, max_pixels: int = MAX_PIXE
             with Image.open(source, formats=decoder_formats()) as img:
                 _check_pixels(label, img.size, max_pixels)
                 img.load()
-                img = ImageOps.exif_transpose(img) or img
-                return _to_rgb(img)
+                return as_rgb(img)
     except ImageLoadError:
         raise
     except (*DECODE_ERRORS, Image.DecompressionBombError, MemoryError) as err:
