@@ -13,11 +13,16 @@ from pathlib import Path
 from typing import BinaryIO
 
 import numpy as np
+import pillow_heif
 from PIL import Image, ImageFile, ImageOps, UnidentifiedImageError
+
+# HEIC/HEIF (iPhone photos) through pillow-heif's libheif; AVIF is Pillow's own plugin (its wheels carry libavif).
+pillow_heif.register_heif_opener()
 
 #: Files a folder scan and dataset discovery pick up, and (see :func:`decoder_formats`) the formats any image is decoded as.
 #: GIF counts: shared memes and stickers are GIFs; an animated one is scored on its first frame.
-IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".jpe", ".png", ".bmp", ".tif", ".tiff", ".webp", ".gif"})
+IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".jpe", ".png", ".bmp", ".tif", ".tiff", ".webp", ".gif",
+                              ".heic", ".heif", ".hif", ".avif"})
 #: Default pixel limit (width x height); larger images are refused instead of exhausting memory.
 MAX_PIXELS = 100_000_000
 
