@@ -82,3 +82,18 @@ def test_relative_links_resolve(doc: Path):
         assert file.exists(), f"{doc.name}: {target}"
         if anchor and file.suffix == ".md":
             assert anchor in anchors(file), f"{doc.name}: {target}"
+
+
+def code_files() -> list[Path]:
+    return [p for folder in ("src", "bench", "configs", "tests") for p in sorted((REPO / folder).rglob("*"))
+            if p.suffix in {".py", ".yaml", ".html", ".js"}]
+
+
+def test_docs_named_in_code_and_configs_exist():
+    named = 0
+    for path in code_files():
+        for doc, anchor in re.findall(r"\b(docs/[\w./-]+?\.md)(?:#([\w-]+))?", path.read_text(errors="replace")):
+            named += 1
+            assert (REPO / doc).exists(), f"{path.relative_to(REPO)}: {doc}"
+            assert not anchor or anchor in anchors(REPO / doc), f"{path.relative_to(REPO)}: {doc}#{anchor}"
+    assert named >= 20

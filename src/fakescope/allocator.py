@@ -1,16 +1,16 @@
 """Keep freed tensor memory in the process instead of handing it back to the kernel after every batch.
 
 glibc's ``malloc`` serves every block above its mmap threshold (at most 32 MB) with a fresh ``mmap`` and returns it
-with ``munmap`` when freed. A CNN's activations at batch 32 are 50-150 MB each, so on CPU every forward pass maps
-them anew and the kernel zero-fills each 4 KB page on first touch: measured here, about half the CPU time of an
-EfficientNet-Lite2 training step and of an inference batch went to the kernel (``bench/allocator.py``). With
+with ``munmap`` when freed. Many of a CNN's activations at batch 32 are larger than that, so on CPU every forward
+pass maps them anew and the kernel zero-fills each 4 KB page on first touch, a large share of the CPU time of a
+training step and of an inference batch (docs/benchmarks/speed.md, "Allocator", from ``bench/allocator.py``). With
 ``mmap`` off for the heap and a 1 GiB trim threshold, freed blocks are reused by the next batch. The price is a
-higher resident peak (about +15% for a training step here), kept until the process exits, which is what PyTorch's
-CUDA caching allocator does on GPUs.
+higher resident peak, kept until the process exits, which is what PyTorch's CUDA caching allocator does on GPUs.
 
 One more price, and its remedy: a process forked from a large heap shares its pages copy-on-write, and each page the
-parent then writes into (the next batch reusing a freed block) is copied. A training run at 384 px whose validation
-workers were forked from its 14 GB heap was killed for lack of memory that way. So the tuning also registers
+parent then writes into (the next batch reusing a freed block) is copied: a training run whose validation workers
+were forked from its large heap was killed for lack of memory that way (docs/benchmarks/speed.md, "Throughput").
+So the tuning also registers
 :func:`release_free_memory` to run before every ``os.fork`` (DataLoader and scan workers, multiprocessing):
 ``malloc_trim`` hands the free blocks back to the kernel, the children share only live memory, and the next batch
 faults its blocks in once.

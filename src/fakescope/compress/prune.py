@@ -43,8 +43,8 @@ PRUNABLE = (nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.Linear)
 
 def is_output_layer(module: nn.Module) -> bool:
     """The 2-logit classifier. Never pruned: its weights are few and small (fakescope starts the head near zero), so a
-    global magnitude ranking would zero it first and leave a model that answers the same for every image (measured:
-    EfficientNet-Lite0 pruned 50% then fine-tuned stayed at loss 0.693, accuracy 0.5)."""
+    global magnitude ranking would zero it first and leave a model that answers the same for every image (as it did
+    once: docs/benchmarks/compression.md)."""
     return isinstance(module, nn.Linear) and module.out_features == 2
 
 

@@ -6,10 +6,11 @@ decoded image inside the scan's worker processes, so a sweep streams like any sc
 The shortcut test re-saves every image once as JPEG at quality 90 from its decoded pixels, which also drops all
 metadata. A detector whose accuracy falls there leaned on the files' compression history or metadata (CASIA's
 tampered and authentic images differ in both) rather than on the content. One re-save does not erase the first
-compression, though: on CASIA, 27 pixel-only compression numbers still score ROC-AUC 0.98 after it
+compression, though: on CASIA, 27 pixel-only compression numbers still tell the classes apart after it
 (:mod:`fakescope.evaluation.shortcuts`). The resampled shortcut test shrinks every image to 0.75x before the same
-re-save, which moves the pixels off the old 8x8 JPEG grid and leaves those numbers 0.61: a detector whose score does
-not fall from the first test to the resampled one is not reading the first compression.
+re-save, which moves the pixels off the old 8x8 JPEG grid and leaves those numbers far less to read
+(docs/benchmarks/shortcuts.md): a detector whose score does not fall from the first test to the resampled one is
+not reading the first compression.
 """
 from __future__ import annotations
 

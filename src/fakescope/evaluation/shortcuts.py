@@ -9,8 +9,8 @@ fitted on the training split and scored by ROC-AUC on the validation split, the 
 
 Each is measured on the files as stored and after each shortcut test (:mod:`fakescope.evaluation.robustness`).
 A detector's score on a test means little where these baselines still score high on it: a model could be reading
-the same numbers. On CASIA v1.0 the compression-history baseline scores 0.98 after the one-re-save shortcut test and
-0.61 after the resampled one (docs/benchmarks/shortcuts.md). The pixel numbers also see texture, so
+the same numbers. On CASIA v1.0 the compression-history baseline still scores high after the one-re-save shortcut
+test and far lower after the resampled one (docs/benchmarks/shortcuts.md). The pixel numbers also see texture, so
 what they score after a test is an upper bound on the compression shortcut left, not all of it shortcut.
 """
 from __future__ import annotations

@@ -30,9 +30,8 @@ FAKE_CLASS = 1
 CAM_METHODS: dict[str, type[BaseCAM]] = {"gradcam": GradCAM, "gradcam++": GradCAMPlusPlus, "scorecam": ScoreCAM}
 CAM_LABELS = {"gradcam": "Grad-CAM", "gradcam++": "Grad-CAM++", "scorecam": "Score-CAM"}
 #: The method of the scan report, the REST service and `fakescope explain` unless one is named: on the shipped
-#: default it points at CASIA's tampered regions better than Grad-CAM (mean pixel ROC-AUC 0.729 against 0.673, paired
-#: +0.056 [+0.023, +0.089]; best F1 +0.041; 120 held-out fakes with masks; docs/benchmarks/localisation.md) at the
-#: same cost.
+#: default it points at CASIA's tampered regions better than Grad-CAM at the same cost
+#: (docs/benchmarks/localisation.md, `bench/localisation.py`).
 DEFAULT_CAM = "gradcam++"
 
 # Hooks are registered on the (shared) model for the duration of one map; a served model may be explained from

@@ -172,8 +172,8 @@ class Detector:
     @contextlib.contextmanager
     def alongside_workers(self, workers: int) -> Iterator[None]:
         """Run the model while ``workers`` decode processes keep cores busy (a scan). PyTorch gets the cores they
-        leave, at least one: more threads wait at every layer's barrier for a core a worker holds (measured on 2
-        cores with 2 workers: EfficientNet-Lite0 at batch 1 scans 1.5 images/s with 2 threads, 37.7 with 1).
+        leave, at least one: more threads wait at every layer's barrier for a core a worker holds
+        (docs/benchmarks/speed.md, "Throughput").
         The setting is process-wide and restored afterwards."""
         before = torch.get_num_threads()
         if workers > 0:

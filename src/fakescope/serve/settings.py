@@ -26,7 +26,8 @@ class Settings:
     max_batch_files: int = 32
     #: Longest side of the ELA and Grad-CAM images returned by ``explain=true`` (keeps responses small).
     explain_max_side: int = 512
-    #: PyTorch intra-op threads (0: PyTorch's default, one per core). 1 is much faster on a busy, shared CPU.
+    #: PyTorch intra-op threads (0: PyTorch's default, one per core). Whether 1 helps on a busy, shared CPU depends
+    #: on the load: measure it with bench/serve.py (docs/benchmarks/serve.md).
     torch_threads: int = 0
 
     def __post_init__(self) -> None:
