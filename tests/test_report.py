@@ -1,11 +1,9 @@
 """The HTML scan report: self-contained, complete, streaming; metadata findings; rendered in headless Chromium."""
 from __future__ import annotations
 
-import io
 import os
 import re
 import shutil
-import struct
 import subprocess
 from pathlib import Path
 
@@ -17,22 +15,10 @@ from typer.testing import CliRunner
 
 from fakescope.cli import app
 from fakescope.evaluation.report import write_report
-from fakescope.forensics import metadata
-from fakescope.forensics.metadata import BYTE_SCAN, read_metadata
 from fakescope.inference.detector import Detector
 from fakescope.inference.scan import scan
 
 runner = CliRunner()
-
-
-def _jpeg_with_c2pa_marker(path: Path) -> Path:
-    """A JPEG with an APP11 segment holding a (truncated) JUMBF box labelled c2pa, as Content Credentials do."""
-    buf = io.BytesIO()
-    make_image((40, 32), seed=9).save(buf, format="JPEG", quality=90)
-    data = buf.getvalue()
-    payload = b"JP\x00\x01\x00\x00\x00\x01\x00\x00\x00\x20jumb\x00\x00\x00\x18jumdc2pa\x00\x11\x00\x10c2pa\x00"
-    path.write_bytes(data[:2] + b"\xff\xeb" + struct.pack(">H", len(payload) + 2) + payload + data[2:])
-    return path
 
 
 def _with_exif(path: Path, software: str = "Adobe Photoshop CS2 Windows") -> Path:
@@ -42,22 +28,7 @@ def _with_exif(path: Path, software: str = "Adobe Photoshop CS2 Windows") -> Pat
     return path
 
 
-def test_metadata_findings(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    found = read_metadata(_with_exif(tmp_path / "edited.png"))
-    assert (found.exif_present, found.camera_make, found.camera_model) == (True, "Canon", "EOS 5D")
-    assert found.software == "Adobe Photoshop CS2 Windows" and found.c2pa_manifest is False
-    plain = tmp_path / "plain.jpg"
-    make_image().save(plain)
-    assert read_metadata(plain).exif_present is False
-    marked = read_metadata(_jpeg_with_c2pa_marker(tmp_path / "cr.jpg"))
-    assert marked.c2pa_manifest is True and marked.c2pa_detail  # c2pa-python finds it and says why it is invalid
-    monkeypatch.setattr(metadata, "_c2pa_context", lambda: None)  # as when c2pa-python is not installed
-    assert read_metadata(tmp_path / "cr.jpg").c2pa_manifest is True
-    assert read_metadata(plain).c2pa_manifest is False and read_metadata(plain).c2pa_method == BYTE_SCAN
-    assert read_metadata(tmp_path / "missing.jpg").error.startswith("FileNotFoundError")
-
-
-def test_metadata_never_changes_the_score(tmp_path: Path, tiny_ela_checkpoint: Path) -> None:
+def test_provenance_never_changes_the_score(tmp_path: Path, tiny_ela_checkpoint: Path) -> None:
     detector = Detector.load(str(tiny_ela_checkpoint), device="cpu")
     bare = tmp_path / "bare.png"
     make_image((40, 32), seed=4).save(bare)
@@ -90,8 +61,10 @@ def test_report_is_self_contained_and_complete(tmp_path: Path, tiny_images, tiny
     assert 'class="label error"' in text and "broken.jpg" in text
     n_fake = sum(r.label == "fake" for r in results)
     assert re.search(rf"<b>{n_fake}</b><span>flagged fake</span>", text)
-    assert re.search(r"<b>1</b><span>with a software tag</span>", text) and "Adobe Photoshop CS2" in text
-    assert "never change a score" in text and 'id="sort-score"' in text
+    assert re.search(r"<b>1</b><span>declare edits</span>", text) and "Adobe Photoshop CS2" in text
+    assert '<span class="verdict declared_edit">declared edit</span>' in text
+    assert text.count('<div class="prov">') == len(results), "a provenance section per file, error rows too"
+    assert "never changes a score" in text and 'id="sort-score"' in text
     assert not list(out.parent.glob("*.part"))
 
 

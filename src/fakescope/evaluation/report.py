@@ -1,12 +1,13 @@
 """A self-contained HTML report of a scan: one file, images embedded as data URIs, inline CSS and JS, no network.
 
-At the top: counts (files, flagged, real, errors, metadata findings). Then one row per file: thumbnail, score
-and label, ELA map, class-activation overlay (Grad-CAM++ by default) of the fake class and metadata findings; error rows too; sortable by score.
+At the top: counts (files, flagged, real, errors, provenance verdicts). Then one row per file: thumbnail, score
+and label, ELA map, class-activation overlay (Grad-CAM++ by default) of the fake class and the file's provenance
+section (what it declares, who signed it, whether the signature holds); error rows too; sortable by score.
 
 Rows are written to a temporary file as results arrive, so memory stays flat however long the scan; the summary
 is assembled at the end. Heatmaps cost a forward and backward pass each, so only the first ``max_visuals``
 files get them (a report is for human-sized scans; the note at the top says when the cap was reached).
-Metadata findings are shown next to the score and never change it.
+Provenance is shown next to the score and never changes it.
 """
 from __future__ import annotations
 
@@ -16,8 +17,9 @@ import io
 import logging
 import os
 import tempfile
+from collections import Counter
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from importlib import resources
 from pathlib import Path
@@ -31,7 +33,7 @@ from fakescope.explain.cam import CAM_LABELS, DEFAULT_CAM, ExplainError, cam_hea
 from fakescope.explain.overlay import overlay
 from fakescope.explain.views import ela_view
 from fakescope.forensics.io import ImageLoadError, load_image
-from fakescope.forensics.metadata import MetadataFindings, read_metadata
+from fakescope.forensics.provenance import Provenance, read_provenance
 from fakescope.video.frames import is_video_file
 
 if TYPE_CHECKING:
@@ -66,22 +68,39 @@ def _na(text: str) -> str:
     return f'<span class="na">{html.escape(text)}</span>'
 
 
-def metadata_html(m: MetadataFindings | None) -> str:
-    """The metadata findings of one file as a short list (``None``: a video, whose container is not read)."""
-    if m is None:
-        return _na("video: container metadata not read")
-    if m.error:
-        return _na(f"metadata unreadable: {m.error}")
-    camera = " ".join(v for v in (m.camera_make, m.camera_model) if v)
-    c2pa = {True: "present", False: "none", None: "not checked"}[m.c2pa_manifest]
-    items = [f"EXIF: {'yes' if m.exif_present else 'no'}"]
-    if camera:
-        items.append(f"camera: {html.escape(camera)}")
-    if m.software:
-        items.append(f'<span class="flag">software: {html.escape(m.software)}</span>')
-    detail = f" ({html.escape(m.c2pa_detail)})" if m.c2pa_detail else ""
-    items.append(f'<span title="{html.escape(m.c2pa_method)}">C2PA manifest: {c2pa}{detail}</span>')
-    return '<ul class="meta">' + "".join(f"<li>{i}</li>" for i in items) + "</ul>"
+#: Verdicts counted at the top of the report, with their card captions.
+VERDICT_CARDS = {"declared_ai": "declare AI generation", "declared_edit": "declare edits",
+                 "credentials_invalid": "with invalid credentials", "camera_original_likely": "camera originals (likely)"}
+
+
+def _provenance_items(p: Provenance) -> list[str]:
+    items = []
+    if p.generator:
+        items.append(f"generator: {html.escape(p.generator)}")
+    if p.digital_source_type:
+        items.append(f"digital source type: {html.escape(p.digital_source_type)}")
+    if p.c2pa is not None:
+        signer = html.escape(p.signed_by or "unknown signer")
+        state = "signature valid" if p.valid else "signature/manifest INVALID"
+        items.append(f"C2PA: signed by {signer}, {state}" + (f" ({html.escape(p.c2pa.state)})" if p.c2pa.state else ""))
+        if p.c2pa.ingredients:
+            items.append(f"ingredients: {html.escape(', '.join(p.c2pa.ingredients))}")
+    cam = p.camera
+    if cam is not None and (cam.make or cam.model):
+        items.append(f"camera: {html.escape(' '.join(v for v in (cam.make, cam.model) if v))}")
+    if cam is not None and cam.jpeg_encoder:
+        items.append(f"JPEG tables: {html.escape(cam.jpeg_encoder)}")
+    items += [f'<span class="flag">{html.escape(e)}</span>' for e in p.errors]
+    return items
+
+
+def provenance_html(p: Provenance | None) -> str:
+    """One file's provenance section: verdict, the one-line reason, the evidence (``None``: not read)."""
+    if p is None:
+        return _na("provenance not read")
+    items = "".join(f"<li>{i}</li>" for i in _provenance_items(p))
+    return (f'<div class="prov"><span class="verdict {p.verdict}">{p.verdict.replace("_", " ")}</span>'
+            f'<div class="why">{html.escape(p.reason)}</div><ul class="meta">{items}</ul></div>')
 
 
 @dataclass
@@ -90,20 +109,16 @@ class ReportCounts:
     fake: int = 0
     real: int = 0
     errors: int = 0
-    exif: int = 0
-    software: int = 0
-    c2pa: int = 0
     without_visuals: int = 0
+    verdicts: Counter = field(default_factory=Counter)
 
-    def count(self, label: str | None, meta: MetadataFindings | None) -> None:
+    def count(self, label: str | None, prov: Provenance | None) -> None:
         self.files += 1
         self.fake += label == "fake"
         self.real += label == "real"
         self.errors += label is None
-        if meta is not None:
-            self.exif += meta.exif_present
-            self.software += meta.software is not None
-            self.c2pa += bool(meta.c2pa_manifest)
+        if prov is not None:
+            self.verdicts[prov.verdict] += 1
 
 
 class ReportWriter:
@@ -124,7 +139,6 @@ class ReportWriter:
         self.cam_method = cam_method
         self.cam_label = CAM_LABELS[cam_method]
         self.counts = ReportCounts()
-        self.c2pa_methods: set[str] = set()
         self.cam_problem: str | None = None
         pre = getattr(detector, "preprocess", None)
         self.ela_quality = pre.ela_quality if pre is not None and "ela" in pre.input_mode else 90
@@ -166,15 +180,15 @@ class ReportWriter:
             return thumb, _na("not rendered (cap)"), _na("not rendered (cap)")
         return thumb, _img_tag(data_uri(ela_view(img, self.ela_quality)), "ELA"), self._cam_cell(img)
 
-    def _error_row(self, result) -> str:
+    def _error_row(self, result, prov: Provenance | None) -> str:
         i = self.counts.files
         return (f'<tr class="error" data-index="{i}" data-score="-1" data-flagged="0" '
                 f'data-name="{html.escape(result.path)}"><td class="num">{i}</td><td>{_na("-")}</td>'
                 f'<td class="file">{_file_cell(result.path)}</td><td class="num">-</td>'
                 f'<td><span class="label error">error</span></td>'
-                f'<td colspan="3" class="errmsg">{html.escape(result.error)}</td></tr>\n')
+                f'<td colspan="2" class="errmsg">{html.escape(result.error)}</td><td>{provenance_html(prov)}</td></tr>\n')
 
-    def _scored_row(self, result, meta: MetadataFindings | None) -> str:
+    def _scored_row(self, result, prov: Provenance | None) -> str:
         i, p, label = self.counts.files, float(result.fake_probability), html.escape(str(result.label))
         if getattr(result, "frames", None):  # a video: its sampled frames with face boxes, no per-image maps
             from fakescope.video.render import video_cells
@@ -187,31 +201,33 @@ class ReportWriter:
                 f'<td class="file">{_file_cell(result.path)}</td>'
                 f'<td class="num">{p:.3f}<div class="bar"><i style="width:{p * 100:.1f}%"></i></div></td>'
                 f'<td><span class="label {label}">{label}</span></td>'
-                f'<td>{ela}</td><td>{cam}</td><td>{metadata_html(meta)}</td></tr>\n')
+                f'<td>{ela}</td><td>{cam}</td><td>{provenance_html(prov)}</td></tr>\n')
 
     def add(self, result) -> None:
         """Append one :class:`~fakescope.inference.scan.ScanResult` (scored or failed)."""
-        if result.error is not None:
-            self.counts.count(None, None)
-            self._rows.write(self._error_row(result))
-            return
-        meta = None if is_video_file(result.path) else read_metadata(result.path)
-        if meta is not None:
-            self.c2pa_methods.add(meta.c2pa_method)
-        self.counts.count(result.label, meta)
-        self._rows.write(self._scored_row(result, meta))
+        prov = self._provenance(result)
+        self.counts.count(result.label if result.error is None else None, prov)
+        self._rows.write(self._error_row(result, prov) if result.error is not None else self._scored_row(result, prov))
+
+    @staticmethod
+    def _provenance(result) -> Provenance | None:
+        """The provenance the scan read with the pixels, else read here (videos: not read)."""
+        prov = getattr(result, "provenance", None)
+        if prov is not None or is_video_file(result.path):
+            return prov
+        return read_provenance(result.path)
 
     def _notes(self) -> str:
-        notes = [("Scores come from the detector alone. Metadata findings are a separate signal, listed for the "
-                  "analyst: they never change a score, and metadata is easy to strip or forge."),
+        notes = [("Scores come from the detector alone. Provenance (Content Credentials, XMP, generator settings, "
+                  "camera EXIF) is a separate signal about the file, listed for the analyst: it never changes a "
+                  "score. Only a valid C2PA signature resists forging, and a file that declares nothing proves "
+                  "nothing."),
                  (f"Flagged = fake probability &ge; {self.threshold:.3f}. The ELA map shows JPEG re-compression "
                   f"differences (quality {self.ela_quality}); the {self.cam_label} overlay shows what pushes the "
                   "score towards fake (red = strongest).")]
-        methods = ", ".join(sorted(self.c2pa_methods)) or "-"
-        notes.append(f"C2PA check: {html.escape(methods)}.")
         if self.counts.without_visuals:
             notes.append(f"ELA and {self.cam_label} maps are rendered for the first {self.max_visuals} readable "
-                         f"files only; {self.counts.without_visuals} files have a thumbnail, score and metadata "
+                         f"files only; {self.counts.without_visuals} files have a thumbnail, score and provenance "
                          "but no maps.")
         if self.cam_problem:
             notes.append(f"No {self.cam_label} column for this detector: {html.escape(self.cam_problem)}.")
@@ -223,8 +239,10 @@ class ReportWriter:
         filled = Template(text).substitute(
             title=html.escape(self.title), version=__version__, model=html.escape(str(self.detector.name)),
             threshold=f"{self.threshold:.3f}", generated=datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
-            n_files=c.files, n_fake=c.fake, n_real=c.real, n_errors=c.errors, n_exif=c.exif,
-            n_software=c.software, n_c2pa=c.c2pa, notes=self._notes(), cam_name=html.escape(self.cam_label))
+            n_files=c.files, n_fake=c.fake, n_real=c.real, n_errors=c.errors, notes=self._notes(),
+            verdict_cards="\n".join(f'    <div class="card"><b>{c.verdicts[v]}</b><span>{caption}</span></div>'
+                                     for v, caption in VERDICT_CARDS.items()),
+            cam_name=html.escape(self.cam_label))
         head, tail = filled.split(ROWS_MARKER)
         return head, tail
 
