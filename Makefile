@@ -1,26 +1,33 @@
-# make demo  - create .venv if missing, install fakescope, scan the example images with the shipped detector
-# make test  - the same set-up with the [dev] extra, then the test suite
+# make demo  - create .venv if missing, install fakescope (no development tools), scan the example images with the shipped detector
+# make test  - the same set-up plus the [dev] extra (pytest, ruff, Playwright, the server), then the test suite
 VENV ?= .venv
 PYTHON ?= python3
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.fakescope-installed
+DEV_STAMP := $(VENV)/.fakescope-dev-installed
 
-.PHONY: demo test install bench lint clean screenshot
+.PHONY: demo test install install-dev bench lint clean screenshot
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
 
 $(STAMP): pyproject.toml | $(PY)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e '.[dev]'
+	$(PY) -m pip install --quiet -e .
 	touch $(STAMP)
 
+$(DEV_STAMP): $(STAMP)
+	$(PY) -m pip install --quiet -e '.[dev]'
+	touch $(DEV_STAMP)
+
 install: $(STAMP)
+
+install-dev: $(DEV_STAMP)
 
 demo: install
 	$(VENV)/bin/fakescope scan examples/images --format json --output demo-out/results.json
 
-test: install
+test: install-dev
 	$(PY) -m pytest -q
 
 bench: install
@@ -33,7 +40,7 @@ screenshot: install
 	$(CHROMIUM) --headless --no-sandbox --hide-scrollbars --screenshot=docs/report-screenshot.png \
 		--window-size=1200,1500 file://$(abspath demo-out/report.html)
 
-lint: install
+lint: install-dev
 	$(PY) -m ruff check src tests bench
 
 clean:
