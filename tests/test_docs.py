@@ -97,3 +97,20 @@ def test_docs_named_in_code_and_configs_exist():
             assert (REPO / doc).exists(), f"{path.relative_to(REPO)}: {doc}"
             assert not anchor or anchor in anchors(REPO / doc), f"{path.relative_to(REPO)}: {doc}#{anchor}"
     assert named >= 20
+
+
+def readme_layout() -> str:
+    """The src/fakescope/ part of the README's Layout block."""
+    block = (REPO / "README.md").read_text().split("## Layout\n", 1)[1].split("```", 2)[1]
+    return block.split("src/fakescope/\n", 1)[1].split("\nconfigs/", 1)[0]
+
+
+def test_readme_layout_names_every_package_and_nothing_gone():
+    src = REPO / "src" / "fakescope"
+    layout = readme_layout()
+    top = {p.name + "/" for p in src.iterdir() if p.is_dir() and p.name != "__pycache__"}
+    top |= {p.name for p in src.glob("*.py")}
+    named = set(re.findall(r"^  (\S+)", layout, re.M))
+    assert named == top, f"README Layout: missing {sorted(top - named)}, gone {sorted(named - top)}"
+    for package in {p.parent for p in src.rglob("__init__.py")} - {src}:
+        assert f"{package.name}/" in layout, f"README Layout does not name {package.relative_to(src)}/"
