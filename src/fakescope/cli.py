@@ -54,6 +54,9 @@ def _load_detector(model: str, device: str = "auto", backend: str = "torch"):
 
 @app.callback()
 def main(verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Debug logging.")] = False) -> None:
+    from fakescope.inference.paths import tolerant_stdio
+
+    tolerant_stdio()
     _setup_logging(verbose)
     reuse_freed_memory()
 
@@ -77,9 +80,9 @@ def scan(
     distributed: Annotated[bool, typer.Option(help="Under torchrun: each rank scores its share of the files, rank 0 merges them into --output.")] = False,
 ) -> None:
     """Score images, videos and folders; one result per file (a video's has its frames), errors per file."""
-    from fakescope.inference.output import FORMATS, ResultWriter, repair_jsonl
-    from fakescope.inference.scan import PathSet, walk_image_files
+    from fakescope.inference.output import FORMATS, ResultWriter, resume_jsonl
     from fakescope.inference.scan import scan as run_scan
+    from fakescope.inference.scan import walk_image_files
 
     if fmt not in FORMATS:
         raise typer.BadParameter(f"--format must be one of {', '.join(FORMATS)}")
@@ -97,7 +100,7 @@ def scan(
     for p in paths:
         if p.is_dir() and next(walk_image_files([p]), None) is None:
             err_console.print(f"[yellow]warning:[/] {p}: folder holds no image or video files", highlight=False, soft_wrap=True)
-    done = PathSet.from_jsonl(output) if resume else None  # 8 bytes per finished file
+    done = resume_jsonl(output) if resume else None  # 8 bytes per finished file
     if done:
         err_console.print(f"resuming: {len(done)} files already scored", highlight=False)
 
@@ -105,9 +108,7 @@ def scan(
     stream = file_writer = None
     if output is not None and fmt != "table":  # results go to disk as they come: memory stays flat
         output.parent.mkdir(parents=True, exist_ok=True)
-        if resume:
-            repair_jsonl(output)
-        stream = open(output, "a" if resume else "w", newline="")
+        stream = open(output, "a" if resume else "w", newline="", encoding="utf-8")
         file_writer = ResultWriter(stream, fmt)
     try:
         with _progress() as progress:
@@ -198,7 +199,7 @@ def _emit(results, fmt: str, output: Optional[Path], already_written: bool, thre
 
     if output is not None and not already_written:
         output.parent.mkdir(parents=True, exist_ok=True)
-        with open(output, "w", newline="") as f:
+        with open(output, "w", newline="", encoding="utf-8") as f:
             write_results(results, fmt, f)
     if fmt == "table" or output is not None:
         counts = counts if counts is not None else Counter(r.label or "error" for r in results)

@@ -191,7 +191,7 @@ def scan_distributed(paths: Iterable[str | Path], detector: Any, output: Path, f
     rank, world = get_rank(), get_world_size()
     part = part_path(output, rank)
     part.parent.mkdir(parents=True, exist_ok=True)
-    with open(part, "w") as f:
+    with open(part, "w", encoding="utf-8") as f:
         results = scan(paths, detector, batch_size, workers, threshold, skip=RankShare(rank, world), **scan_options)
         f.writelines(json.dumps(r.to_dict()) + "\n" for r in results)
     barrier()
@@ -212,11 +212,11 @@ def merge_parts(output: Path, fmt: str, world_size: int) -> Counter:
     def results() -> Iterator[ScanResult]:
         for p in parts:
             for line in _lines(p):
-                result = ScanResult(**json.loads(line))
+                result = ScanResult.from_dict(json.loads(line))
                 counts[result.label or "error"] += 1
                 yield result
 
-    with open(output, "w", newline="") as f:
+    with open(output, "w", newline="", encoding="utf-8") as f:
         write_results(results(), fmt, f)
     for p in parts:
         p.unlink()
@@ -224,7 +224,7 @@ def merge_parts(output: Path, fmt: str, world_size: int) -> Counter:
 
 
 def _lines(path: Path) -> Iterator[str]:
-    with open(path) as f:
+    with open(path, encoding="utf-8") as f:
         yield from f
 
 

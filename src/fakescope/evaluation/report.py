@@ -34,6 +34,7 @@ from fakescope.explain.overlay import overlay
 from fakescope.explain.views import ela_view
 from fakescope.forensics.io import ImageLoadError, load_image
 from fakescope.forensics.provenance import Provenance, read_provenance
+from fakescope.inference.paths import path_text
 from fakescope.video.frames import is_video_file
 
 if TYPE_CHECKING:
@@ -60,7 +61,7 @@ def _img_tag(uri: str, alt: str) -> str:
 
 
 def _file_cell(path: str) -> str:
-    p = Path(path)
+    p = Path(path_text(path))
     return f'<b>{html.escape(p.name)}</b><br><span class="dir">{html.escape(str(p.parent))}</span>'
 
 
@@ -174,7 +175,7 @@ class ReportWriter:
             img = load_image(path)
         except ImageLoadError as err:
             return _na(err.reason), _na("-"), _na("-")
-        thumb = _img_tag(data_uri(img), Path(path).name)
+        thumb = _img_tag(data_uri(img), Path(path_text(path)).name)
         if self.counts.files - self.counts.errors > self.max_visuals:
             self.counts.without_visuals += 1
             return thumb, _na("not rendered (cap)"), _na("not rendered (cap)")
@@ -183,10 +184,10 @@ class ReportWriter:
     def _error_row(self, result, prov: Provenance | None) -> str:
         i = self.counts.files
         return (f'<tr class="error" data-index="{i}" data-score="-1" data-flagged="0" '
-                f'data-name="{html.escape(result.path)}"><td class="num">{i}</td><td>{_na("-")}</td>'
+                f'data-name="{html.escape(path_text(result.path))}"><td class="num">{i}</td><td>{_na("-")}</td>'
                 f'<td class="file">{_file_cell(result.path)}</td><td class="num">-</td>'
                 f'<td><span class="label error">error</span></td>'
-                f'<td colspan="2" class="errmsg">{html.escape(result.error)}</td><td>{provenance_html(prov)}</td></tr>\n')
+                f'<td colspan="2" class="errmsg">{html.escape(path_text(result.error))}</td><td>{provenance_html(prov)}</td></tr>\n')
 
     def _scored_row(self, result, prov: Provenance | None) -> str:
         i, p, label = self.counts.files, float(result.fake_probability), html.escape(str(result.label))
@@ -197,7 +198,7 @@ class ReportWriter:
         else:
             thumb, ela, cam = self._visual_cells(result.path)
         return (f'<tr data-index="{i}" data-score="{p:.6f}" data-flagged="{int(result.label == "fake")}" '
-                f'data-name="{html.escape(result.path)}"><td class="num">{i}</td><td>{thumb}</td>'
+                f'data-name="{html.escape(path_text(result.path))}"><td class="num">{i}</td><td>{thumb}</td>'
                 f'<td class="file">{_file_cell(result.path)}</td>'
                 f'<td class="num">{p:.3f}<div class="bar"><i style="width:{p * 100:.1f}%"></i></div></td>'
                 f'<td><span class="label {label}">{label}</span></td>'

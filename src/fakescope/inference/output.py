@@ -4,42 +4,65 @@ from __future__ import annotations
 import csv
 import io
 import json
+import os
 import textwrap
 from collections.abc import Iterable
 from pathlib import Path
-from typing import TextIO
+from typing import BinaryIO, TextIO
 
+from rich.markup import escape
 from rich.table import Table
 
-from fakescope.inference.scan import ScanResult
+from fakescope.inference.paths import PATH_BYTES, path_text
+from fakescope.inference.scan import PathSet, ScanResult
 
-FIELDS = ["path", "fake_probability", "label", "model", "error"]
+#: CSV columns; ``path_bytes`` is empty unless the file name is not UTF-8 (see :mod:`fakescope.inference.paths`).
+FIELDS = ["path", "fake_probability", "label", "model", "error", PATH_BYTES]
 FORMATS = ("table", "json", "jsonl", "csv")
 
 
-def read_jsonl_paths(path: str | Path) -> set[str]:
-    """Paths already recorded in a JSONL results file (a torn last line from a crash is ignored)."""
-    done = set()
-    p = Path(path)
-    if not p.exists():
-        return done
-    with open(p) as f:
-        for line in f:
-            try:
-                done.add(json.loads(line)["path"])
-            except (json.JSONDecodeError, KeyError, TypeError):
-                continue
-    return done
+def _last_line_start(f: BinaryIO, size: int, block: int = 1 << 16) -> int:
+    """Offset just after the last newline of a file of ``size`` bytes (0 if none), read backwards in blocks."""
+    end = size
+    while end > 0:
+        start = max(0, end - block)
+        f.seek(start)
+        chunk = f.read(end - start)
+        i = chunk.rfind(b"\n")
+        if i >= 0:
+            return start + i + 1
+        end = start
+    return 0
 
 
 def repair_jsonl(path: str | Path) -> None:
-    """Drop a partially written last line so appended results start on a fresh line."""
+    """Make a JSONL results file end with a newline: a last record that is complete but unterminated (a crash
+    between the record and its newline) is kept and terminated; a torn one is dropped, so its file is redone."""
     p = Path(path)
     if not p.exists() or p.stat().st_size == 0:
         return
-    data = p.read_bytes()
-    if not data.endswith(b"\n"):
-        p.write_bytes(data[: data.rfind(b"\n") + 1])
+    with open(p, "r+b") as f:
+        size = f.seek(0, os.SEEK_END)
+        f.seek(size - 1)
+        if f.read(1) == b"\n":
+            return
+        start = _last_line_start(f, size)
+        f.seek(start)
+        try:
+            complete = isinstance(json.loads(f.read()), dict)
+        except ValueError:  # torn JSON or torn UTF-8
+            complete = False
+        if complete:
+            f.write(b"\n")
+        else:
+            f.truncate(start)
+
+
+def resume_jsonl(path: str | Path) -> PathSet:
+    """The files already scored in ``path``, after :func:`repair_jsonl` (repairing first: a record read as done
+    and then dropped would lose its file)."""
+    repair_jsonl(path)
+    return PathSet.from_jsonl(path)
 
 
 class ResultWriter:
@@ -89,11 +112,12 @@ def results_table(results: Iterable[ScanResult], threshold: float) -> Table:
     table.add_column("label")
     table.add_column("error", overflow="fold")
     for r in results:
+        name = escape(path_text(r.path))
         if r.error is not None:
-            table.add_row(r.path, "-", "[yellow]error[/]", r.error)
+            table.add_row(name, "-", "[yellow]error[/]", escape(path_text(r.error)))
         else:
             style = "red" if r.label == "fake" else "green"
-            table.add_row(r.path, f"{r.fake_probability:.3f}", f"[{style}]{r.label}[/]", "")
+            table.add_row(name, f"{r.fake_probability:.3f}", f"[{style}]{r.label}[/]", "")
     return table
 
 

@@ -29,6 +29,7 @@ from fakescope.data.discovery import (
 )
 from fakescope.forensics.io import MediaLoadError, is_image_file, load_image
 from fakescope.inference.detector import Detector
+from fakescope.inference.paths import PATH_BYTES, path_fields, path_from_record, path_text
 from fakescope.video.frames import is_video_file
 from fakescope.video.scan import PreparedVideo, VideoOptions, prepare_video, score_video
 
@@ -48,10 +49,19 @@ class ScanResult:
     frames: list[dict[str, Any]] | None = None
 
     def to_dict(self) -> dict[str, Any]:
+        """The record every output writes: ``path`` as valid text, plus ``path_bytes`` when the file name is not
+        UTF-8 (:mod:`fakescope.inference.paths`)."""
         d = asdict(self)
         if self.frames is None:
             del d["frames"]  # images keep exactly the five fields
-        return d
+        if self.error is not None:
+            d["error"] = path_text(self.error)
+        return {**path_fields(self.path), **{k: v for k, v in d.items() if k != "path"}}
+
+    @classmethod
+    def from_dict(cls, record: dict[str, Any]) -> ScanResult:
+        fields = {k: v for k, v in record.items() if k != PATH_BYTES}
+        return cls(**{**fields, "path": path_from_record(record)})
 
 
 @dataclass
@@ -189,8 +199,8 @@ def _jsonl_paths(path: Path) -> Iterator[str]:
     with open(path, encoding="utf-8", errors="surrogateescape") as f:
         for line in f:
             try:
-                yield json.loads(line)["path"]
-            except (json.JSONDecodeError, KeyError, TypeError):
+                yield path_from_record(json.loads(line))
+            except (json.JSONDecodeError, KeyError, TypeError, ValueError):
                 continue
 
 
