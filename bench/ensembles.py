@@ -33,15 +33,12 @@ from fakescope.config import TrainConfig
 from fakescope.data.discovery import Sample, discover_samples
 from fakescope.data.splits import stratified_split
 from fakescope.engine.train import fit
+from fakescope.ensemble.combine import Combiner
+from fakescope.ensemble.fit import score_members, validation_samples
 from fakescope.evaluation.metrics import compute_metrics
 from fakescope.evaluation.robustness import jpeg
 from fakescope.inference.detector import Detector
-from fakescope.models.ensemble import (
-    Combiner,
-    EnsembleDetector,
-    score_members,
-    validation_samples,
-)
+from fakescope.inference.kinds.ensemble import EnsembleDetector
 
 SHORTCUT = partial(jpeg, quality=90)  # the shortcut test: one JPEG quality, pixels only (no metadata)
 MEMBERS = (("ela-cnn", None, 1e-4), ("resnet18", 64, 1e-3), ("scratch-cnn", 64, 1e-4))  # name, size, Adam lr

@@ -35,7 +35,8 @@ from fakescope.compress.quantize import quantize_onnx_static
 from fakescope.forensics.ela import resave_jpeg
 from fakescope.forensics.io import load_image
 from fakescope.inference.detector import Detector, available_cores
-from fakescope.inference.onnx import OnnxDetector, default_onnx_path, make_session
+from fakescope.inference.kinds.onnx import OnnxDetector, make_session
+from fakescope.inference.onnx import default_onnx_path, onnx_twin
 from fakescope.inference.scan import iter_prepared, scan
 
 log = logging.getLogger("bench.throughput")
@@ -74,7 +75,7 @@ def stage_times(ckpt: str, files: list[Path]) -> str:
 
     torch.set_num_threads(1)
     det = Detector.load(ckpt, device="cpu")
-    fp32 = OnnxDetector.from_detector(det)
+    fp32 = onnx_twin(det)
     int8 = int8_twin(det, fp32, files)
     imgs = [load_image(f) for f in files]
     diffs = [ela_difference(i) for i in imgs]
@@ -126,7 +127,7 @@ def int8_twin(detector: Detector, fp32: OnnxDetector, files: list[Path]) -> Onnx
 
 def model_rows(ckpt: str, files: list[Path], workers: int, batch_size: int) -> list[dict]:
     torch_det = Detector.load(ckpt, device="cpu")
-    fp32 = OnnxDetector.from_detector(torch_det)
+    fp32 = onnx_twin(torch_det)
     variants = [("eager PyTorch, batch 1", torch_det, 1), (f"eager PyTorch, batch {batch_size}", torch_det, batch_size),
                 ("ONNX Runtime fp32", fp32, batch_size), ("ONNX Runtime int8", int8_twin(torch_det, fp32, files), batch_size)]
     rows = []
@@ -143,7 +144,7 @@ def session_rows(ckpt: str, files: list[Path], workers: int, batch_size: int) ->
     """Scan files/s of a model's ONNX fp32 and int8 exports under each session set-up a scan could pair with busy
     decode workers; the detector is given a fixed session (no ``onnx_path``), so the scan does not swap it."""
     det = Detector.load(ckpt, device="cpu")
-    fp32 = OnnxDetector.from_detector(det)
+    fp32 = onnx_twin(det)
     cores = available_cores()
     setups = {f"{cores} threads, spinning (ONNX Runtime's default)": (cores, True),
               f"{max(1, cores - workers)} thread(s), the cores the workers leave": (max(1, cores - workers), True),

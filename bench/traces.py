@@ -55,9 +55,10 @@ from fakescope.forensics.traces import (
     log_spectrum,
 )
 from fakescope.inference.detector import Detector
-from fakescope.inference.patches import (
+from fakescope.inference.kinds.patch import (
     AGGREGATES,
     PatchConfig,
+    PatchDetector,
     PatchPreparer,
     aggregate,
     patch_info,
@@ -177,7 +178,7 @@ def auc(y: np.ndarray, p) -> float:
 
 def score(det: Detector, val: ValSet) -> dict[str, float]:
     """ROC-AUC per aggregation (patch detectors) or the single score (content CNN)."""
-    if not hasattr(det, "patch_probabilities"):
+    if not isinstance(det, PatchDetector):
         return {"mean": auc(val.labels, det.predict_images(val.images))}
     per_image = det.patch_probabilities(val.patches)
     return {a: auc(val.labels, [aggregate(p, a, 3) for p in per_image]) for a in AGGREGATES}

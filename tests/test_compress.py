@@ -17,10 +17,10 @@ from fakescope.compress.prune import (
     prunable,
     weight_sparsity,
 )
-from fakescope.compress.quantize import DynamicQuantDetector, quantize_linear_dynamic
 from fakescope.data.preprocess import Preprocess
 from fakescope.engine.checkpoint import CheckpointMeta, save_checkpoint
 from fakescope.inference.detector import Detector
+from fakescope.inference.kinds.int8 import DynamicQuantDetector, quantize_linear_dynamic
 from fakescope.models.ela_cnn import ELACNN
 
 COLUMNS = ("size_mb", "accuracy", "roc_auc", "images_per_s")
@@ -73,7 +73,7 @@ def test_prune_cli_finetunes_with_masks_and_saves_normal_checkpoint(ela32: Path,
     assert res.exit_code == 0, res.output
     assert "before" in res.output and "pruned 50%" in res.output
     pruned = Detector.load(str(out))  # an ordinary checkpoint
-    assert type(pruned) is Detector
+    assert pruned.kind == "model"
     assert weight_sparsity(pruned.model) >= 0.5 - 1e-3  # fine-tuning did not regrow pruned weights
     info = pruned.meta.info["compression"]
     assert info["method"] == "prune-global-l1-unstructured" and info["amount"] == 0.5

@@ -12,21 +12,10 @@ from typer.testing import CliRunner
 
 from fakescope.data.preprocess import Preprocess
 from fakescope.engine.checkpoint import CheckpointMeta, read_meta, save_checkpoint
+from fakescope.ensemble.combine import Combiner, Stacker, accuracy_weights, fit_stacker, stack_inputs
+from fakescope.ensemble.fit import MemberScores, fit_ensemble, out_of_fold, score_members, validation_samples
 from fakescope.inference.detector import Detector, DetectorError
-from fakescope.models.ensemble import (
-    Combiner,
-    EnsembleDetector,
-    EnsemblePreparer,
-    MemberScores,
-    Stacker,
-    accuracy_weights,
-    fit_ensemble,
-    fit_stacker,
-    out_of_fold,
-    score_members,
-    stack_inputs,
-    validation_samples,
-)
+from fakescope.inference.kinds.ensemble import EnsembleDetector, EnsemblePreparer
 from fakescope.registry import create_detector
 
 

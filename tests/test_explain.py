@@ -103,11 +103,10 @@ def test_explain_errors() -> None:
     with pytest.raises(ExplainError, match="needs a detector"):
         explain_image(img, "gradcam")
 
-    class NoModel:
-        name = "ensemble"
-
+    det = tiny_detector("ela-cnn")
+    det.model = None  # an ONNX detector loaded from its .onnx file alone
     with pytest.raises(ExplainError, match="no single model"):
-        cam_heatmap(NoModel(), img)
+        cam_heatmap(det, img)
     det = tiny_detector("ela-cnn")
     det.meta.architecture = "not-registered"
     with pytest.raises(ExplainError, match="unknown detector"):

@@ -19,6 +19,7 @@ from fakescope.data.preprocess import Preprocess
 from fakescope.engine.checkpoint import CheckpointMeta, save_checkpoint
 from fakescope.inference import onnx as fonnx
 from fakescope.inference.detector import Detector, DetectorError
+from fakescope.inference.kinds.onnx import OnnxDetector
 from fakescope.models.ela_cnn import ELACNN
 from fakescope.registry import create_detector
 
@@ -42,7 +43,7 @@ def ela32(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def test_onnx_backend_matches_pytorch_and_onnx_file_stands_alone(ela32: Path, _cache: Path) -> None:
     torch_det = Detector.load(str(ela32), backend="torch")
     onnx_det = Detector.load(str(ela32), backend="onnx")
-    assert isinstance(onnx_det, fonnx.OnnxDetector)
+    assert isinstance(onnx_det, OnnxDetector)
     assert onnx_det.onnx_path.parent == _cache / "onnx" and onnx_det.onnx_path.name.startswith("ela32-")
     images = [make_image((70, 50), seed=i) for i in range(5)]
     for batch in (images, images[:1]):  # dynamic batch axis
@@ -67,7 +68,7 @@ def test_auto_falls_back_to_pytorch_with_one_line(ela32: Path, monkeypatch: pyte
     monkeypatch.setattr(fonnx, "export_onnx", broken)
     with caplog.at_level(logging.INFO, logger="fakescope"):
         det = Detector.load(str(ela32), backend="auto")
-    assert type(det) is Detector
+    assert det.kind == "model"
     lines = [r.getMessage() for r in caplog.records if "PyTorch backend" in r.getMessage()]
     assert len(lines) == 1 and "unsupported operator" in lines[0] and "second line" not in lines[0]
     with pytest.raises(DetectorError, match="cannot use the onnx backend"):
@@ -75,7 +76,7 @@ def test_auto_falls_back_to_pytorch_with_one_line(ela32: Path, monkeypatch: pyte
     monkeypatch.setattr(fonnx, "onnx_available", lambda: False)
     caplog.clear()
     with caplog.at_level(logging.INFO, logger="fakescope"):
-        assert type(Detector.load(str(ela32), backend="auto")) is Detector
+        assert Detector.load(str(ela32), backend="auto").kind == "model"
     assert any("onnxruntime is not installed" in r.getMessage() for r in caplog.records)
     with pytest.raises(DetectorError, match="unknown backend"):
         Detector.load(str(ela32), backend="tensorrt")
@@ -103,7 +104,7 @@ def test_scan_with_workers_runs_onnx_threads_that_sleep_when_idle(ela32: Path, t
     from fakescope.inference import scan as scan_mod
 
     folder = tiny_images(3, "imgs")[0].parent
-    det = fonnx.OnnxDetector.from_onnx(fonnx.OnnxDetector.from_detector(Detector.load(str(ela32))).onnx_path,
+    det = OnnxDetector.from_onnx(fonnx.onnx_twin(Detector.load(str(ela32))).onnx_path,
                                        threads=2)
     original, seen = det.session, []
     real_logits = det.logits
@@ -153,7 +154,7 @@ def test_export_cli_resnet18_dynamic_batch(tmp_path: Path) -> None:
     assert res.exit_code == 0, res.output
     diff = float(res.output.split("difference to PyTorch:")[1].split()[0])
     assert diff <= 1e-4
-    det = fonnx.OnnxDetector.from_onnx(out)
+    det = OnnxDetector.from_onnx(out)
     assert det.session.get_inputs()[0].shape[0] == "batch"
     assert det.predict_arrays(np.zeros((3, 64, 64, 3), np.uint8)).shape == (3,)
 

@@ -16,7 +16,7 @@ from fakescope.data.discovery import Sample
 from fakescope.data.preprocess import Preprocess, grid_origins, native_crop
 from fakescope.engine.checkpoint import CheckpointMeta, read_meta, save_checkpoint
 from fakescope.inference.detector import Detector
-from fakescope.inference.patches import PatchConfig, PatchDetector, PatchPreparer, aggregate, patch_info
+from fakescope.inference.kinds.patch import PatchConfig, PatchDetector, PatchPreparer, aggregate, patch_info
 from fakescope.inference.scan import scan
 from fakescope.registry import create_detector
 

@@ -823,9 +823,9 @@ def ensemble(
 ) -> None:
     """Combine detectors (mean, majority, weighted vote, stacking) fitted on a validation split; save as one model."""
     from fakescope.data.discovery import LayoutError
+    from fakescope.ensemble.fit import fit_ensemble
     from fakescope.evaluation.tables import metrics_table
     from fakescope.inference.detector import DetectorError
-    from fakescope.models.ensemble import fit_ensemble
 
     names = [m.strip() for m in members.split(",") if m.strip()]
     try:

@@ -107,16 +107,27 @@ def read_meta(path: str | Path) -> CheckpointMeta:
     return CheckpointMeta.from_json(header["fakescope"])
 
 
+def build_model(meta: CheckpointMeta) -> nn.Module:
+    """The untrained model a checkpoint's metadata describes: its registered architecture, input channels and
+    size, and the factory arguments it was trained with. The one place a model is rebuilt from metadata."""
+    from fakescope.registry import get_spec
+
+    spec = get_spec(meta.architecture)
+    return spec.factory(in_chans=meta.preprocess.channels, pretrained=False, size=meta.preprocess.size,
+                        **{**spec.kwargs, **meta.model_kwargs})
+
+
+def float_state(tensors: dict[str, torch.Tensor], prefix: str = "") -> dict[str, torch.Tensor]:
+    """The tensors under ``prefix`` (prefix removed), floating ones as float32 (a shipped file may hold float16)."""
+    return {k[len(prefix):]: (v.float() if v.is_floating_point() else v)
+            for k, v in tensors.items() if k.startswith(prefix)}
+
+
 def load_checkpoint(path: str | Path) -> tuple[nn.Module, CheckpointMeta]:
     """Rebuild the model described by the checkpoint's metadata and load its weights (float32, eval mode)."""
     from safetensors.torch import load_file
 
-    from fakescope.registry import get_spec
-
     meta = read_meta(path)
-    spec = get_spec(meta.architecture)
-    model = spec.factory(in_chans=meta.preprocess.channels, pretrained=False, size=meta.preprocess.size,
-                         **{**spec.kwargs, **meta.model_kwargs})
-    state = {k: (v.float() if v.is_floating_point() else v) for k, v in load_file(str(path)).items()}
-    model.load_state_dict(state, strict=True)
+    model = build_model(meta)
+    model.load_state_dict(float_state(load_file(str(path))), strict=True)
     return model.eval(), meta

@@ -49,7 +49,7 @@ from fakescope.engine.parallel import (
 from fakescope.engine.pixel import DetectorLoss, MaskSupervised
 from fakescope.evaluation.metrics import HELD_OUT_FOLDS, compute_metrics, held_out_fpr, threshold_at_fpr
 from fakescope.inference.detector import resolve_device
-from fakescope.inference.patches import PatchConfig, PatchDetector, aggregate, patch_info
+from fakescope.inference.kinds.patch import PatchConfig, PatchDetector, aggregate, patch_info
 from fakescope.registry import create_detector, get_spec
 from fakescope.video.clips import clip_info, clip_spec
 

@@ -93,42 +93,9 @@ def model_cam(model: nn.Module, architecture: str, x: torch.Tensor, method: str 
     return model_cams_and_logits(model, architecture, x, method)[0][0]
 
 
-def patch_cam_heatmap(detector, img: Image.Image, method: str = DEFAULT_CAM, chunk: int = 32) -> np.ndarray:
-    """A patch detector's map over the whole image: the CAM of every patch of the full native-resolution grid,
-    scaled by that patch's fake probability (a CAM is normalised per input, so an all-real patch would otherwise
-    glow as brightly as a fake one) and averaged where patches overlap. float32 (H, W) in [0, 1]."""
-    from fakescope.data.preprocess import grid_origins
-    from fakescope.inference.patches import cut_patches
-
-    arr = detector.preparer.native(img)
-    size = detector.preprocess.size
-    origins = grid_origins(arr.shape[0], arr.shape[1], size)
-    patches = cut_patches(arr, size, origins)
-    total = np.zeros(arr.shape[:2], dtype=np.float64)
-    count = np.zeros(arr.shape[:2], dtype=np.float64)
-    for i in range(0, len(origins), chunk):
-        cams, logits = model_cams_and_logits(detector.model, detector.meta.architecture,
-                                             detector.preprocess.to_tensor(patches[i:i + chunk]), method)
-        probs = torch.softmax(logits / detector.meta.temperature, 1)[:, 1].numpy()  # as predict_arrays computes it
-        for (t, l), cam, p in zip(origins[i:i + chunk], cams, probs):
-            total[t:t + size, l:l + size] += cam * p
-            count[t:t + size, l:l + size] += 1
-    heat = (total / np.maximum(count, 1))[: img.size[1], : img.size[0]]
-    return np.clip(heat, 0.0, 1.0).astype(np.float32)
-
-
 def cam_heatmap(detector, img: Image.Image, method: str = DEFAULT_CAM) -> np.ndarray:
-    """Class-activation map of the fake class for ``img``: float32 (H, W) in [0, 1] at the image's own size.
-
-    ``detector`` is a :class:`fakescope.inference.Detector` holding a single registered model (checkpoint kinds
-    without one, such as ensembles, raise :class:`ExplainError`). A patch detector is explained patch by patch
-    over the whole image (:func:`patch_cam_heatmap`), not on one resized view it never scores.
+    """Class-activation map of the fake class for ``img``: float32 (H, W) in [0, 1] at the image's own size, as
+    the detector's kind makes it (:meth:`fakescope.inference.Detector.explain_map`; a patch detector explains
+    every patch of the whole image). Kinds without a single model, such as ensembles, raise :class:`ExplainError`.
     """
-    model = getattr(detector, "model", None)
-    meta = getattr(detector, "meta", None)
-    if not isinstance(model, nn.Module) or meta is None:
-        raise ExplainError(f"detector {getattr(detector, 'name', detector)!r} has no single model to explain")
-    if hasattr(detector, "patch_probabilities"):
-        return patch_cam_heatmap(detector, img.convert("RGB"), method)
-    heat = model_cam(model, meta.architecture, model_input(detector.preprocess, img), method)
-    return resize_map(heat, img.size)
+    return detector.explain_map(img, method)

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import contextlib
-import importlib
 import logging
 import os
 from collections.abc import Iterator
@@ -16,7 +15,8 @@ from torch import nn
 
 from fakescope.allocator import reuse_freed_memory
 from fakescope.data.preprocess import Preprocess
-from fakescope.engine.checkpoint import CheckpointError, CheckpointMeta, load_checkpoint
+from fakescope.engine.checkpoint import CheckpointError, CheckpointMeta
+from fakescope.inference.kinds import SINGLE, get_kind, kind_of, list_kinds
 
 log = logging.getLogger(__name__)
 
@@ -44,21 +44,6 @@ def resolve_device(device: str = "auto") -> torch.device:
     return torch.device(device)
 
 
-#: Checkpoint kinds other than a single model (``meta.info["kind"]``), e.g. ensembles: kind -> Detector subclass
-#: with a ``from_checkpoint(path, name, device)`` classmethod. Registered by the module defining the kind.
-DETECTOR_KINDS: dict[str, type["Detector"]] = {}
-#: Modules that register a kind, imported when a checkpoint of that kind is loaded before they were.
-KIND_MODULES: dict[str, str] = {"dynamic-int8": "fakescope.compress.quantize"}
-KIND_MODULES["ensemble"] = "fakescope.models.ensemble"
-KIND_MODULES["clip"] = "fakescope.models.temporal"  # video models reading clips of frames (ClipDetector)
-
-
-def checkpoint_kind(path: Path) -> str:
-    from fakescope.engine.checkpoint import read_meta
-
-    return read_meta(path).info.get("kind", "model")
-
-
 class Detector:
     """Scores images: ``predict_images([...])`` returns calibrated fake probabilities.
 
@@ -67,10 +52,17 @@ class Detector:
     - ``preparer``: a picklable object whose ``to_array(img)`` turns a decoded RGB image into this detector's
       input (run in worker processes);
     - ``predict_batch(items)``: a list of such inputs -> calibrated fake probabilities, shape (N,);
+    - ``probabilities(logits)``: the one place logits become calibrated probabilities;
+    - ``explain_map(img, method)``: where in the image the evidence for "fake" is (a class-activation map);
+    - ``score_frames(frames, frame_scores, top_k)``: a video's probability from its sampled frames;
     - ``name``, ``threshold``, ``label(p)``.
 
-    Subclasses (ensembles, patch-level detectors, other runtimes) override those two and keep the rest.
+    Each kind (:mod:`fakescope.inference.kinds`: single model, patches, clips, ensembles, int8, ONNX) is a
+    subclass registered with ``register_kind`` that overrides what it does differently and keeps the rest.
     """
+
+    #: Set by ``register_kind``; a Detector built directly around one model is of the single-model kind.
+    kind: str = SINGLE
 
     def __init__(self, model: nn.Module, meta: CheckpointMeta, name: str, device: str = "auto"):
         self.device = resolve_device(device)
@@ -87,11 +79,7 @@ class Detector:
         (ONNX Runtime when installed and the export works, else PyTorch with one log line).
         """
         reuse_freed_memory()
-        if str(name_or_path).endswith(".onnx"):
-            from fakescope.inference.onnx import OnnxDetector
-
-            return OnnxDetector.from_onnx(name_or_path)
-        detector = cls._load_torch(name_or_path, device)
+        detector = cls._load_kind(name_or_path, device)
         if backend == "torch":
             return detector
         from fakescope.inference.onnx import to_backend
@@ -99,12 +87,25 @@ class Detector:
         return to_backend(detector, backend)
 
     @classmethod
-    def _load_torch(cls, name_or_path: str, device: str) -> "Detector":
+    def _load_kind(cls, name_or_path: str, device: str) -> "Detector":
+        """The detector of whatever kind the file holds (:mod:`fakescope.inference.kinds`)."""
+        path, name = cls._locate(name_or_path)
+        try:
+            kind = kind_of(path)
+            if kind not in list_kinds():
+                raise DetectorError(f"{path}: unknown checkpoint kind {kind!r}")
+            return get_kind(kind).from_checkpoint(path, name, device)
+        except (CheckpointError, KeyError, RuntimeError) as err:
+            raise DetectorError(f"{path}: cannot load checkpoint: {err}") from None
+
+    @classmethod
+    def _locate(cls, name_or_path: str) -> tuple[Path, str]:
+        """(file, display name) of a registry name (``default``: the default detector) or a path."""
         from fakescope.registry import list_detectors
 
         key = DEFAULT_DETECTOR if name_or_path == "default" else str(name_or_path)
         path = Path(key)
-        if path.suffix == ".safetensors" or path.exists():
+        if path.suffix in (".safetensors", ".onnx") or path.exists():
             name = str(path)
         elif key in list_detectors():
             found = shipped_weights(key)
@@ -115,18 +116,12 @@ class Detector:
         else:
             raise DetectorError(f"{key}: neither a checkpoint file nor a registered detector "
                                 f"(see 'fakescope models')")
-        try:
-            kind = checkpoint_kind(path)
-            if kind != "model":
-                if kind not in DETECTOR_KINDS and kind in KIND_MODULES:
-                    importlib.import_module(KIND_MODULES[kind])  # registers the kind
-                if kind not in DETECTOR_KINDS:
-                    raise DetectorError(f"{path}: unknown checkpoint kind {kind!r}")
-                return DETECTOR_KINDS[kind].from_checkpoint(path, name, device)
-            model, meta = load_checkpoint(path)
-        except (CheckpointError, KeyError, RuntimeError) as err:
-            raise DetectorError(f"{path}: cannot load checkpoint: {err}") from None
-        return cls(model, meta, name, device)
+        return path, name
+
+    @classmethod
+    def from_checkpoint(cls, path: str | Path, name: str, device: str = "auto") -> "Detector":
+        """The detector a checkpoint of this kind holds (each registered kind implements it)."""
+        raise NotImplementedError(f"{cls.__name__} is not a registered detector kind")
 
     @property
     def preprocess(self) -> Preprocess:
@@ -165,6 +160,25 @@ class Detector:
 
     def predict_images(self, images: list[Image.Image]) -> np.ndarray:
         return self.predict_batch([self.prepare(im) for im in images])
+
+    def explain_map(self, img: Image.Image, method: str | None = None) -> np.ndarray:
+        """Class-activation map of the fake class for ``img`` through the layer the architecture declares in
+        the registry: float32 (H, W) in [0, 1] at the image's own size. Raises ``ExplainError`` when there is
+        no single model to explain."""
+        from fakescope.explain.cam import DEFAULT_CAM, ExplainError, model_cam, model_input, resize_map
+
+        if not isinstance(self.model, nn.Module):
+            raise ExplainError(f"detector {self.name!r} has no single model to explain")
+        heat = model_cam(self.model, self.meta.architecture, model_input(self.preprocess, img), method or DEFAULT_CAM)
+        return resize_map(heat, img.size)
+
+    def score_frames(self, frames: list, frame_scores: np.ndarray, top_k: int) -> float:
+        """A video's fake probability from its sampled frames (one prepared input each, in time order) and their
+        scores: by default the mean of the ``top_k`` highest frame scores (a few convincing fake frames flag a
+        video, one odd frame does not). Kinds that read sequences score ``frames`` themselves."""
+        from fakescope.video.scan import top_k_mean
+
+        return top_k_mean(frame_scores, top_k)
 
     def label(self, probability: float, threshold: float | None = None) -> str:
         return "fake" if probability >= (self.threshold if threshold is None else threshold) else "real"

@@ -1,5 +1,5 @@
-"""ONNX Runtime backend: a checkpoint is exported to ONNX once (into fakescope's cache) and scored through an
-``InferenceSession``.
+"""ONNX Runtime backend: a checkpoint is exported to ONNX once (into fakescope's cache) and scored by the ONNX
+detector kind (:mod:`fakescope.inference.kinds.onnx`).
 
 The exporter is ``torch.onnx.export(dynamo=True)`` (the torch.export-based exporter, the default since torch
 2.9; the TorchScript one is deprecated). It handles the ELA-CNN and the timm ResNet / EfficientNet families with
@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-import importlib.util
 import io
 import logging
 import os
@@ -27,21 +26,17 @@ import torch
 from torch import nn
 
 from fakescope.data.cache import default_cache_dir
-from fakescope.engine.checkpoint import CheckpointError, CheckpointMeta
-from fakescope.inference.detector import Detector, DetectorError, available_cores
+from fakescope.engine.checkpoint import CheckpointMeta
+from fakescope.inference.detector import Detector, DetectorError
+from fakescope.inference.kinds import SINGLE
+from fakescope.inference.kinds.onnx import META_KEY, OnnxDetector, make_session, onnx_available
 
 log = logging.getLogger(__name__)
 
-META_KEY = "fakescope"
 OPSET = 18
 BACKENDS = ("auto", "onnx", "torch")
 #: Largest difference in fake probability accepted between PyTorch and the fp32 ONNX model.
 FP32_TOLERANCE = 1e-4
-
-
-def onnx_available() -> bool:
-    """Whether onnx and onnxruntime are installed (the ``onnx`` backend needs both)."""
-    return all(importlib.util.find_spec(m) is not None for m in ("onnx", "onnxruntime"))
 
 
 def weights_digest(model: nn.Module, meta: CheckpointMeta) -> str:
@@ -122,97 +117,20 @@ def export_onnx(model: nn.Module, meta: CheckpointMeta, path: str | Path) -> Pat
     return save_proto(proto, Path(path))
 
 
-def make_session(path: str | Path, threads: int | None = None, spinning: bool = True) -> Any:
-    """An ONNX Runtime CPU session: intra-op threads = available cores, full graph optimisation. ``spinning``:
-    idle intra-op threads busy-wait for work (ONNX Runtime's default, lowest latency); off, they sleep, which
-    leaves the cores to other busy processes."""
-    import onnxruntime as ort
-
-    opts = ort.SessionOptions()
-    opts.intra_op_num_threads = threads or available_cores()
-    opts.inter_op_num_threads = 1
-    opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-    if not spinning:
-        opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
-    return ort.InferenceSession(str(path), sess_options=opts, providers=["CPUExecutionProvider"])
-
-
-def read_onnx_meta(session: Any, path: str | Path) -> CheckpointMeta:
-    props = session.get_modelmeta().custom_metadata_map
-    if META_KEY not in props:
-        raise DetectorError(f"{path}: ONNX model has no fakescope metadata; export it with 'fakescope export'")
-    try:
-        return CheckpointMeta.from_json(props[META_KEY])
-    except (CheckpointError, KeyError, ValueError) as err:
-        raise DetectorError(f"{path}: bad fakescope metadata in ONNX model: {err}") from None
-
-
-class OnnxDetector(Detector):
-    """A :class:`Detector` whose model call runs in ONNX Runtime; preprocessing, temperature and threshold
-    come from the same checkpoint metadata, so results are the PyTorch backend's to within 1e-4.
-
-    ``model`` is the PyTorch module it was exported from when there is one (Grad-CAM needs it), else None.
-    """
-
-    def __init__(self, session: Any, meta: CheckpointMeta, name: str, model: nn.Module | None = None,
-                 onnx_path: str | Path | None = None):
-        self.device = torch.device("cpu")
-        self.session = session
-        self._sleeping_session: Any = None  # built on the first scan with workers, then kept
-        self.meta = meta
-        self.name = name
-        self.model = model
-        self.onnx_path = Path(onnx_path) if onnx_path else None
-        self._input = session.get_inputs()[0].name
-
-    @classmethod
-    def from_onnx(cls, path: str | Path, name: str | None = None, threads: int | None = None) -> OnnxDetector:
-        """Load an exported ``.onnx`` file on its own (its metadata says how to feed it)."""
-        if not onnx_available():
-            raise DetectorError("the onnx backend needs onnxruntime: pip install onnx onnxruntime onnxscript")
-        if not Path(path).is_file():
-            raise DetectorError(f"{path}: ONNX file does not exist")
-        session = make_session(path, threads)
-        return cls(session, read_onnx_meta(session, path), name or str(path), onnx_path=path)
-
-    @classmethod
-    def from_detector(cls, detector: Detector, path: str | Path | None = None) -> OnnxDetector:
-        """The ONNX twin of a PyTorch detector, exported (and verified) on first use, then read from the cache."""
-        path = Path(path) if path else default_onnx_path(detector)
-        if not path.is_file():
-            export_onnx(detector.model, detector.meta, path)
-            diff = max_probability_difference(detector, path)
-            log.info("exported %s to %s (largest fake-probability difference to PyTorch: %.2e)",
-                     detector.name, path, diff)
-            if diff > FP32_TOLERANCE:
-                path.unlink(missing_ok=True)
-                raise DetectorError(f"{detector.name}: ONNX export differs from PyTorch by {diff:.2e} "
-                                    f"(> {FP32_TOLERANCE:g})")
-        session = make_session(path)
-        return cls(session, detector.meta, detector.name, detector.model, path)
-
-    @contextlib.contextmanager
-    def alongside_workers(self, workers: int) -> Iterator[None]:
-        """With decode workers busy, a session whose idle threads sleep instead of spinning (same file and
-        threads; built once per detector), then the original again. `cd bench && python throughput.py --sessions`
-        measures the choice (docs/benchmarks/speed.md, "Throughput"): spinning threads take the workers' cores from a
-        light model, and a single thread wastes a core under a heavy one."""
-        if workers <= 0 or self.onnx_path is None:
-            yield
-            return
-        if self._sleeping_session is None:
-            threads = self.session.get_session_options().intra_op_num_threads
-            self._sleeping_session = make_session(self.onnx_path, threads, spinning=False)
-        session, self.session = self.session, self._sleeping_session
-        try:
-            yield
-        finally:
-            self.session = session
-
-    @torch.inference_mode()
-    def logits(self, arrays: np.ndarray) -> torch.Tensor:
-        x = self.preprocess.to_tensor(arrays).numpy()
-        return torch.from_numpy(self.session.run(None, {self._input: x})[0]).float()
+def onnx_twin(detector: Detector, path: str | Path | None = None) -> OnnxDetector:
+    """The ONNX twin of a PyTorch detector, exported (and verified) on first use, then read from the cache."""
+    path = Path(path) if path else default_onnx_path(detector)
+    if not path.is_file():
+        export_onnx(detector.model, detector.meta, path)
+        diff = max_probability_difference(detector, path)
+        log.info("exported %s to %s (largest fake-probability difference to PyTorch: %.2e)",
+                 detector.name, path, diff)
+        if diff > FP32_TOLERANCE:
+            path.unlink(missing_ok=True)
+            raise DetectorError(f"{detector.name}: ONNX export differs from PyTorch by {diff:.2e} "
+                                f"(> {FP32_TOLERANCE:g})")
+    session = make_session(path)
+    return OnnxDetector(session, detector.meta, detector.name, detector.model, path)
 
 
 def verification_arrays(meta: CheckpointMeta, n: int = 6, seed: int = 0) -> np.ndarray:
@@ -242,7 +160,7 @@ def to_backend(detector: Detector, backend: str = "auto") -> Detector:
     reason = _onnx_unusable(detector)
     if reason is None:
         try:
-            return OnnxDetector.from_detector(detector)
+            return onnx_twin(detector)
         except Exception as err:  # noqa: BLE001  export can fail in many ways; auto falls back on any of them
             reason = f"ONNX export failed: {type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}"
     if backend == "onnx":
@@ -254,8 +172,8 @@ def to_backend(detector: Detector, backend: str = "auto") -> Detector:
 def _onnx_unusable(detector: Detector) -> str | None:
     if not onnx_available():
         return "onnxruntime is not installed; pip install onnxruntime"
-    if type(detector) is not Detector or detector.meta.info.get("kind", "model") != "model":
-        return f"checkpoint kind {detector.meta.info.get('kind', type(detector).__name__)!r} has no ONNX export"
+    if detector.kind != SINGLE:
+        return f"checkpoint kind {detector.kind!r} has no ONNX export"
     if detector.device.type != "cpu":
         return f"PyTorch runs on {detector.device.type}"
     return None

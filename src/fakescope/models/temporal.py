@@ -10,28 +10,17 @@ detection using recurrent neural networks", AVSS 2018).
 Input: (N, T, C, H, W) clips; a (N, C, H, W) batch is read as clips of one frame, so the model also scores
 single images and frames, and Grad-CAM can explain it through ``encoder.conv_head``.
 
-Checkpoints of this model carry ``info["kind"] = "clip"`` and load as :class:`ClipDetector`, which adds
-:meth:`ClipDetector.predict_sequence` (a video's probability from its sampled frames) to the Detector contract.
+Checkpoints of this model carry ``info["kind"] = "clip"`` and load as the clip detector kind
+(:mod:`fakescope.inference.kinds.clip`), which scores a video from its sampled frames with the model itself.
 """
 from __future__ import annotations
 
-from pathlib import Path
-
-import numpy as np
 import torch
 from torch import nn
 
-from fakescope.engine.checkpoint import load_checkpoint
-from fakescope.inference.detector import DETECTOR_KINDS, Detector
 from fakescope.models.backbones import build_timm
 from fakescope.registry import register_detector
-from fakescope.video.clips import (
-    CLIP_KIND,
-    ClipSpec,
-    clip_preprocess,
-    clip_spec,
-    fit_length,
-)
+from fakescope.video.clips import ClipSpec, clip_preprocess
 
 
 class TemporalNet(nn.Module):
@@ -77,31 +66,3 @@ def _temporal_net(backbone: str, in_chans: int, pretrained: bool | str, hidden: 
 def temporal(in_chans: int = 3, pretrained: bool | str = False, size: int = 128, backbone: str = "efficientnet_lite0",
              hidden: int = 128, rnn: str = "lstm", **kwargs) -> TemporalNet:
     return _temporal_net(backbone, in_chans, pretrained, hidden, rnn)
-
-
-class ClipDetector(Detector):
-    """A detector whose model reads clips: images and frames are scored as one-frame clips (the base contract),
-    and :meth:`predict_sequence` scores a video from its sampled frames."""
-
-    @classmethod
-    def from_checkpoint(cls, path: str | Path, name: str, device: str = "auto") -> ClipDetector:
-        model, meta = load_checkpoint(path)
-        return cls(model, meta, name, device)
-
-    @property
-    def clip(self) -> ClipSpec:
-        return clip_spec(self.preprocess) or ClipSpec()
-
-    def predict_sequence(self, frames: list[np.ndarray]) -> float:
-        """Fake probability of a video from its prepared frames, in time order.
-
-        The frames are dealt into interleaved clips of ``T`` (frames 0, s, 2s, ... then 1, s + 1, ...), each
-        spanning the whole video as a training clip does; the video's probability is their mean.
-        """
-        t = self.clip.frames
-        n_clips = max(1, len(frames) // t)
-        clips = [np.stack(fit_length(frames[i::n_clips], t)) for i in range(n_clips)]
-        return float(np.mean(self.predict_batch(clips)))
-
-
-DETECTOR_KINDS[CLIP_KIND] = ClipDetector

@@ -4,8 +4,8 @@
   with a margin, is scored by the detector, and the frame's score is its most suspicious face. A frame without
   a face is scored whole and flagged (``"face": false``).
 - The video's score is the mean of its ``top_k`` highest frame scores: a few convincing fake frames are enough
-  to flag a video, one odd frame is not. A clip detector (a temporal model) instead scores the sequence of
-  frames itself through ``detector.predict_sequence``: a learned aggregator.
+  to flag a video, one odd frame is not (``Detector.score_frames``). A clip detector (a temporal model) instead
+  scores the sequence of frames itself: a learned aggregator.
 
 Decoding and face detection (:func:`prepare_video`) run in the scan's worker processes; only the small
 preprocessed crops travel to the main process, where :func:`score_video` batches them through the detector.
@@ -110,13 +110,7 @@ def score_video(video: PreparedVideo, detector: Any, batch_size: int = 32) -> tu
     """(the video's fake probability, the frame records) for a prepared video."""
     inputs = [x for f in video.frames for x in f.inputs]
     records = frame_records(video, _predict(detector, inputs, batch_size))
-    predict_sequence = getattr(detector, "predict_sequence", None)
-    if predict_sequence is not None:  # a clip detector: the largest face (or whole frame) of every frame, in order
-        return float(predict_sequence([f.inputs[0] for f in video.frames])), records
-    return top_k_mean([r["score"] for r in records], video.options.top_k), records
+    # the largest face (or the whole frame) of every frame, in order, for kinds that read sequences
+    firsts = [f.inputs[0] for f in video.frames]
+    return detector.score_frames(firsts, [r["score"] for r in records], video.options.top_k), records
 
-
-def scan_video(path: str | Path, detector: Any, options: VideoOptions | None = None,
-               batch_size: int = 32) -> tuple[float, list[dict[str, Any]]]:
-    """Score one video in this process: (fake probability, frame records); raises ``VideoLoadError``."""
-    return score_video(prepare_video(path, detector.preparer, options), detector, batch_size)

@@ -26,7 +26,8 @@ from torch import nn
 
 from fakescope.data.preprocess import Preprocess, grid_origins, pad_to
 from fakescope.engine.checkpoint import CheckpointMeta, load_checkpoint
-from fakescope.inference.detector import DETECTOR_KINDS, Detector
+from fakescope.inference.kinds import register_kind
+from fakescope.inference.kinds.single import SingleDetector
 
 log = logging.getLogger(__name__)
 
@@ -115,11 +116,14 @@ class PatchPreparer:
         return cut_patches(arr, size, patch_origins(arr.shape[0], arr.shape[1], size, self.config))
 
 
-class PatchDetector(Detector):
+@register_kind(PATCH_KIND)
+class PatchDetector(SingleDetector):
     """A detector that scores patches at native resolution and aggregates them per image."""
 
     #: Patches per forward pass: bounds memory whatever the batch size and image sizes.
     chunk = 64
+    #: Patches per class-activation pass (each keeps its activations and gradients).
+    cam_chunk = 32
 
     def __init__(self, model: nn.Module, meta: CheckpointMeta, name: str, device: str = "auto",
                  config: PatchConfig | None = None):
@@ -157,22 +161,46 @@ class PatchDetector(Detector):
         return np.array([aggregate(p, cfg.aggregate, cfg.top_k) for p in self.patch_probabilities(items)],
                         dtype=np.float64)
 
+    def _grid(self, img: Image.Image) -> tuple[tuple[int, int], list[tuple[int, int]], np.ndarray]:
+        """(padded shape, origins, patches) of the full grid over ``img`` (no ``max_patches`` limit)."""
+        arr = self.preparer.native(img)
+        size = self.preprocess.size
+        origins = grid_origins(arr.shape[0], arr.shape[1], size)
+        return arr.shape[:2], origins, cut_patches(arr, size, origins)
+
+    def _average(self, shape: tuple[int, int], origins: list[tuple[int, int]], values: list,
+                 img_size: tuple[int, int]) -> np.ndarray:
+        """Per-patch values (scalars or maps) averaged over every pixel's covering patches, cropped to the image."""
+        size = self.preprocess.size
+        total = np.zeros(shape, dtype=np.float64)
+        count = np.zeros(shape, dtype=np.float64)
+        for (t, l), v in zip(origins, values):
+            total[t:t + size, l:l + size] += v
+            count[t:t + size, l:l + size] += 1
+        return (total / np.maximum(count, 1))[:img_size[1], :img_size[0]].astype(np.float32)
+
     def patch_map(self, img: Image.Image) -> np.ndarray:
         """Fake probability of every pixel's covering patches (averaged where they overlap), float32 (H, W).
 
         Uses the full grid (no ``max_patches`` limit): it shows where the evidence is, as a Grad-CAM map does.
         """
-        arr = self.preparer.native(img)
-        size = self.preprocess.size
-        origins = grid_origins(arr.shape[0], arr.shape[1], size)
-        probs = self.patch_probabilities([cut_patches(arr, size, origins)])[0]
-        total = np.zeros(arr.shape[:2], dtype=np.float64)
-        count = np.zeros(arr.shape[:2], dtype=np.float64)
-        for (t, l), p in zip(origins, probs):
-            total[t:t + size, l:l + size] += p
-            count[t:t + size, l:l + size] += 1
-        h, w = img.size[1], img.size[0]
-        return (total / np.maximum(count, 1))[:h, :w].astype(np.float32)
+        shape, origins, patches = self._grid(img)
+        return self._average(shape, origins, list(self.patch_probabilities([patches])[0]), img.size)
+
+    def explain_map(self, img: Image.Image, method: str | None = None) -> np.ndarray:
+        """The class-activation map of every patch of the full native-resolution grid, scaled by that patch's fake
+        probability (a CAM is normalised per input, so an all-real patch would otherwise glow as brightly as a
+        fake one) and averaged where patches overlap: the whole image, not one resized view it never scores."""
+        from fakescope.explain.cam import DEFAULT_CAM, model_cams_and_logits
+
+        shape, origins, patches = self._grid(img.convert("RGB"))
+        maps: list[np.ndarray] = []
+        for i in range(0, len(origins), self.cam_chunk):
+            cams, logits = model_cams_and_logits(self.model, self.meta.architecture,
+                                                 self.preprocess.to_tensor(patches[i:i + self.cam_chunk]),
+                                                 method or DEFAULT_CAM)
+            maps += list(cams * self.probabilities(logits)[:, None, None])
+        return np.clip(self._average(shape, origins, maps, img.size), 0.0, 1.0)
 
 
 def patch_info(preprocess: Preprocess, config: PatchConfig | None = None) -> dict[str, Any]:
@@ -181,5 +209,3 @@ def patch_info(preprocess: Preprocess, config: PatchConfig | None = None) -> dic
         return {}
     return {"kind": PATCH_KIND, "patch": (config or PatchConfig()).to_dict()}
 
-
-DETECTOR_KINDS[PATCH_KIND] = PatchDetector
