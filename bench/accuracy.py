@@ -33,9 +33,9 @@ from pathlib import Path
 import torch
 from _common import REPO, SETS, data_root, write_section
 
+from fakescope.checkpoint import read_meta
 from fakescope.config import DataConfig, ModelConfig, OptimConfig, TrainConfig
 from fakescope.data.discovery import Sample
-from fakescope.engine.checkpoint import read_meta
 from fakescope.engine.train import fit, folder_splits
 from fakescope.evaluation.evaluate import score_samples
 from fakescope.evaluation.invariance import invariance_fpr

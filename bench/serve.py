@@ -53,7 +53,7 @@ def free_port() -> int:
 def tiny_checkpoint(folder: Path) -> Path:
     import torch
 
-    from fakescope.engine.checkpoint import CheckpointMeta, save_checkpoint
+    from fakescope.checkpoint import CheckpointMeta, save_checkpoint
     from fakescope.registry import create_detector
 
     torch.manual_seed(0)

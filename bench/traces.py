@@ -39,12 +39,12 @@ from sklearn.metrics import roc_auc_score
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
+from fakescope.checkpoint import CheckpointMeta, save_checkpoint
 from fakescope.config import AugmentConfig, OptimConfig
 from fakescope.data.augment import build_augment
 from fakescope.data.discovery import Sample, discover_samples
 from fakescope.data.preprocess import Preprocess
 from fakescope.data.splits import stratified_split
-from fakescope.engine.checkpoint import CheckpointMeta, save_checkpoint
 from fakescope.engine.loops import train_one_epoch
 from fakescope.engine.optim import build_optimizer
 from fakescope.forensics.io import load_image

@@ -30,7 +30,7 @@ import torch
 from _common import data_root, write_section
 from PIL import Image
 
-from fakescope.engine.checkpoint import CheckpointMeta
+from fakescope.checkpoint import CheckpointMeta
 from fakescope.inference.detector import DEFAULT_DETECTOR, Detector, shipped_weights
 from fakescope.inference.scan import scan
 from fakescope.registry import create_detector

@@ -79,7 +79,7 @@ def data_root() -> Path:
 @pytest.fixture(scope="session")
 def tiny_ela_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """An untrained ELA-CNN saved as a fakescope checkpoint (for scan / evaluate / CLI tests)."""
-    from fakescope.engine.checkpoint import CheckpointMeta, save_checkpoint
+    from fakescope.checkpoint import CheckpointMeta, save_checkpoint
     from fakescope.registry import create_detector
 
     torch.manual_seed(0)

@@ -165,7 +165,7 @@ def test_models_json_lists_every_detector():
 
 
 def test_models_shows_the_input_the_shipped_weights_were_trained_on():
-    from fakescope.engine.checkpoint import read_meta
+    from fakescope.checkpoint import read_meta
     from fakescope.inference.detector import shipped_weights
 
     rows = json.loads(invoke("models", "--format", "json").stdout)

@@ -9,6 +9,7 @@ import torch
 from safetensors import safe_open
 from typer.testing import CliRunner
 
+from fakescope.checkpoint import CheckpointMeta, save_checkpoint
 from fakescope.cli import app
 from fakescope.compress.distill import DistillConfig, distill, distillation_loss
 from fakescope.compress.prune import (
@@ -18,7 +19,6 @@ from fakescope.compress.prune import (
     weight_sparsity,
 )
 from fakescope.data.preprocess import Preprocess
-from fakescope.engine.checkpoint import CheckpointMeta, save_checkpoint
 from fakescope.inference.detector import Detector
 from fakescope.inference.kinds.int8 import DynamicQuantDetector, quantize_linear_dynamic
 from fakescope.models.ela_cnn import ELACNN

@@ -23,9 +23,9 @@ import yaml
 from torch import nn
 from typer.testing import CliRunner
 
+from fakescope.checkpoint import load_checkpoint
 from fakescope.cli import app
 from fakescope.config import TrainConfig, load_config
-from fakescope.engine.checkpoint import load_checkpoint
 from fakescope.engine.distributed import RankShare, launch
 from fakescope.engine.loops import predict_loader
 from fakescope.evaluation.metrics import compute_metrics

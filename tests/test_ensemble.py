@@ -10,8 +10,8 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
+from fakescope.checkpoint import CheckpointMeta, read_meta, save_checkpoint
 from fakescope.data.preprocess import Preprocess
-from fakescope.engine.checkpoint import CheckpointMeta, read_meta, save_checkpoint
 from fakescope.ensemble.combine import Combiner, Stacker, accuracy_weights, fit_stacker, stack_inputs
 from fakescope.ensemble.fit import MemberScores, fit_ensemble, out_of_fold, score_members, validation_samples
 from fakescope.inference.detector import Detector, DetectorError

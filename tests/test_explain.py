@@ -10,8 +10,8 @@ from conftest import make_image
 from PIL import Image
 from typer.testing import CliRunner
 
+from fakescope.checkpoint import CheckpointMeta
 from fakescope.cli import app
-from fakescope.engine.checkpoint import CheckpointMeta
 from fakescope.explain import (
     ExplainError,
     cam_heatmap,

@@ -11,8 +11,8 @@ import torch
 from PIL import Image
 from typer.testing import CliRunner
 
+from fakescope.checkpoint import CheckpointError
 from fakescope.cli import app
-from fakescope.engine.checkpoint import CheckpointError
 from fakescope.generators import (
     create_generator,
     get_generator_spec,

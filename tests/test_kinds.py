@@ -6,7 +6,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from fakescope.engine.checkpoint import CheckpointMeta, read_meta, save_checkpoint
+from fakescope.checkpoint import CheckpointMeta, read_meta, save_checkpoint
 from fakescope.inference.detector import Detector, DetectorError
 from fakescope.inference.kinds import SINGLE, get_kind, kind_of, list_kinds, register_kind
 from fakescope.registry import create_detector

@@ -8,8 +8,8 @@ import pytest
 import torch
 from torch import nn
 
+from fakescope.checkpoint import CheckpointMeta, load_checkpoint, read_meta, save_checkpoint
 from fakescope.data.preprocess import Preprocess
-from fakescope.engine.checkpoint import CheckpointMeta, load_checkpoint, read_meta, save_checkpoint
 from fakescope.inference.catalog import count_params
 from fakescope.registry import create_detector, get_spec, list_detectors
 

@@ -14,9 +14,9 @@ pytest.importorskip("onnxruntime")
 
 from conftest import make_image
 
+from fakescope.checkpoint import CheckpointMeta, save_checkpoint
 from fakescope.cli import app
 from fakescope.data.preprocess import Preprocess
-from fakescope.engine.checkpoint import CheckpointMeta, save_checkpoint
 from fakescope.inference import onnx as fonnx
 from fakescope.inference.detector import Detector, DetectorError
 from fakescope.inference.kinds.onnx import OnnxDetector

@@ -10,11 +10,11 @@ import torch
 from conftest import make_image
 from PIL import Image
 
+from fakescope.checkpoint import CheckpointMeta, read_meta, save_checkpoint
 from fakescope.config import TrainConfig
 from fakescope.data.dataset import ImageDataset
 from fakescope.data.discovery import Sample
 from fakescope.data.preprocess import Preprocess, grid_origins, native_crop
-from fakescope.engine.checkpoint import CheckpointMeta, read_meta, save_checkpoint
 from fakescope.inference.detector import Detector
 from fakescope.inference.kinds.patch import PatchConfig, PatchDetector, PatchPreparer, aggregate, patch_info
 from fakescope.inference.scan import scan

@@ -12,13 +12,13 @@ from conftest import make_image
 from PIL import Image
 from torch import nn
 
+from fakescope.checkpoint import load_checkpoint, unwrap
 from fakescope.config import AugmentConfig, load_config
 from fakescope.data.augment import build_augment
 from fakescope.data.dataset import ImageDataset
 from fakescope.data.discovery import discover_samples
 from fakescope.data.masks import CLEAN, find_masks, load_mask, pixel_targets
 from fakescope.data.preprocess import Preprocess
-from fakescope.engine.checkpoint import load_checkpoint, unwrap
 from fakescope.engine.parallel import check_config
 from fakescope.engine.pixel import DetectorLoss, MaskSupervised, pixel_loss
 from fakescope.engine.train import fit

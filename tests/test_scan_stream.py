@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 import torch
 
+from fakescope.checkpoint import CheckpointMeta, save_checkpoint
 from fakescope.data.preprocess import Preprocess
-from fakescope.engine.checkpoint import CheckpointMeta, save_checkpoint
 from fakescope.inference.detector import Detector
 from fakescope.inference.scan import PathSet, count_files, scan, walk_image_files
 from fakescope.models.ela_cnn import ELACNN

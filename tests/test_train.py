@@ -20,9 +20,9 @@ from safetensors import safe_open
 from typer.testing import CliRunner
 
 from fakescope import __version__
+from fakescope.checkpoint import load_checkpoint, read_meta
 from fakescope.cli import app
 from fakescope.config import TrainConfig, load_config, to_dict
-from fakescope.engine.checkpoint import load_checkpoint, read_meta
 from fakescope.engine.train import HISTORY_FIELDS, FitResult, fit
 from fakescope.inference.detector import Detector
 from fakescope.registry import create_detector

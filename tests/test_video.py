@@ -15,9 +15,9 @@ import torch
 from PIL import Image
 from typer.testing import CliRunner
 
+from fakescope.checkpoint import CheckpointMeta, read_meta, save_checkpoint
 from fakescope.cli import app
 from fakescope.data.preprocess import Preprocess
-from fakescope.engine.checkpoint import CheckpointMeta, read_meta, save_checkpoint
 from fakescope.inference.detector import Detector
 from fakescope.inference.scan import scan, walk_image_files
 from fakescope.models.ela_cnn import ELACNN

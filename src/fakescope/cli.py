@@ -473,7 +473,7 @@ def generate(
     device: Annotated[str, typer.Option(help="cpu (reproducible), auto, cuda or mps.")] = "cpu",
 ) -> None:
     """Write images sampled from a trained generator."""
-    from fakescope.engine.checkpoint import CheckpointError
+    from fakescope.checkpoint import CheckpointError
     from fakescope.generators.sample import generate_images
 
     if num_images < 1:
@@ -528,7 +528,7 @@ def fid(
     device: Annotated[str, typer.Option(help="auto, cpu, cuda or mps.")] = "auto",
 ) -> None:
     """Fréchet distance between the feature distributions of two image folders; names its feature extractor."""
-    from fakescope.engine.checkpoint import CheckpointError
+    from fakescope.checkpoint import CheckpointError
     from fakescope.generators.fid import build_extractor, compute_fid
     from fakescope.inference.detector import DetectorError
 

@@ -16,6 +16,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
+from fakescope.checkpoint import CheckpointMeta, save_checkpoint
 from fakescope.compress.report import (
     CompressionResult,
     measure,
@@ -28,7 +29,6 @@ from fakescope.data.cache import default_cache_dir
 from fakescope.data.dataset import ImageDataset, collate_skip
 from fakescope.data.discovery import Sample
 from fakescope.data.preprocess import Preprocess
-from fakescope.engine.checkpoint import CheckpointMeta, save_checkpoint
 from fakescope.engine.loops import Track, _no_track, fit_temperature, predict_loader
 from fakescope.engine.optim import build_optimizer
 from fakescope.engine.train import seed_everything

@@ -13,6 +13,7 @@ from torch import nn
 from torch.nn.utils import prune
 from torch.utils.data import DataLoader
 
+from fakescope.checkpoint import save_checkpoint
 from fakescope.compress.report import (
     CompressionResult,
     measure,
@@ -25,7 +26,6 @@ from fakescope.data.cache import default_cache_dir
 from fakescope.data.dataset import ImageDataset, collate_skip
 from fakescope.data.discovery import Sample
 from fakescope.data.preprocess import Preprocess
-from fakescope.engine.checkpoint import save_checkpoint
 from fakescope.engine.loops import (
     Track,
     _no_track,

@@ -15,6 +15,7 @@ from typing import Any
 
 import numpy as np
 
+from fakescope.checkpoint import CheckpointMeta
 from fakescope.compress.report import (
     CompressionResult,
     measure,
@@ -22,7 +23,6 @@ from fakescope.compress.report import (
     split_data,
     subsample,
 )
-from fakescope.engine.checkpoint import CheckpointMeta
 from fakescope.inference.detector import Detector, shipped_weights
 from fakescope.inference.kinds.int8 import (
     DynamicQuantDetector,

@@ -7,7 +7,7 @@ says *where*, so the backbone is pushed towards the evidence at the pasted regio
 compression. Localisation-supervised detectors do this (e.g. MVSS-Net, Chen et al. ICCV 2021).
 
 The head is dropped when saving: :class:`MaskSupervised` keeps the detector as ``module``, which
-:func:`fakescope.engine.checkpoint.unwrap` follows, so the checkpoint, ONNX export and scan see the plain detector.
+:func:`fakescope.checkpoint.unwrap` follows, so the checkpoint, ONNX export and scan see the plain detector.
 """
 from __future__ import annotations
 

@@ -22,6 +22,7 @@ from torch.utils.data import DataLoader, DistributedSampler, WeightedRandomSampl
 
 from fakescope import __version__
 from fakescope.allocator import reuse_freed_memory
+from fakescope.checkpoint import CheckpointMeta, save_checkpoint
 from fakescope.config import TrainConfig, save_config, to_dict
 from fakescope.data.augment import build_augment
 from fakescope.data.cache import default_cache_dir
@@ -30,7 +31,6 @@ from fakescope.data.discovery import Sample, discover_samples
 from fakescope.data.masks import PixelTarget, pixel_targets
 from fakescope.data.preprocess import Preprocess
 from fakescope.data.splits import class_weights, sample_weights, stratified_split
-from fakescope.engine.checkpoint import CheckpointMeta, save_checkpoint
 from fakescope.engine.distributed import (
     DistInfo,
     barrier,
@@ -404,7 +404,7 @@ def _join(cfg: TrainConfig) -> tuple[TrainConfig, DistInfo]:
 def _finish(cfg: TrainConfig, pre: Preprocess, counts: dict, history: list, best_path: Path,
             val_dl: DataLoader, device: torch.device) -> FitResult:
     """Reload the best weights, fit the temperature on validation logits, and write the final checkpoint."""
-    from fakescope.engine.checkpoint import load_checkpoint
+    from fakescope.checkpoint import load_checkpoint
 
     model, _ = load_checkpoint(best_path)
     model.to(device)

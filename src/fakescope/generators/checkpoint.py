@@ -1,4 +1,4 @@
-"""Generator checkpoints: the detectors' safetensors format (engine/checkpoint.py) with ``info["kind"] = "generator"``.
+"""Generator checkpoints: the detectors' safetensors format (checkpoint.py) with ``info["kind"] = "generator"``.
 
 The ``preprocess`` field records how training images were fed (RGB, ``size`` px, scaled to [-1, 1] by mean and
 std 0.5); ``class_names`` are the labels a conditional model generates; ``model_kwargs`` rebuild the model.
@@ -11,13 +11,13 @@ from typing import Any
 
 from safetensors.torch import load_file
 
-from fakescope.data.preprocess import Preprocess
-from fakescope.engine.checkpoint import (
+from fakescope.checkpoint import (
     CheckpointError,
     CheckpointMeta,
     read_meta,
     save_checkpoint,
 )
+from fakescope.data.preprocess import Preprocess
 from fakescope.generators.base import ImageGenerator
 from fakescope.generators.registry import create_generator
 

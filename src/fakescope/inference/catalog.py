@@ -5,17 +5,15 @@ from typing import Any
 
 import torch
 
-from fakescope.engine.checkpoint import read_meta
+from fakescope.checkpoint import CheckpointMeta, build_model, read_meta
 from fakescope.inference.detector import DEFAULT_DETECTOR, shipped_weights
 from fakescope.registry import get_spec, list_detectors
 
 
 def count_params(name: str) -> int:
     """Parameters plus BatchNorm running statistics, counted on the meta device (no memory, no init cost)."""
-    spec = get_spec(name)
-    pre = spec.preprocess
     with torch.device("meta"):
-        model = spec.factory(in_chans=pre.channels, pretrained=False, size=pre.size, **spec.kwargs)
+        model = build_model(CheckpointMeta(name, get_spec(name).preprocess))
     stats = sum(b.numel() for k, b in model.named_buffers() if k.endswith(("running_mean", "running_var")))
     return sum(p.numel() for p in model.parameters()) + stats
 

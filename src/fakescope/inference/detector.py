@@ -14,8 +14,8 @@ from PIL import Image
 from torch import nn
 
 from fakescope.allocator import reuse_freed_memory
+from fakescope.checkpoint import CheckpointError, CheckpointMeta
 from fakescope.data.preprocess import Preprocess
-from fakescope.engine.checkpoint import CheckpointError, CheckpointMeta
 from fakescope.inference.kinds import SINGLE, get_kind, kind_of, list_kinds
 
 log = logging.getLogger(__name__)

@@ -25,8 +25,8 @@ import numpy as np
 import torch
 from torch import nn
 
+from fakescope.checkpoint import CheckpointMeta
 from fakescope.data.cache import default_cache_dir
-from fakescope.engine.checkpoint import CheckpointMeta
 from fakescope.inference.detector import Detector, DetectorError
 from fakescope.inference.kinds import SINGLE
 from fakescope.inference.kinds.onnx import META_KEY, OnnxDetector, make_session, onnx_available

@@ -73,6 +73,6 @@ def kind_of(path: str | Path) -> str:
     path = Path(path)
     if path.suffix in _SUFFIXES:
         return _SUFFIXES[path.suffix]
-    from fakescope.engine.checkpoint import read_meta
+    from fakescope.checkpoint import read_meta
 
     return read_meta(path).info.get("kind", SINGLE)

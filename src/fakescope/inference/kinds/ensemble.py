@@ -33,7 +33,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from fakescope.engine.checkpoint import CheckpointMeta, build_model, float_state, read_meta, save_checkpoint
+from fakescope.checkpoint import CheckpointMeta, build_model, float_state, read_meta, save_checkpoint
 from fakescope.ensemble.combine import Combiner, Stacker
 from fakescope.inference.detector import Detector, DetectorError
 from fakescope.inference.kinds import SINGLE, register_kind

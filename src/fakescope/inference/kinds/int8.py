@@ -20,7 +20,7 @@ from torch import nn
 from torch.ao.nn.quantized import dynamic as nnqd
 from torch.ao.quantization import quantize_dynamic
 
-from fakescope.engine.checkpoint import CheckpointError, CheckpointMeta, build_model, read_meta, unwrap
+from fakescope.checkpoint import CheckpointError, CheckpointMeta, build_model, read_meta, unwrap
 from fakescope.inference.kinds import register_kind
 from fakescope.inference.kinds.single import SingleDetector
 

@@ -16,7 +16,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from fakescope.engine.checkpoint import CheckpointError, CheckpointMeta
+from fakescope.checkpoint import CheckpointError, CheckpointMeta
 from fakescope.inference.detector import Detector, DetectorError, available_cores
 from fakescope.inference.kinds import register_kind
 

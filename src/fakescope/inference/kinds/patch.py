@@ -24,8 +24,8 @@ import torch
 from PIL import Image
 from torch import nn
 
+from fakescope.checkpoint import CheckpointMeta, load_checkpoint
 from fakescope.data.preprocess import Preprocess, grid_origins, pad_to
-from fakescope.engine.checkpoint import CheckpointMeta, load_checkpoint
 from fakescope.inference.kinds import register_kind
 from fakescope.inference.kinds.single import SingleDetector
 

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from fakescope.engine.checkpoint import load_checkpoint
+from fakescope.checkpoint import load_checkpoint
 from fakescope.inference.detector import Detector
 from fakescope.inference.kinds import SINGLE, register_kind
 
