@@ -14,7 +14,8 @@ from fakescope.forensics.io import load_image
 from fakescope.inference.detector import Detector
 from fakescope.registry import list_detectors
 
-RESULT_KEYS = {"path", "fake_probability", "label", "model", "error"}
+RESULT_KEYS = {"path", "fake_probability", "label", "model", "error", "provenance"}
+CSV_KEYS = RESULT_KEYS - {"provenance"} | {"provenance_verdict", "provenance_generator", "label_reason"}
 METRIC_KEYS = {"n", "accuracy", "precision", "recall", "f1", "roc_auc", "average_precision", "eer", "confusion_matrix"}
 
 runner = CliRunner()
@@ -65,7 +66,7 @@ def test_scan_csv(images, tiny_ela_checkpoint):
     res = invoke(*scan_args(tiny_ela_checkpoint, images[0].parent, "--format", "csv"))
     assert res.exit_code == 0
     rows = list(csv.DictReader(io.StringIO(res.stdout)))
-    assert len(rows) == 5 and set(rows[0]) == RESULT_KEYS | {"path_bytes"}  # empty unless a name is not UTF-8
+    assert len(rows) == 5 and set(rows[0]) == CSV_KEYS | {"path_bytes"}  # path_bytes empty unless a name is not UTF-8
     assert all(0.0 <= float(r["fake_probability"]) <= 1.0 and r["error"] == "" for r in rows)
 
 

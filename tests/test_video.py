@@ -187,7 +187,7 @@ def test_scan_json_contract_for_videos(tmp_path: Path, face_photos, tiny_detecto
     assert res.exit_code == 0, res.output
     rows = {Path(r["path"]).name: r for r in json.loads(res.stdout)}
     assert set(rows) == {"real.mp4", "fake.mp4", "noface.mov", "one.mp4", "audio.mp4", "corrupt.mp4", "photo.jpg"}
-    assert set(rows["photo.jpg"]) == RESULT_KEYS  # images keep exactly their fields
+    assert set(rows["photo.jpg"]) == RESULT_KEYS | {"provenance"}  # images: their fields and what the file declares
     for name in ("real.mp4", "fake.mp4", "noface.mov", "one.mp4"):
         r = rows[name]
         assert set(r) == RESULT_KEYS | {"frames"} and r["error"] is None

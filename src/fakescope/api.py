@@ -67,7 +67,7 @@ def image_from_array(array: np.ndarray) -> Image.Image:
 
 def _prepare_source(source: ImageSource, detector: Detector, video: VideoOptions | None) -> Prepared:
     if isinstance(source, (str, Path)):
-        return prepare_file(0, source, detector.preparer, video=video)
+        return prepare_file(0, source, detector.preparer, video=video, provenance=True)
     if isinstance(source, np.ndarray):
         img, name = image_from_array(source), "<array>"
     elif isinstance(source, Image.Image):
@@ -82,7 +82,8 @@ def detect(source: ImageSource, model: ModelSpec = "default", *, threshold: floa
     """Score one image (a path, a PIL image or a NumPy array) or one video file.
 
     ``model``: a shipped detector name (``"default"``), a checkpoint or ``.onnx`` path, or a loaded Detector
-    (loaded once and reused across calls). A file that cannot be read gives a Result with ``error`` set, as in a
+    (loaded once and reused across calls). A file path also gives the file's ``provenance``, as a scan does.
+    A file that cannot be read gives a Result with ``error`` set, as in a
     scan; a source of the wrong type or shape raises ``TypeError`` / ``ValueError``.
 
     >>> r = fakescope.detect("photo.jpg")
@@ -98,13 +99,15 @@ def scan(paths: str | Path | Iterable[str | Path], model: ModelSpec = "default",
          batch_size: int = 32, workers: int | None = None, backend: str = "auto", device: str = "auto",
          video: VideoOptions | None = None, **kwargs: Any) -> Iterator[Result]:
     """Score files and folders (searched recursively) as ``fakescope scan`` does: one Result per file, yielded as
-    each is scored (in completion order), errors per file. Other keyword arguments (``skip``, ``transform``,
-    ``on_result``) go to :func:`fakescope.inference.scan.scan`.
+    each is scored (in completion order), errors per file, with each image's provenance. Other keyword arguments
+    (``skip``, ``transform``, ``on_result``, ``provenance=False``, ``trust_credentials``) go to
+    :func:`fakescope.inference.scan.scan`.
 
     >>> for r in fakescope.scan(["photos/"]):
     ...     print(r.path, r.label)
     """
     if isinstance(paths, (str, Path)):
         paths = [paths]
+    kwargs.setdefault("provenance", True)  # as the CLI: each image's provenance beside its score
     detector = get_detector(model, backend, device)
     yield from _scan(list(paths), detector, batch_size, workers, threshold, video=video, **kwargs)

@@ -78,8 +78,11 @@ def scan(
     every: Annotated[Optional[int], typer.Option(help="Videos: sample every K-th frame instead of --frames.")] = None,
     top_k: Annotated[int, typer.Option(help="Videos: a video's score is the mean of its K highest frame scores.")] = 5,
     distributed: Annotated[bool, typer.Option(help="Under torchrun: each rank scores its share of the files, rank 0 merges them into --output.")] = False,
+    provenance: Annotated[bool, typer.Option("--provenance/--no-provenance", help="Read what each image declares about its origin (C2PA Content Credentials, XMP, generator settings, camera EXIF) beside the score; never changes the score.")] = True,
+    trust_credentials: Annotated[bool, typer.Option(help="Label 'fake' an image whose valid C2PA manifest declares AI generation (the score stays the pixels'; label_reason says why).")] = False,
 ) -> None:
-    """Score images, videos and folders; one result per file (a video's has its frames), errors per file."""
+    """Score images, videos and folders; one result per file (a video's has its frames), errors per file, and
+    each image's provenance (what the file declares about its origin; docs/provenance.md)."""
     from fakescope.inference.output import FORMATS, ResultWriter, resume_jsonl
     from fakescope.inference.scan import scan as run_scan
     from fakescope.inference.scan import walk_image_files
@@ -93,8 +96,11 @@ def scan(
     if fmt == "table" and output is not None:
         raise typer.BadParameter("--output needs --format json, jsonl or csv")
     video = _video_options(frames, every, top_k)
+    if trust_credentials and not provenance:
+        raise typer.BadParameter("--trust-credentials needs provenance (drop --no-provenance)")
+    reading = {"provenance": provenance, "trust_credentials": trust_credentials}
     if distributed:
-        _scan_distributed(paths, model, fmt, output, threshold, batch_size, workers, device, backend, video)
+        _scan_distributed(paths, model, fmt, output, threshold, batch_size, workers, device, backend, video, reading)
         return
     detector = _load_detector(model, device, backend)
     for p in paths:
@@ -116,7 +122,7 @@ def scan(
             _count_in_background(progress, task, paths, done)
             writer = _report_writer(report, detector, threshold)
             for r in run_scan(paths, detector, batch_size, workers, threshold, skip=done,
-                              on_result=writer and writer.add, video=video):
+                              on_result=writer and writer.add, video=video, **reading):
                 counts[r.label or "error"] += 1
                 if file_writer:
                     file_writer.write(r)
@@ -140,7 +146,8 @@ def scan(
 
 
 def _scan_distributed(paths: list[Path], model: str, fmt: str, output: Optional[Path], threshold: Optional[float],
-                      batch_size: int, workers: Optional[int], device: str, backend: str, video) -> None:
+                      batch_size: int, workers: Optional[int], device: str, backend: str, video,
+                      reading: dict) -> None:
     """``scan --distributed``: the rank's share of the files, merged by rank 0 (see engine.distributed)."""
     from fakescope.engine.distributed import (
         barrier,
@@ -159,7 +166,7 @@ def _scan_distributed(paths: list[Path], model: str, fmt: str, output: Optional[
         detector = _load_detector(model, local_device(device), backend)
         if info.rank == 0:
             barrier()
-        counts = scan_distributed(paths, detector, output, fmt, batch_size, workers, threshold, video=video)
+        counts = scan_distributed(paths, detector, output, fmt, batch_size, workers, threshold, video=video, **reading)
     finally:
         shutdown_distributed()
     if counts is not None:
@@ -205,6 +212,9 @@ def _emit(results, fmt: str, output: Optional[Path], already_written: bool, thre
         counts = counts if counts is not None else Counter(r.label or "error" for r in results)
         if results:
             console.print(results_table(results, threshold))
+        if any(r.label_reason for r in results):
+            console.print("* label set by --trust-credentials (label_reason in the JSON output); the score is the "
+                          "pixels' own", highlight=False)
         if already_written and sum(counts.values()) > len(results):
             console.print(f"(the first {len(results)} results; all are in {output})", highlight=False)
         console.print(f"{sum(counts.values())} files: {counts['fake']} flagged fake, {counts['real']} real, "

@@ -16,8 +16,10 @@ from rich.table import Table
 from fakescope.inference.paths import PATH_BYTES, path_text
 from fakescope.inference.scan import PathSet, ScanResult
 
-#: CSV columns; ``path_bytes`` is empty unless the file name is not UTF-8 (see :mod:`fakescope.inference.paths`).
-FIELDS = ["path", "fake_probability", "label", "model", "error", PATH_BYTES]
+#: CSV columns; ``path_bytes`` is empty unless the file name is not UTF-8 (see :mod:`fakescope.inference.paths`);
+#: the provenance object becomes its verdict and generator columns.
+FIELDS = ["path", "fake_probability", "label", "model", "error", PATH_BYTES, "provenance_verdict",
+          "provenance_generator", "label_reason"]
 FORMATS = ("table", "json", "jsonl", "csv")
 
 
@@ -65,6 +67,12 @@ def resume_jsonl(path: str | Path) -> PathSet:
     return PathSet.from_jsonl(path)
 
 
+def csv_row(row: dict) -> dict:
+    """A result row for CSV: the provenance object becomes its verdict and generator columns."""
+    prov = row.get("provenance") or {}
+    return {**row, "provenance_verdict": prov.get("verdict"), "provenance_generator": prov.get("generator")}
+
+
 class ResultWriter:
     """Writes scan results to an open text file one at a time, so nothing is held: ``json`` (one list, the same
     text as ``json.dump(rows, indent=2)``; :meth:`close` ends it, so an interrupted scan still leaves valid JSON),
@@ -87,7 +95,7 @@ class ResultWriter:
         elif self.fmt == "jsonl":
             self.out.write(json.dumps(row) + "\n")
         else:
-            self._csv.writerow(row)
+            self._csv.writerow(csv_row(row))
         self.count += 1
         self.out.flush()
 
@@ -106,19 +114,40 @@ def write_results(results: Iterable[ScanResult], fmt: str, out: TextIO) -> None:
 
 
 def results_table(results: Iterable[ScanResult], threshold: float) -> Table:
+    """A Rich table of ``results``; the provenance and error columns appear only when some row has one."""
+    results = list(results)
+    with_prov = any(r.provenance is not None for r in results)
+    with_errors = any(r.error is not None for r in results)
     table = Table(title=None, show_lines=False)
     table.add_column("file", overflow="fold")
     table.add_column("fake probability", justify="right")
     table.add_column("label")
-    table.add_column("error", overflow="fold")
+    if with_prov:
+        table.add_column("provenance", overflow="fold")
+    if with_errors:
+        table.add_column("error", overflow="fold")
     for r in results:
         name = escape(path_text(r.path))
         if r.error is not None:
-            table.add_row(name, "-", "[yellow]error[/]", escape(path_text(r.error)))
+            cells = [name, "-", "[yellow]error[/]"]
         else:
             style = "red" if r.label == "fake" else "green"
-            table.add_row(name, f"{r.fake_probability:.3f}", f"[{style}]{r.label}[/]", "")
+            cells = [name, f"{r.fake_probability:.3f}", f"[{style}]{r.label}[/]" + ("*" if r.label_reason else "")]
+        table.add_row(*cells, *([provenance_cell(r)] if with_prov else []),
+                      *([escape(path_text(r.error or ""))] if with_errors else []))
     return table
+
+
+def provenance_cell(r: ScanResult) -> str:
+    """The verdict, and who or what the file names (``-``: provenance not read)."""
+    p = r.provenance
+    if p is None:
+        return "-"
+    if p.source == "c2pa":
+        who = f"signed by {p.signed_by}" if p.signed_by else None
+    else:
+        who = p.generator
+    return escape(p.verdict + (f" ({who})" if who else ""))
 
 
 def to_string(results: list[ScanResult], fmt: str) -> str:

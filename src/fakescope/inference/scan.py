@@ -4,6 +4,10 @@ Folders are listed lazily inside DataLoader worker processes, which decode and p
 batches, and results are yielded as they are ready, so memory stays bounded however many files are scanned
 (a folder of a million files is never held as a list of paths or tensors). A file that cannot be read becomes
 a result with an ``error`` and never stops the scan.
+
+With ``provenance=True`` each image's :class:`~fakescope.forensics.provenance.Provenance` (Content Credentials,
+XMP, generator settings, camera EXIF) is read in the same worker from the bytes the decoder reads, and travels
+with the result; it never changes the score, and changes the label only under ``trust_credentials``.
 """
 from __future__ import annotations
 
@@ -27,7 +31,8 @@ from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 from fakescope.data.discovery import (
     _SKIP_DIRS as SKIP_DIRS,  # one rule for mask folders, in discovery
 )
-from fakescope.forensics.io import MediaLoadError, is_image_file, load_image
+from fakescope.forensics.io import MediaLoadError, is_image_file, load_image, open_image
+from fakescope.forensics.provenance import Provenance, read_provenance
 from fakescope.inference.detector import Detector
 from fakescope.inference.paths import PATH_BYTES, path_fields, path_from_record, path_text
 from fakescope.video.frames import is_video_file
@@ -47,13 +52,18 @@ class ScanResult:
     error: str | None = None
     #: Videos only: one record per sampled frame (index, time in s, score, face flag, faces with box and score).
     frames: list[dict[str, Any]] | None = None
+    #: What the file declares about its origin (None: not read, as with ``--no-provenance``, or a video).
+    provenance: Provenance | None = None
+    #: Set when something other than the score chose the label (``trust_credentials``), saying what.
+    label_reason: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """The record every output writes: ``path`` as valid text, plus ``path_bytes`` when the file name is not
         UTF-8 (:mod:`fakescope.inference.paths`)."""
         d = asdict(self)
-        if self.frames is None:
-            del d["frames"]  # images keep exactly the five fields
+        for key in ("frames", "provenance", "label_reason"):
+            if d[key] is None:
+                del d[key]  # an image scanned without provenance keeps exactly the five fields
         if self.error is not None:
             d["error"] = path_text(self.error)
         return {**path_fields(self.path), **{k: v for k, v in d.items() if k != "path"}}
@@ -72,27 +82,42 @@ class Prepared:
     path: str
     array: Any
     error: str | None
+    provenance: Provenance | None = None
 
 
-def _prepare_image(path: str | Path, preparer: Any, transform: Callable | None) -> Any:
-    img = load_image(path)
+def _prepare_image(path: str | Path, preparer: Any, transform: Callable | None, data: bytes | None = None) -> Any:
+    img = load_image(path) if data is None else open_image(data, name=str(path))
     return preparer.to_array(img if transform is None else transform(img))
 
 
+def _file_bytes(path: str | Path) -> bytes | None:
+    """The file's bytes, read once for provenance and pixels; None when unreadable or empty (the decoder then
+    opens the path itself and says why in its own words)."""
+    try:
+        return Path(path).read_bytes() or None
+    except (OSError, ValueError):
+        return None
+
+
 def prepare_file(index: int, path: str | Path, preparer: Any, transform: Callable | None = None,
-                 video: VideoOptions | None = None) -> Prepared:
-    """Decode ``path``, apply ``transform`` (e.g. a robustness perturbation) and ``preparer.to_array``.
+                 video: VideoOptions | None = None, provenance: bool = False) -> Prepared:
+    """Decode ``path``, apply ``transform`` (e.g. a robustness perturbation) and ``preparer.to_array``; with
+    ``provenance``, also read the image's provenance from the same bytes (kept when the pixels fail to decode).
 
     A video file (by extension) is sampled as ``video`` says (default :class:`VideoOptions`): its ``array`` is
     a :class:`~fakescope.video.scan.PreparedVideo` holding every frame's face crops, scored as one result."""
+    prov = None
     try:
         if is_video_file(path):
             return Prepared(index, str(path), prepare_video(path, preparer, video, transform), None)
-        return Prepared(index, str(path), _prepare_image(path, preparer, transform), None)
+        data = _file_bytes(path) if provenance else None
+        prov = read_provenance(data, name=str(path)) if data is not None else None
+        return Prepared(index, str(path), _prepare_image(path, preparer, transform, data), None, prov)
     except MediaLoadError as err:
-        return Prepared(index, str(path), None, err.reason)
+        return Prepared(index, str(path), None, err.reason, prov)
     except Exception as err:  # noqa: BLE001  one odd file must not end a scan of millions
-        return Prepared(index, str(path), None, f"{type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}")
+        return Prepared(index, str(path), None, f"{type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}",
+                        prov)
 
 
 def _distinct_roots(paths: Iterable[str | Path]) -> list[Path]:
@@ -212,9 +237,10 @@ class _FileStream(IterableDataset):
     """
 
     def __init__(self, roots: list[Path], preparer: Any, transform: Callable | None = None,
-                 skip: Container[str] | None = None, video: VideoOptions | None = None):
+                 skip: Container[str] | None = None, video: VideoOptions | None = None, provenance: bool = False):
         self.roots = roots
         self.video = video
+        self.provenance = provenance
         self.preparer = preparer
         self.transform = transform
         self.skip = skip
@@ -227,7 +253,7 @@ class _FileStream(IterableDataset):
         pending = (p for p in walk_image_files(self.roots) if not self.skip or str(p) not in self.skip)
         for i, path in enumerate(pending):
             if i % nw == wid:
-                yield prepare_file(i, path, self.preparer, self.transform, self.video)
+                yield prepare_file(i, path, self.preparer, self.transform, self.video, self.provenance)
 
 
 def _as_list(items: list[Prepared]) -> list[Prepared]:
@@ -249,10 +275,12 @@ CHUNK = 8
 
 
 def iter_prepared(paths: Iterable[str | Path], preparer: Any, workers: int, transform: Callable | None = None,
-                  skip: Container[str] | None = None, video: VideoOptions | None = None) -> Iterator[Prepared]:
+                  skip: Container[str] | None = None, video: VideoOptions | None = None,
+                  provenance: bool = False) -> Iterator[Prepared]:
     """Prepared files, decoded in ``workers`` processes (0: in this process); at most about
-    ``workers x 4 x CHUNK`` files are in flight, whatever the input size."""
-    stream = _FileStream(_distinct_roots(paths), preparer, transform, skip, video)
+    ``workers x 4 x CHUNK`` files are in flight, whatever the input size. ``provenance``: read each image's
+    provenance in the same worker, from the same bytes."""
+    stream = _FileStream(_distinct_roots(paths), preparer, transform, skip, video, provenance)
     if workers <= 0:
         yield from stream
         return
@@ -272,28 +300,46 @@ def iter_prepared(paths: Iterable[str | Path], preparer: Any, workers: int, tran
         yield from chunk
 
 
+def trusted_label(result: ScanResult) -> ScanResult:
+    """``trust_credentials``: a valid C2PA manifest declaring AI generation sets the label to ``fake`` (the score
+    stays the pixels' own), and ``label_reason`` says so."""
+    prov = result.provenance
+    if result.label is not None and prov is not None and prov.verdict == "declared_ai" and prov.source == "c2pa" \
+            and prov.valid:
+        result.label = "fake"
+        result.label_reason = (f"trusted Content Credentials: {prov.reason} (the pixel score is unchanged; "
+                               "label set by --trust-credentials)")
+    return result
+
+
 def score_prepared(
     items: Iterable[Prepared],
     detector: Detector,
     batch_size: int = 32,
     threshold: float | None = None,
+    trust_credentials: bool = False,
 ) -> Iterator[tuple[Prepared, ScanResult]]:
-    """Batch prepared arrays through the detector; errors pass straight through."""
+    """Batch prepared arrays through the detector; errors pass straight through. ``trust_credentials``: see
+    :func:`trusted_label`."""
     batch: list[Prepared] = []
+
+    def done(item: Prepared, result: ScanResult) -> tuple[Prepared, ScanResult]:
+        result.provenance = item.provenance
+        return item, trusted_label(result) if trust_credentials else result
 
     def flush() -> Iterator[tuple[Prepared, ScanResult]]:
         probs = detector.predict_batch([b.array for b in batch])
         for item, p in zip(batch, probs):
-            yield item, ScanResult(item.path, float(p), detector.label(float(p), threshold), detector.name)
+            yield done(item, ScanResult(item.path, float(p), detector.label(float(p), threshold), detector.name))
         batch.clear()
 
     for item in items:
         if item.error is not None:
-            yield item, ScanResult(item.path, None, None, detector.name, item.error)
+            yield done(item, ScanResult(item.path, None, None, detector.name, item.error))
             continue
         if isinstance(item.array, PreparedVideo):  # a whole video: its frames are batched on their own
             p, frames = score_video(item.array, detector, batch_size)
-            yield item, ScanResult(item.path, p, detector.label(p, threshold), detector.name, frames=frames)
+            yield done(item, ScanResult(item.path, p, detector.label(p, threshold), detector.name, frames=frames))
             continue
         batch.append(item)
         if len(batch) >= batch_size:
@@ -319,6 +365,8 @@ def scan(
     on_result: Callable[[ScanResult], None] | None = None,
     transform: Callable | None = None,
     video: VideoOptions | None = None,
+    provenance: bool = False,
+    trust_credentials: bool = False,
 ) -> Iterator[ScanResult]:
     """Score every image below ``paths``; yields one :class:`ScanResult` per file, in completion order.
 
@@ -327,13 +375,15 @@ def scan(
     an interrupted run's JSONL. ``transform``: a picklable image -> image function applied after decoding.
     Video files give one result each, with ``frames``; ``video`` sets their sampling (default
     :class:`~fakescope.video.scan.VideoOptions`: 32 frames, faces, mean of the top 5 frame scores).
+    ``provenance``: each image result carries its :class:`~fakescope.forensics.provenance.Provenance`;
+    ``trust_credentials`` (needs it): see :func:`trusted_label`.
     """
     roots = _distinct_roots(paths)
     if workers is None:
         workers = auto_workers(sum(1 for _ in islice(walk_image_files(roots), 16)))
-    prepared = iter_prepared(roots, detector.preparer, workers, transform, skip, video)
+    prepared = iter_prepared(roots, detector.preparer, workers, transform, skip, video, provenance or trust_credentials)
     with detector.alongside_workers(workers):
-        for _, result in score_prepared(prepared, detector, batch_size, threshold):
+        for _, result in score_prepared(prepared, detector, batch_size, threshold, trust_credentials):
             if on_result:
                 on_result(result)
             yield result

@@ -23,6 +23,7 @@ from typing import Any, Literal
 
 from PIL import Image, UnidentifiedImageError
 
+from fakescope.forensics.io import decoder_formats
 from fakescope.forensics.provenance.c2pa_reader import C2paAction, C2paManifest, read_c2pa
 from fakescope.forensics.provenance.camera import CameraEvidence, camera_evidence, exif_texts
 from fakescope.forensics.provenance.generators import (
@@ -131,7 +132,7 @@ def read_provenance(source: str | Path | bytes, name: str | None = None) -> Prov
     except (OSError, ValueError) as err:
         record.errors.append(f"{name or source}: {getattr(err, 'strerror', None) or err}")
         return decide(record)
-    img = _part(record, "image header", Image.open, io.BytesIO(data))
+    img = _part(record, "image header", lambda: Image.open(io.BytesIO(data), formats=decoder_formats()))
     record.c2pa = _part(record, "C2PA manifest", read_c2pa, data, img.format if img else None)
     if img is not None:
         with img:
