@@ -10,7 +10,7 @@ from fakescope.data.discovery import Sample, discover_samples
 from fakescope.data.splits import stratified_split
 
 REPO = Path(__file__).resolve().parents[1]
-SETS = ("casia1", "faces140k", "diffusiondb")
+SETS = ("casia1", "faces140k", "diffusiondb", "wildfaces", "cameras")
 
 
 def data_root() -> Path:

@@ -35,14 +35,15 @@ from fakescope.evaluation.robustness import PERTURBATIONS, SHORTCUT
 from fakescope.inference.detector import Detector
 
 
-def train_without(left_out: str, runs: Path) -> Path:
-    """The default recipe on every shared set but ``left_out``; an existing run is reused if it has that recipe."""
-    out = runs / f"without-{left_out}"
+def train_without(left_out: str | None, runs: Path, recipe: Path) -> Path:
+    """The recipe on every shared set but ``left_out`` (None: on all of them); an existing run is reused if it has
+    that recipe."""
+    out = runs / (f"without-{left_out}" if left_out else "all")
     checkpoint = out / "best.safetensors"
     overrides = {"data.path": [str(data_root() / s) for s in SETS if s != left_out], "out": str(out)}
-    if left_out == "casia1":
-        overrides["mask_loss"] = 0.0  # no other set has tampering masks
-    cfg = load_config(REPO / "configs" / "default.yaml", overrides)
+    cfg = load_config(recipe, overrides)
+    if left_out == "casia1" and not cfg.data.pseudo_fakes:
+        cfg.mask_loss = 0.0  # no other set has tampering masks
     if checkpoint.exists():
         # the run's saved config, with options added since it was trained at their defaults
         differ = config_differences(load_config(out / "config.yaml"), cfg)

@@ -20,8 +20,12 @@ class DataConfig:
     path: list[str] = field(default_factory=list)
     val_fraction: float = 0.2
     seed: int = 0
-    #: ``sampler`` (draw classes equally often), ``weights`` (weighted loss) or ``none``.
+    #: ``sampler`` (draw classes equally often), ``source`` (each folder in proportion to the square root of its
+    #: size, its classes equally often), ``weights`` (weighted loss) or ``none``.
     balance: str = "sampler"
+    #: Share of each folder's fake draws made on the fly from its own training reals (:mod:`fakescope.data.pseudo`:
+    #: self-blends, copy-moves, up-sampling traces); a real-only folder's fakes are all pseudo-fakes. 0: none.
+    pseudo_fakes: float = 0.0
     workers: int = 2
     cache: bool = True
     cache_dir: str | None = None

@@ -15,6 +15,7 @@ from fakescope.data.cache import ArrayCache
 from fakescope.data.discovery import Sample
 from fakescope.data.masks import PixelTarget, load_mask
 from fakescope.data.preprocess import Preprocess
+from fakescope.data.pseudo import make_pseudo_fake
 from fakescope.forensics.io import ImageLoadError, load_image
 
 log = logging.getLogger(__name__)
@@ -28,23 +29,32 @@ class ImageDataset(Dataset):
     With ``pixel_targets`` (one per sample, see :mod:`fakescope.data.masks`) items are ``(array, label, mask,
     known)``: the uint8 (size, size) tampering mask, augmented and resized with the image, and 1.0 where the
     sample has a pixel target (0.0 and an empty mask where it has none). Only whole-image (``squash``) inputs.
+
+    ``pseudo`` (one flag per sample) marks real samples to be made into a new pseudo-fake each time they are drawn
+    (:mod:`fakescope.data.pseudo`): their label is fake, and their pixel target is the pseudo-fake's own mask.
     """
 
     def __init__(self, samples: Sequence[Sample], preprocess: Preprocess, augment=None, cache_dir: str | Path | None = None,
-                 random_crop: bool = False, pixel_targets: Sequence[PixelTarget] | None = None):
+                 random_crop: bool = False, pixel_targets: Sequence[PixelTarget] | None = None,
+                 pseudo: Sequence[bool] | None = None, sources: Sequence[int] | None = None):
         if pixel_targets is not None:
             if preprocess.resize != "squash":
                 raise ValueError("pixel-level (mask) targets need a whole-image detector, not resize='crop'")
             if len(pixel_targets) != len(samples):
                 raise ValueError(f"{len(pixel_targets)} pixel targets for {len(samples)} samples")
         self.pixel_targets = None if pixel_targets is None else list(pixel_targets)
-        self.samples = list(samples)
+        self.pseudo = [False] * len(samples) if pseudo is None else list(pseudo)
+        if len(self.pseudo) != len(samples):
+            raise ValueError(f"{len(self.pseudo)} pseudo-fake flags for {len(samples)} samples")
+        self.samples = [Sample(s.path, 1) if p else s for s, p in zip(samples, self.pseudo)]
+        #: the training folder each sample came from (per-source balancing)
+        self.sources = [0] * len(samples) if sources is None else list(sources)
         self.preprocess = preprocess
         self.augment = augment
         # Crop preprocessing (``resize="crop"``): a random native-resolution window per item (training) instead of
         # the centre one; drawn from torch's RNG, which the DataLoader seeds per worker, so runs are repeatable.
         self.random_crop = random_crop and preprocess.resize == "crop"
-        cacheable = augment is None and not self.random_crop and pixel_targets is None
+        cacheable = augment is None and not self.random_crop and pixel_targets is None and not any(self.pseudo)
         self.cache = ArrayCache(cache_dir, preprocess.key()) if cache_dir and cacheable else None
 
     def __len__(self) -> int:
@@ -54,15 +64,27 @@ class ImageDataset(Dataset):
     def labels(self) -> list[int]:
         return [s.label for s in self.samples]
 
-    def _compute(self, path: Path) -> np.ndarray:
-        img = apply(self.augment, load_image(path))
+    def _rng(self) -> np.random.Generator:
+        """Drawn from torch's RNG, which the DataLoader seeds per worker and epoch, so runs are repeatable."""
+        return np.random.default_rng(int(torch.randint(0, 2**62, ())))
+
+    def _decode(self, index: int) -> tuple[Image.Image, np.ndarray | None]:
+        """The decoded image, made into a pseudo-fake if the sample is one (then also its mask)."""
+        img = load_image(self.samples[index].path)
+        if not self.pseudo[index]:
+            return img, None
+        return make_pseudo_fake(img, self.preprocess.size, self._rng())
+
+    def _compute(self, index: int) -> np.ndarray:
+        img = apply(self.augment, self._decode(index)[0])
         if self.random_crop:
-            return self.preprocess.to_array(img, np.random.default_rng(int(torch.randint(0, 2**62, ()))))
+            return self.preprocess.to_array(img, self._rng())
         return self.preprocess.to_array(img)
 
-    def _compute_with_mask(self, path: Path, target: PixelTarget) -> tuple[np.ndarray, np.ndarray, float]:
-        img = load_image(path)
-        mask = load_mask(target, img.size)
+    def _compute_with_mask(self, index: int) -> tuple[np.ndarray, np.ndarray, float]:
+        img, mask = self._decode(index)
+        if mask is None:
+            mask = load_mask(self.pixel_targets[index], img.size)
         known = mask is not None
         img, mask = apply_with_mask(self.augment, img, mask if known else np.zeros(img.size[::-1], np.uint8))
         side = (self.preprocess.size, self.preprocess.size)
@@ -73,12 +95,12 @@ class ImageDataset(Dataset):
         sample = self.samples[index]
         try:
             if self.pixel_targets is not None:
-                arr, mask, known = self._compute_with_mask(sample.path, self.pixel_targets[index])
+                arr, mask, known = self._compute_with_mask(index)
                 return arr, sample.label, mask, known
             if self.cache is not None:
-                arr = self.cache.get(sample.path, lambda: self._compute(sample.path))
+                arr = self.cache.get(sample.path, lambda: self._compute(index))
             else:
-                arr = self._compute(sample.path)
+                arr = self._compute(index)
         except ImageLoadError as err:
             log.warning("skipping %s", err)
             return None

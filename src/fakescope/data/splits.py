@@ -89,3 +89,27 @@ def class_weights(labels: Sequence[int], num_classes: int = 2) -> np.ndarray:
 def sample_weights(labels: Sequence[int]) -> np.ndarray:
     """Per-sample weights for a WeightedRandomSampler that draws both classes equally often."""
     return class_weights(labels)[np.asarray(labels, dtype=np.int64)]
+
+
+def source_sample_weights(sources: Sequence[int], labels: Sequence[int], pseudo: Sequence[bool],
+                          pseudo_share: float) -> np.ndarray:
+    """Per-sample weights for a sampler that draws every source (training folder) in proportion to the square root
+    of its size, the classes of a source equally often, and ``pseudo_share`` of a source's fakes from its
+    pseudo-fakes (all of them when it has no other fakes), so no one set's kind of image dominates training and a
+    small set is not repeated until it is learnt by heart."""
+    sources, labels, pseudo = np.asarray(sources), np.asarray(labels), np.asarray(pseudo, dtype=bool)
+    weights = np.zeros(len(labels), dtype=np.float64)
+    for src in np.unique(sources):
+        cells = {"real": (sources == src) & (labels == 0), "fake": (sources == src) & (labels == 1) & ~pseudo,
+                 "pseudo": (sources == src) & pseudo}
+        share = {"real": 0.5, "fake": 0.5 * (1 - pseudo_share), "pseudo": 0.5 * pseudo_share}
+        if not cells["pseudo"].any():
+            share["fake"] += share.pop("pseudo")
+        elif not cells["fake"].any():
+            share["pseudo"] += share.pop("fake")
+        present = {k: v for k, v in share.items() if cells[k].any()}
+        total = sum(present.values())
+        size = np.sqrt(((sources == src) & ~pseudo).sum())
+        for k, v in present.items():
+            weights[cells[k]] = size * v / total / cells[k].sum()
+    return weights / weights.mean()

@@ -30,7 +30,7 @@ from fakescope.data.dataset import ImageDataset, collate_skip
 from fakescope.data.discovery import Sample, discover_samples
 from fakescope.data.masks import PixelTarget, pixel_targets
 from fakescope.data.preprocess import Preprocess
-from fakescope.data.splits import class_weights, sample_weights, stratified_split
+from fakescope.data.splits import class_weights, sample_weights, source_sample_weights, stratified_split
 from fakescope.engine.distributed import (
     DistInfo,
     barrier,
@@ -95,27 +95,37 @@ def folder_splits(cfg: TrainConfig) -> list[tuple[list[Sample], list[Sample]]]:
 
 
 def image_datasets(cfg: TrainConfig, pre: Preprocess) -> tuple[ImageDataset, ImageDataset]:
+    """Training and validation datasets; the training one also holds a pseudo-fake entry per training real when
+    ``data.pseudo_fakes`` is on (``train_ds.sources`` names each entry's folder, for per-source balancing)."""
     splits = folder_splits(cfg)
     train_s, val_s = [s for t, _ in splits for s in t], [s for _, v in splits for s in v]
+    sources = [i for i, (t, _) in enumerate(splits) for _ in t]
+    pseudo = [False] * len(train_s)
+    if cfg.data.pseudo_fakes > 0:
+        reals = [(s, i) for s, i in zip(train_s, sources) if s.label == 0]
+        train_s, sources, pseudo = (train_s + [s for s, _ in reals], sources + [i for _, i in reals],
+                                    pseudo + [True] * len(reals))
     cache_dir = (cfg.data.cache_dir or default_cache_dir()) if cfg.data.cache else None
-    targets = _train_pixel_targets(cfg, splits) if cfg.mask_loss else None
+    targets = _train_pixel_targets(cfg, splits, pseudo) if cfg.mask_loss else None
     train_ds = ImageDataset(train_s, pre, build_augment(cfg.augment), cache_dir, random_crop=True,
-                            pixel_targets=targets)
+                            pixel_targets=targets, pseudo=pseudo, sources=sources)
     return train_ds, ImageDataset(val_s, pre, None, cache_dir)
 
 
-def _train_pixel_targets(cfg: TrainConfig, splits: list[tuple[list[Sample], list[Sample]]]) -> list[PixelTarget]:
-    """The training samples' pixel targets, set by set; a mask loss without any set that has masks is an error."""
+def _train_pixel_targets(cfg: TrainConfig, splits: list[tuple[list[Sample], list[Sample]]],
+                         pseudo: list[bool]) -> list[PixelTarget]:
+    """The training samples' pixel targets, set by set (pseudo-fakes bring their own masks); a mask loss without
+    any set that has masks, and without pseudo-fakes, is an error."""
     targets: list[PixelTarget] = []
     for root, (train, _) in zip(cfg.data.path, splits):
         of_set = pixel_targets(train, root)
         n_masks = sum(isinstance(t, Path) for t in of_set)
         log.info("%s: %d training fakes with masks%s", root, n_masks, "" if n_masks else " (image labels only)")
         targets += of_set
-    if not any(isinstance(t, Path) for t in targets):
+    if not any(isinstance(t, Path) for t in targets) and not any(pseudo):
         raise ValueError("mask_loss needs a training set with tampering masks (a masks/ folder beside real/ and "
-                         f"fake/); none found in {', '.join(map(str, cfg.data.path))}")
-    return targets
+                         f"fake/) or pseudo-fakes; none found in {', '.join(map(str, cfg.data.path))}")
+    return targets + [None] * (len(pseudo) - len(targets))
 
 
 def build_loaders(cfg: TrainConfig, pre: Preprocess,
@@ -129,9 +139,10 @@ def build_loaders(cfg: TrainConfig, pre: Preprocess,
     else:
         train_ds, val_ds = image_datasets(cfg, pre)
     sampler = None
-    if cfg.data.balance == "sampler":
+    if cfg.data.balance in ("sampler", "source"):
         g = torch.Generator().manual_seed(cfg.seed)
-        sampler = WeightedRandomSampler(torch.as_tensor(sample_weights(train_ds.labels)), len(train_ds), generator=g)
+        sampler = WeightedRandomSampler(torch.as_tensor(_draw_weights(cfg, train_ds)),
+                                        len(train_ds) - sum(getattr(train_ds, "pseudo", [])), generator=g)
     common = dict(batch_size=cfg.batch_size, num_workers=cfg.data.workers, collate_fn=collate_skip,
                   persistent_workers=cfg.data.workers > 0)
     batch, n_train = cfg.batch_size, len(train_ds)
@@ -142,10 +153,19 @@ def build_loaders(cfg: TrainConfig, pre: Preprocess,
                           generator=torch.Generator().manual_seed(cfg.seed), **{**common, "batch_size": batch})
     val_dl = DataLoader(val_ds, shuffle=False, **common)
     counts = {
-        "train": {"real": train_ds.labels.count(0), "fake": train_ds.labels.count(1)},
+        "train": {"real": train_ds.labels.count(0), "fake": train_ds.labels.count(1),
+                  "pseudo_fake": sum(getattr(train_ds, "pseudo", []))},
         "val": {"real": val_ds.labels.count(0), "fake": val_ds.labels.count(1)},
     }
     return train_dl, val_dl, counts
+
+
+def _draw_weights(cfg: TrainConfig, train_ds) -> np.ndarray:
+    """The sampler's per-item weights: by class, or by source and class (pseudo-fakes need the latter)."""
+    pseudo = getattr(train_ds, "pseudo", [])
+    if cfg.data.balance == "source" or any(pseudo):
+        return source_sample_weights(train_ds.sources, train_ds.labels, pseudo, cfg.data.pseudo_fakes)
+    return sample_weights(train_ds.labels)
 
 
 def seed_epoch(loader: DataLoader, seed: int, epoch: int) -> None:
