@@ -14,7 +14,7 @@ from fakescope.forensics.io import load_image
 from fakescope.inference.detector import Detector
 from fakescope.registry import list_detectors
 
-RESULT_KEYS = {"path", "fake_probability", "label", "model", "error", "provenance"}
+RESULT_KEYS = {"path", "fake_probability", "label", "model", "error", "provenance", "familiarity"}
 CSV_KEYS = RESULT_KEYS - {"provenance"} | {"provenance_verdict", "provenance_generator", "label_reason"}
 METRIC_KEYS = {"n", "accuracy", "precision", "recall", "f1", "roc_auc", "average_precision", "eer", "confusion_matrix"}
 

@@ -154,7 +154,7 @@ def build_loaders(cfg: TrainConfig, pre: Preprocess,
     val_dl = DataLoader(val_ds, shuffle=False, **common)
     counts = {
         "train": {"real": train_ds.labels.count(0), "fake": train_ds.labels.count(1),
-                  "pseudo_fake": sum(getattr(train_ds, "pseudo", []))},
+                  **({"pseudo_fake": n} if (n := sum(getattr(train_ds, "pseudo", []))) else {})},
         "val": {"real": val_ds.labels.count(0), "fake": val_ds.labels.count(1)},
     }
     return train_dl, val_dl, counts
@@ -448,5 +448,9 @@ def _finish(cfg: TrainConfig, pre: Preprocess, counts: dict, history: list, best
     if metrics:
         metrics["temperature"] = temperature
     save_checkpoint(best_path, model, _meta(cfg, pre, counts, metrics, temperature, threshold))
+    if hasattr(model, "forward_head") and not patch_info(pre) and not clip_info(pre):
+        from fakescope.engine.familiarity import add_familiarity
+
+        add_familiarity(best_path, folder_splits(cfg), workers=cfg.data.workers)
     (Path(cfg.out) / "metrics.json").write_text(json.dumps({"validation": metrics, "counts": counts}, indent=2))
     return FitResult(best_path, history, metrics)

@@ -16,6 +16,7 @@ from torch import nn
 from fakescope.allocator import reuse_freed_memory
 from fakescope.checkpoint import CheckpointError, CheckpointMeta
 from fakescope.data.preprocess import Preprocess
+from fakescope.familiarity import FeatureModel
 from fakescope.inference.kinds import SINGLE, get_kind, kind_of, list_kinds
 
 log = logging.getLogger(__name__)
@@ -52,6 +53,8 @@ class Detector:
     - ``preparer``: a picklable object whose ``to_array(img)`` turns a decoded RGB image into this detector's
       input (run in worker processes);
     - ``predict_batch(items)``: a list of such inputs -> calibrated fake probabilities, shape (N,);
+    - ``score_batch(items)``: the same plus each input's familiarity (:mod:`fakescope.familiarity`; None when
+      the checkpoint has no description of its training features);
     - ``probabilities(logits)``: the one place logits become calibrated probabilities;
     - ``explain_map(img, method)``: where in the image the evidence for "fake" is (a class-activation map);
     - ``score_frames(frames, frame_scores, top_k)``: a video's probability from its sampled frames;
@@ -149,6 +152,29 @@ class Detector:
         x = self.preprocess.to_tensor(arrays).to(self.device)
         return self.model(x).float().cpu()
 
+    @property
+    def feature_model(self) -> FeatureModel | None:
+        """The description of the training features stored with the weights (``info["familiarity"]``), if any."""
+        if "_feature_model" not in self.__dict__:
+            stored = self.meta.info.get("familiarity")
+            self._feature_model = FeatureModel.from_dict(stored) if stored else None
+        return self._feature_model
+
+    def score_batch(self, items: list) -> tuple[np.ndarray, np.ndarray | None]:
+        """Inputs from :meth:`prepare` -> (calibrated fake probabilities, familiarity in [0, 1] or None), from one
+        pass of the model."""
+        if self.feature_model is None:
+            return self.predict_batch(items), None
+        logits, features = self.logits_and_features(np.stack(items))
+        return self.probabilities(logits), self.feature_model.familiarity(features)
+
+    @torch.inference_mode()
+    def logits_and_features(self, arrays: np.ndarray) -> tuple[torch.Tensor, np.ndarray]:
+        """(N, 2) logits and the (N, D) pooled features the classifier reads (timm's ``pre_logits``)."""
+        x = self.preprocess.to_tensor(arrays).to(self.device)
+        features = pooled_features(self.model, x)
+        return self.model.get_classifier()(features).float().cpu(), features.float().cpu().numpy()
+
     def predict_arrays(self, arrays: np.ndarray) -> np.ndarray:
         """uint8 (N, H, W, C) arrays from :meth:`prepare` -> calibrated fake probabilities, shape (N,)."""
         return self.probabilities(self.logits(arrays))
@@ -196,6 +222,13 @@ class Detector:
             yield
         finally:
             torch.set_num_threads(before)
+
+
+def pooled_features(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """The pooled features a timm model's classifier reads; a model without timm's ``forward_head`` has none."""
+    if not hasattr(model, "forward_head"):
+        raise DetectorError(f"{type(model).__name__} does not expose pooled features (timm's forward_head)")
+    return model.forward_head(model.forward_features(x), pre_logits=True)
 
 
 def available_cores() -> int:

@@ -40,9 +40,9 @@ FP32_TOLERANCE = 1e-4
 
 
 def weights_digest(model: nn.Module, meta: CheckpointMeta) -> str:
-    """A short hash of the weights and of what feeds them, naming the cached export (new weights, new file)."""
-    h = hashlib.sha256(meta.architecture.encode())
-    h.update(repr(sorted(meta.preprocess.to_dict().items())).encode())
+    """A short hash of the weights and of their metadata (preprocessing, calibration, feature description), naming
+    the cached export (new weights or metadata, new file)."""
+    h = hashlib.sha256(meta.to_json().encode())
     for name, tensor in sorted(model.state_dict().items()):
         h.update(name.encode())
         h.update(tensor.detach().cpu().contiguous().numpy().tobytes())
@@ -72,7 +72,8 @@ def _export_proto(model: nn.Module, example: torch.Tensor) -> Any:
     """The model as an ``onnx.ModelProto`` with a dynamic batch axis named ``batch``."""
     import onnx
 
-    names = {"input_names": ["input"], "output_names": ["logits"], "opset_version": OPSET}
+    outputs = ["logits", "features"] if isinstance(model, WithFeatures) else ["logits"]
+    names = {"input_names": ["input"], "output_names": outputs, "opset_version": OPSET}
     try:
         with _quiet("onnxscript", "onnx_ir"):  # their INFO lines narrate every optimisation pass
             program = torch.onnx.export(model, (example,), dynamo=True, verbose=False, external_data=False,
@@ -83,7 +84,7 @@ def _export_proto(model: nn.Module, example: torch.Tensor) -> Any:
                     type(err).__name__, str(err).splitlines()[0] if str(err) else "")
     buf = io.BytesIO()
     torch.onnx.export(model, (example,), buf, dynamo=False,
-                      dynamic_axes={"input": {0: "batch"}, "logits": {0: "batch"}}, **names)
+                      dynamic_axes={name: {0: "batch"} for name in ["input", *outputs]}, **names)
     return onnx.load_from_string(buf.getvalue())
 
 
@@ -107,10 +108,26 @@ def save_proto(proto: Any, path: Path) -> Path:
     return path
 
 
+class WithFeatures(nn.Module):
+    """A timm model answering (logits, pooled features): the ONNX graph of a checkpoint that describes its training
+    features has both outputs, so familiarity needs no second pass."""
+
+    def __init__(self, model: nn.Module):
+        super().__init__()
+        self.model = model
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        features = self.model.forward_head(self.model.forward_features(x), pre_logits=True)
+        return self.model.get_classifier()(features), features
+
+
 def export_onnx(model: nn.Module, meta: CheckpointMeta, path: str | Path) -> Path:
-    """Export ``model`` (fed as ``meta.preprocess`` says) to ``path`` with ``meta`` embedded."""
+    """Export ``model`` (fed as ``meta.preprocess`` says) to ``path`` with ``meta`` embedded; with a feature
+    description in ``meta`` the graph also outputs the pooled features."""
     pre = meta.preprocess
     model = model.to("cpu").float().eval()
+    if meta.info.get("familiarity"):
+        model = WithFeatures(model).eval()
     example = torch.zeros(2, pre.channels, pre.size, pre.size)  # batch 2: a batch of 1 would be specialised
     proto = _export_proto(model, example)
     set_onnx_meta(proto, replace(meta, info={**meta.info, "onnx": {"opset": OPSET}}))

@@ -31,6 +31,7 @@ from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 from fakescope.data.discovery import (
     _SKIP_DIRS as SKIP_DIRS,  # one rule for mask folders, in discovery
 )
+from fakescope.familiarity import decide
 from fakescope.forensics.io import MediaLoadError, is_image_file, load_image, open_image
 from fakescope.forensics.provenance import Provenance, read_provenance
 from fakescope.inference.detector import Detector
@@ -56,6 +57,9 @@ class ScanResult:
     provenance: Provenance | None = None
     #: Set when something other than the score chose the label (``trust_credentials``), saying what.
     label_reason: str | None = None
+    #: How much the image looks like the detector's training images, 0..1 (:mod:`fakescope.familiarity`); None
+    #: for a detector without a description of its training features, and for errors and videos.
+    familiarity: float | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """The record every output writes: ``path`` as valid text, plus ``path_bytes`` when the file name is not
@@ -63,7 +67,7 @@ class ScanResult:
         d = asdict(self)
         for key in ("frames", "provenance", "label_reason"):
             if d[key] is None:
-                del d[key]  # an image scanned without provenance keeps exactly the five fields
+                del d[key]  # an image scanned without provenance keeps exactly the six fields
         if self.error is not None:
             d["error"] = path_text(self.error)
         return {**path_fields(self.path), **{k: v for k, v in d.items() if k != "path"}}
@@ -328,9 +332,11 @@ def score_prepared(
         return item, trusted_label(result) if trust_credentials else result
 
     def flush() -> Iterator[tuple[Prepared, ScanResult]]:
-        probs = detector.predict_batch([b.array for b in batch])
-        for item, p in zip(batch, probs):
-            yield done(item, ScanResult(item.path, float(p), detector.label(float(p), threshold), detector.name))
+        probs, familiar = detector.score_batch([b.array for b in batch])
+        cut = detector.threshold if threshold is None else threshold
+        for i, (item, p) in enumerate(zip(batch, probs)):
+            f = None if familiar is None else round(float(familiar[i]), 4)
+            yield done(item, ScanResult(item.path, float(p), decide(float(p), f, cut), detector.name, familiarity=f))
         batch.clear()
 
     for item in items:

@@ -108,3 +108,10 @@ class OnnxDetector(Detector):
     def logits(self, arrays: np.ndarray) -> torch.Tensor:
         x = self.preprocess.to_tensor(arrays).numpy()
         return torch.from_numpy(self.session.run(None, {self._input: x})[0]).float()
+
+    def logits_and_features(self, arrays: np.ndarray) -> tuple[torch.Tensor, np.ndarray]:
+        x = self.preprocess.to_tensor(arrays).numpy()
+        outputs = self.session.run(None, {self._input: x})
+        if len(outputs) < 2:
+            raise DetectorError(f"{self.name}: this ONNX file has no features output; export it again")
+        return torch.from_numpy(outputs[0]).float(), outputs[1]

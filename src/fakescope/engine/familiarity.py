@@ -1,0 +1,73 @@
+"""Describe a trained detector's features so that each result can say how familiar its image is
+(:mod:`fakescope.familiarity`): pooled features of the training images (up to ``per_cell`` per folder and class,
+without augmentation) give the class means and covariance, those of the validation images the reference."""
+from __future__ import annotations
+
+import logging
+import random
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+from safetensors.torch import load_file, save_file
+
+from fakescope.data.discovery import Sample
+from fakescope.engine.checkpoint import read_meta
+from fakescope.familiarity import FeatureModel, fit_feature_model
+from fakescope.inference.detector import Detector
+from fakescope.inference.scan import iter_prepared
+
+log = logging.getLogger(__name__)
+
+
+def sample_features(detector: Detector, samples: Sequence[Sample], workers: int = 2,
+                    batch_size: int = 32) -> tuple[np.ndarray, np.ndarray]:
+    """(features (N, D), labels (N,)) of the readable ``samples``, through the scan's decode pipeline."""
+    labels = {str(s.path): s.label for s in samples}
+    feats, ys, batch = [], [], []
+
+    def flush() -> None:
+        feats.append(detector.logits_and_features(np.stack([b.array for b in batch]))[1])
+        ys.extend(labels[b.path] for b in batch)
+        batch.clear()
+
+    for item in iter_prepared([s.path for s in samples], detector.preparer, workers):
+        if item.error is None:
+            batch.append(item)
+            if len(batch) == batch_size:
+                flush()
+    if batch:
+        flush()
+    return np.concatenate(feats), np.asarray(ys)
+
+
+def capped(samples: Sequence[Sample], sources: Sequence[int], per_cell: int, seed: int = 0) -> list[Sample]:
+    """At most ``per_cell`` samples of each (source, class), drawn with ``seed``."""
+    cells: dict[tuple[int, int], list[Sample]] = {}
+    for s, src in zip(samples, sources):
+        cells.setdefault((src, s.label), []).append(s)
+    rng = random.Random(seed)
+    return [s for cell in cells.values() for s in rng.sample(cell, min(per_cell, len(cell)))]
+
+
+def describe(detector: Detector, train: Sequence[Sample], val: Sequence[Sample], workers: int = 2) -> FeatureModel:
+    """The :class:`FeatureModel` of ``detector`` from its training and validation images."""
+    train_x, train_y = sample_features(detector, train, workers)
+    val_x, _ = sample_features(detector, val, workers)
+    return fit_feature_model(train_x, train_y, val_x)
+
+
+def add_familiarity(checkpoint: str | Path, splits: Sequence[tuple[Sequence[Sample], Sequence[Sample]]],
+                    per_cell: int = 200, workers: int = 2) -> FeatureModel:
+    """Describe the checkpoint's features from its (train, validation) splits, one pair per training folder, and
+    store the description in its metadata (``info["familiarity"]``); the weights are left as they are."""
+    detector = Detector.load(str(checkpoint), device="cpu")
+    train = capped([s for t, _ in splits for s in t], [i for i, (t, _) in enumerate(splits) for _ in t], per_cell)
+    model = describe(detector, train, [s for _, v in splits for s in v], workers)
+    meta = read_meta(checkpoint)
+    meta.info["familiarity"] = model.to_dict()
+    tensors = load_file(str(checkpoint))
+    save_file(tensors, str(checkpoint), metadata={"fakescope": meta.to_json()})
+    log.info("%s: familiarity from %d training and %d validation images", checkpoint, len(train),
+             sum(len(v) for _, v in splits))
+    return model

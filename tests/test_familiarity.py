@@ -1,0 +1,92 @@
+"""Familiarity: the description of a detector's training features, stored with its weights, and the label rule."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from fakescope.data.discovery import Sample
+from fakescope.engine.checkpoint import CheckpointMeta, read_meta, save_checkpoint
+from fakescope.engine.familiarity import add_familiarity, capped
+from fakescope.familiarity import FAMILIAR_CUT, FeatureModel, decide, fit_feature_model
+from fakescope.inference.detector import Detector
+from fakescope.registry import create_detector
+from tests.conftest import make_image
+
+
+def gaussian_features(n: int, shift: float, seed: int, dim: int = 48) -> np.ndarray:
+    return np.random.default_rng(seed).normal(size=(n, dim)) + shift
+
+
+def test_validation_like_images_are_familiar_and_far_ones_are_not():
+    train = np.concatenate([gaussian_features(300, 0.0, 0), gaussian_features(300, 1.0, 1)])
+    labels = np.repeat([0, 1], 300)
+    model = fit_feature_model(train, labels, gaussian_features(400, 0.5, 2))
+    fresh = model.familiarity(gaussian_features(2000, 0.5, 3))  # new images of the validation kind
+    assert 0.02 < np.mean(fresh < FAMILIAR_CUT) < 0.09  # about 5% by construction
+    assert 0.35 < np.median(fresh) < 0.65  # a conformal p-value: uniform on familiar data
+    far = model.familiarity(gaussian_features(200, 6.0, 4))
+    assert np.all(far < FAMILIAR_CUT)
+
+
+def test_feature_model_round_trips_through_json():
+    model = fit_feature_model(gaussian_features(100, 0, 0), np.repeat([0, 1], 50), gaussian_features(50, 0, 1))
+    again = FeatureModel.from_dict(json.loads(json.dumps(model.to_dict())))
+    x = gaussian_features(20, 0.3, 5)
+    np.testing.assert_allclose(again.familiarity(x), model.familiarity(x), atol=1e-4)
+
+
+@pytest.mark.parametrize("p, familiarity, label", [
+    (0.5, 0.01, "uncertain"),  # unfamiliar and undecided
+    (0.95, 0.01, "fake"),  # unfamiliar, but decisive
+    (0.05, 0.01, "real"),
+    (0.5, 0.5, "real"),  # familiar: the threshold decides
+    (0.8, 0.5, "fake"),
+    (0.5, None, "real"),  # no description: the threshold decides
+])
+def test_label_rule(p, familiarity, label):
+    assert decide(p, familiarity, threshold=0.7) == label
+
+
+def test_capped_keeps_every_cell():
+    samples = [Sample(Path(f"{src}-{y}-{i}.jpg"), y) for src in range(2) for y in (0, 1) for i in range(10)]
+    kept = capped(samples, [int(s.path.name[0]) for s in samples], per_cell=3)
+    assert len(kept) == 12 and {(s.path.name[0], s.label) for s in kept} == {(a, b) for a in "01" for b in (0, 1)}
+
+
+@pytest.fixture(scope="module")
+def tiny_timm_checkpoint(tmp_path_factory) -> Path:
+    torch.manual_seed(0)
+    model, pre = create_detector("efficientnet_lite0", size=64)
+    path = tmp_path_factory.mktemp("fam") / "lite0.safetensors"
+    return save_checkpoint(path, model.eval(), CheckpointMeta("efficientnet_lite0", pre))
+
+
+def test_checkpoint_gets_familiarity_and_every_backend_reports_it(tmp_path, tiny_timm_checkpoint):
+    paths = []
+    for i in range(24):
+        p = tmp_path / f"{i}.png"
+        make_image((72, 64), seed=i).save(p)
+        paths.append(p)
+    samples = [Sample(p, i % 2) for i, p in enumerate(paths)]
+    add_familiarity(tiny_timm_checkpoint, [(samples[:16], samples[16:])], per_cell=8, workers=0)
+    assert "familiarity" in read_meta(tiny_timm_checkpoint).info
+    torch_det = Detector.load(str(tiny_timm_checkpoint), device="cpu")
+    items = [torch_det.prepare(make_image((72, 64), seed=100 + i)) for i in range(3)]
+    probs, familiar = torch_det.score_batch(items)
+    assert familiar.shape == (3,) and np.all((familiar >= 0) & (familiar <= 1))
+    np.testing.assert_allclose(probs, torch_det.predict_batch(items), atol=1e-6)  # one pass, same scores
+    pytest.importorskip("onnxruntime")
+    onnx_det = Detector.load(str(tiny_timm_checkpoint), backend="onnx")
+    onnx_probs, onnx_familiar = onnx_det.score_batch(items)
+    np.testing.assert_allclose(onnx_probs, probs, atol=1e-4)
+    np.testing.assert_allclose(onnx_familiar, familiar, atol=1e-3)
+
+
+def test_detector_without_description_reports_none(tiny_ela_checkpoint):
+    det = Detector.load(str(tiny_ela_checkpoint), device="cpu")
+    probs, familiar = det.score_batch([det.prepare(make_image())])
+    assert familiar is None and probs.shape == (1,)
