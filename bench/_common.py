@@ -53,6 +53,7 @@ PAGES = {
     "Compression": "compression.md",
     "REST service": "serve.md",
     "Video": "video.md",
+    "Faces in video": "video.md",
     "Ensembles": "ensembles.md",
     "Generators": "generators.md",
     "Trace detectors": "traces.md",

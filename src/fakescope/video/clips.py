@@ -1,5 +1,5 @@
 """Clips: what a temporal detector reads, ``T`` evenly spaced frames of a video, each the largest face (cropped
-with a margin) or the whole frame when no face is found, prepared by the frame :class:`Preprocess`.
+with a margin, eyes levelled when the face detector gives landmarks) or the whole frame when no face is found, prepared by the frame :class:`Preprocess`.
 
 A detector declares that it reads clips in its preprocessing: ``Preprocess.extra["clip"]`` holds a
 :class:`ClipSpec`. That travels in the checkpoint with the weights, so training (:class:`ClipPreparer` in the
@@ -26,11 +26,12 @@ CLIP_KIND = "clip"
 @dataclass(frozen=True)
 class ClipSpec:
     """``frames``: clip length T; ``faces``: crop the largest face of each frame; ``margin``: context kept around
-    the face, as a fraction of its side on every side."""
+    the face, as a fraction of its side on every side; ``align``: turn each face so its eyes are level."""
 
     frames: int = 8
     faces: bool = True
     margin: float = 0.3
+    align: bool = True
 
     def __post_init__(self) -> None:
         if self.frames < 1:
@@ -44,7 +45,8 @@ class ClipSpec:
         unknown = set(d) - {f.name for f in fields(cls)}
         if unknown:
             raise ValueError(f"unknown clip settings: {sorted(unknown)}")
-        return cls(**d)
+        # checkpoints saved before alignment existed were trained on unaligned crops: keep reading them so
+        return cls(**{"align": False, **d})
 
 
 def clip_preprocess(size: int, spec: ClipSpec, input_mode: str = "rgb", imagenet_norm: bool = True) -> Preprocess:
@@ -72,11 +74,11 @@ def fit_length(items: list, length: int) -> list:
     return [items[int(i)] for i in np.linspace(0, len(items) - 1, length).round()]
 
 
-def face_input(img: Image.Image, preparer: Any, faces: FaceDetector | None,
-               margin: float) -> tuple[np.ndarray, list[FaceBox]]:
+def face_input(img: Image.Image, preparer: Any, faces: FaceDetector | None, margin: float,
+               align: bool = True) -> tuple[np.ndarray, list[FaceBox]]:
     """The largest face of ``img`` (or the whole image) through ``preparer``, and the face boxes found."""
     boxes = faces.detect(img) if faces is not None else []
-    return preparer.to_array(crop_face(img, boxes[0], margin) if boxes else img), boxes
+    return preparer.to_array(crop_face(img, boxes[0], margin, align) if boxes else img), boxes
 
 
 @dataclass(frozen=True)
@@ -96,6 +98,6 @@ class ClipPreparer:
     def to_array(self, path: str | Path) -> np.ndarray:
         spec = self.spec
         detector = self.faces if spec.faces else None
-        arrays = [face_input(f.image, self.preprocess, detector, spec.margin)[0]
+        arrays = [face_input(f.image, self.preprocess, detector, spec.margin, spec.align)[0]
                   for f in iter_frames(path, frames=spec.frames)]
         return np.ascontiguousarray(np.stack(fit_length(arrays, spec.frames)))

@@ -1,7 +1,7 @@
 """Scanning a video: sampled frames, faces found and cropped, a score per face and per frame, one per video.
 
-- Every sampled frame is searched for faces (:class:`~fakescope.video.faces.FaceDetector`); each face, cropped
-  with a margin, is scored by the detector, and the frame's score is its most suspicious face. A frame without
+- Every sampled frame is searched for faces (:class:`~fakescope.video.faces.FaceDetector`: MTCNN, else OpenCV's
+  Haar cascade); each face, cropped with a margin and turned so its eyes are level, is scored by the detector, and the frame's score is its most suspicious face. A frame without
   a face is scored whole and flagged (``"face": false``).
 - The video's score is the mean of its ``top_k`` highest frame scores: a few convincing fake frames are enough
   to flag a video, one odd frame is not (``Detector.score_frames``). A clip detector (a temporal model) instead
@@ -30,8 +30,8 @@ log = logging.getLogger(__name__)
 @dataclass(frozen=True)
 class VideoOptions:
     """How a video is sampled and scored: ``frames`` evenly spaced frames, or with ``every`` each ``every``-th
-    (at most ``max_frames``); faces cropped with ``margin`` (``faces=False`` scores whole frames); the video's
-    score is the mean of the ``top_k`` highest frame scores."""
+    (at most ``max_frames``); faces cropped with ``margin`` and, with ``align``, turned so the eyes are level
+    (``faces=False`` scores whole frames); the video's score is the mean of the ``top_k`` highest frame scores."""
 
     frames: int = DEFAULT_FRAMES
     every: int | None = None
@@ -39,6 +39,7 @@ class VideoOptions:
     top_k: int = 5
     faces: bool = True
     margin: float = 0.3
+    align: bool = True
     face_detector: FaceDetector = field(default_factory=FaceDetector)
 
     def __post_init__(self) -> None:
@@ -48,7 +49,7 @@ class VideoOptions:
     def for_preparer(self, preparer: Any) -> VideoOptions:
         """A clip detector's own face settings win, so scanning crops frames as its training did."""
         spec = clip_spec(preparer)
-        return self if spec is None else replace(self, faces=spec.faces, margin=spec.margin)
+        return self if spec is None else replace(self, faces=spec.faces, margin=spec.margin, align=spec.align)
 
 
 @dataclass
@@ -77,7 +78,7 @@ def prepare_video(path: str | Path, preparer: Any, options: VideoOptions | None 
     for vf in iter_frames(path, options.frames, options.every, options.max_frames):
         img = transform(vf.image) if transform is not None else vf.image
         boxes = faces.detect(img) if faces is not None else []
-        crops = [crop_face(img, b, options.margin) for b in boxes] or [img]
+        crops = [crop_face(img, b, options.margin, options.align) for b in boxes] or [img]
         frames.append(SampledFrame(vf.index, vf.time, boxes, [preparer.to_array(c) for c in crops]))
     return PreparedVideo(str(path), frames, options)
 
