@@ -287,3 +287,33 @@ def test_oversized_body_is_refused_before_it_is_sent(server: LiveServer) -> None
                      b"Content-Type: multipart/form-data; boundary=b\r\nContent-Length: 1073741824\r\n\r\n--b\r\n")
         reply = sock.recv(4096).decode("latin-1")
     assert reply.startswith("HTTP/1.1 413")
+
+
+def test_provenance_panel_above_the_score(page, server: LiveServer, tmp_path: Path) -> None:
+    from provenance_files import signed_image
+
+    data = signed_image("JPEG")
+    path = tmp_path / "signed.jpg"
+    path.write_bytes(data)
+    page.set_input_files("#file", str(path))
+    page.wait_for_selector("body[data-state=done]", timeout=60_000)
+    expected = api_detect(server, "signed.jpg", data, "image/jpeg")["provenance"]
+    assert page.is_visible("#provenance") and page.get_attribute("#provenance", "data-verdict") == "declared_ai"
+    assert page.text_content("#prov-verdict") == "declares AI generation"
+    assert page.text_content("#prov-reason") == expected["reason"]
+    field = lambda name: page.text_content(f'#prov-details dd[data-field="{name}"]')  # noqa: E731
+    assert field("signed by") == expected["signed_by"] == "C2PA Test Signing Cert"
+    assert field("signature").startswith("valid: ") and field("generator") == "fakescope-tests 1.0"
+    assert field("digital source type") == "trainedAlgorithmicMedia" and field("actions") == "c2pa.created"
+    panel, score = page.locator("#provenance").bounding_box(), page.locator("#score").bounding_box()
+    assert panel["y"] + panel["height"] <= score["y"], "the panel sits above the pixel score"
+
+    tampered = bytearray(data)
+    tampered[-20] ^= 0x55
+    (tmp_path / "tampered.jpg").write_bytes(bytes(tampered))
+    page.evaluate("document.body.dataset.state = ''")
+    page.set_input_files("#file", str(tmp_path / "tampered.jpg"))
+    page.wait_for_selector("body[data-state=done]", timeout=60_000)
+    assert page.text_content("#prov-verdict") == "Content Credentials fail validation"
+    assert page.text_content('#prov-details dd[data-field="signature"]') == "INVALID: assertion.dataHash.mismatch"
+    assert page.problems == []

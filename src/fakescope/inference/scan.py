@@ -304,15 +304,16 @@ def iter_prepared(paths: Iterable[str | Path], preparer: Any, workers: int, tran
         yield from chunk
 
 
-def trusted_label(result: ScanResult) -> ScanResult:
+def trusted_label(result: Any) -> Any:
     """``trust_credentials``: a valid C2PA manifest declaring AI generation sets the label to ``fake`` (the score
-    stays the pixels' own), and ``label_reason`` says so."""
+    stays the pixels' own), and ``label_reason`` says so. ``result``: a :class:`ScanResult`, or any result with
+    ``label``, ``provenance`` and ``label_reason`` (the service's)."""
     prov = result.provenance
     if result.label is not None and prov is not None and prov.verdict == "declared_ai" and prov.source == "c2pa" \
             and prov.valid:
         result.label = "fake"
         result.label_reason = (f"trusted Content Credentials: {prov.reason} (the pixel score is unchanged; "
-                               "label set by --trust-credentials)")
+                               "label set by trust_credentials)")
     return result
 
 

@@ -16,6 +16,8 @@ from starlette.concurrency import run_in_threadpool
 from fakescope import explain
 from fakescope.explain.cam import DEFAULT_CAM
 from fakescope.forensics.io import ImageLoadError, open_image
+from fakescope.forensics.provenance import read_provenance
+from fakescope.inference.scan import trusted_label
 from fakescope.serve.runtime import ModelRuntime
 from fakescope.serve.schemas import DetectResult, Explanation
 
@@ -58,10 +60,21 @@ def decode(upload: Upload, max_pixels: int) -> Image.Image:
         raise UploadRejected(422, str(err)) from None
 
 
+@dataclass
+class Reading:
+    """What is read besides the pixels: ``provenance`` from the uploaded bytes, and whether a valid C2PA manifest
+    declaring AI generation sets the label (``trust_credentials``, see :func:`~fakescope.inference.scan.trusted_label`)."""
+
+    provenance: bool = True
+    trust_credentials: bool = False
+
+
 async def score_uploads(runtime: ModelRuntime, uploads: list[Upload], strict: bool,
-                        threshold: float | None = None) -> list[tuple[DetectResult, Image.Image | None]]:
+                        threshold: float | None = None,
+                        reading: Reading | None = None) -> list[tuple[DetectResult, Image.Image | None]]:
     """Decode, prepare and score ``uploads`` in one model call; pairs each result with its decoded image. Labels
-    use ``threshold``, or the model's own when it is None.
+    use ``threshold``, or the model's own when it is None; each result carries the upload's provenance unless
+    ``reading`` turns it off.
 
     ``strict`` (single-image endpoint): raise :class:`UploadRejected` for a bad upload and keep the image for
     explanations. Otherwise (batch) a bad upload becomes a result with ``error`` set, the others are still scored,
@@ -71,10 +84,13 @@ async def score_uploads(runtime: ModelRuntime, uploads: list[Upload], strict: bo
     detector, model = runtime.detector, runtime.model_name
     assert detector is not None and model is not None
     threshold = detector.threshold if threshold is None else threshold
+    reading = reading or Reading()
     out: list[tuple[DetectResult, Image.Image | None]] = []
     arrays, scored = [], []
     for up in uploads:
         result = DetectResult(path=up.name, fake_probability=None, label=None, model=model, threshold=threshold)
+        if reading.provenance and up.data:
+            result.provenance = await run_in_threadpool(read_provenance, up.data, up.name)
         try:
             img = await run_in_threadpool(decode, up, runtime.settings.max_pixels)
             arrays.append(await run_in_threadpool(detector.prepare, img))
@@ -93,6 +109,8 @@ async def score_uploads(runtime: ModelRuntime, uploads: list[Upload], strict: bo
         out.append((result, img if strict and result.error is None else None))
     for result, p in zip(scored, await runtime.predict(arrays) if arrays else []):
         result.fake_probability, result.label = float(p), detector.label(float(p), threshold)
+        if reading.trust_credentials:
+            trusted_label(result)
     return out
 
 

@@ -5,6 +5,8 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from fakescope.forensics.provenance import Provenance
+
 
 class Explanation(BaseModel):
     """Why the model decided: images as base64-encoded PNG (no ``data:`` prefix)."""
@@ -20,13 +22,20 @@ class DetectResult(BaseModel):
 
     path: str = Field(description="The uploaded file name.")
     fake_probability: float | None = Field(description="Calibrated probability that the image is fake, 0..1.")
-    label: Literal["real", "fake"] | None = Field(description="'fake' if fake_probability >= threshold.")
+    label: Literal["real", "fake"] | None = Field(description="'fake' if fake_probability >= threshold (or, with "
+                                                  "trust_credentials, a valid C2PA manifest declares AI generation).")
     model: str = Field(description="The detector that scored the image.")
     error: str | None = Field(None, description="Why this image could not be scored (batch items only).")
     threshold: float = Field(description="Decision threshold applied: the model's own, or the request's `threshold`.")
     width: int | None = Field(None, description="Decoded image width in pixels.")
     height: int | None = Field(None, description="Decoded image height in pixels.")
     explanation: Explanation | None = Field(None, description="Present when the request asked for explain=true.")
+    provenance: Provenance | None = Field(None, description="What the file declares about its origin (C2PA Content "
+                                          "Credentials, XMP, generator settings, camera EXIF), read from the uploaded "
+                                          "bytes; evidence about the file, kept apart from the pixel score. Null when "
+                                          "the request set provenance=false.")
+    label_reason: str | None = Field(None, description="Set when something other than the score chose the label "
+                                     "(trust_credentials), saying what.")
 
 
 class BatchResult(BaseModel):

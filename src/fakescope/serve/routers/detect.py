@@ -9,6 +9,7 @@ from fastapi import APIRouter, Depends, File, HTTPException, Query, UploadFile
 from fakescope.evaluation.evaluate import threshold_from_reals
 from fakescope.serve.deps import ready_runtime
 from fakescope.serve.pipeline import (
+    Reading,
     Upload,
     UploadRejected,
     explain_image,
@@ -27,6 +28,17 @@ from fakescope.serve.schemas import (
 router = APIRouter(prefix="/v1", tags=["detect"])
 
 THRESHOLD_HELP = "Label with this threshold instead of the model's own (e.g. one from POST /v1/threshold)."
+PROVENANCE_HELP = ("Read what each file declares about its origin (C2PA Content Credentials, XMP, generator settings, "
+                   "camera EXIF) into `provenance`. It never changes the score.")
+TRUST_HELP = ("Label 'fake' an image whose valid C2PA manifest declares AI generation; the score stays the pixels' "
+              "own and `label_reason` says why. Needs provenance=true.")
+
+
+def _reading(
+    provenance: Annotated[bool, Query(description=PROVENANCE_HELP)] = True,
+    trust_credentials: Annotated[bool, Query(description=TRUST_HELP)] = False,
+) -> Reading:
+    return Reading(provenance or trust_credentials, trust_credentials)
 
 _ERRORS: dict[int | str, dict[str, Any]] = {
     400: {"model": ErrorMessage, "description": "Malformed multipart body, or more files than FAKESCOPE_MAX_BATCH_FILES."},
@@ -57,10 +69,11 @@ async def detect(
     file: Annotated[UploadFile, File(description="The image (JPEG, PNG, WebP, TIFF, BMP).")],
     explain: Annotated[bool, Query(description="Add ELA and Grad-CAM++ images (base64 PNG).")] = False,
     threshold: Annotated[float | None, Query(ge=0.0, le=1.0, description=THRESHOLD_HELP)] = None,
+    reading: Annotated[Reading, Depends(_reading)] = None,
 ) -> DetectResult:
     upload = await _read(file)
     try:
-        [(result, img)] = await score_uploads(runtime, [upload], strict=True, threshold=threshold)
+        [(result, img)] = await score_uploads(runtime, [upload], strict=True, threshold=threshold, reading=reading)
     except UploadRejected as err:
         raise HTTPException(err.status, detail=str(err)) from None
     if explain and img is not None:
@@ -74,9 +87,10 @@ async def detect_batch(
     runtime: Annotated[ModelRuntime, Depends(ready_runtime)],
     files: Annotated[list[UploadFile], File(min_length=1, description="The images, as repeated 'files' fields.")],
     threshold: Annotated[float | None, Query(ge=0.0, le=1.0, description=THRESHOLD_HELP)] = None,
+    reading: Annotated[Reading, Depends(_reading)] = None,
 ) -> BatchResult:
     uploads = [await _read(f) for f in files]
-    scored = await score_uploads(runtime, uploads, strict=False, threshold=threshold)
+    scored = await score_uploads(runtime, uploads, strict=False, threshold=threshold, reading=reading)
     assert runtime.detector is not None and runtime.model_name is not None
     return BatchResult(model=runtime.model_name, threshold=runtime.detector.threshold if threshold is None else threshold,
                        results=[r for r, _ in scored])

@@ -1,4 +1,5 @@
-// fakescope web page: upload an image to POST /v1/detect?explain=true and show the score, ELA map and Grad-CAM++;
+// fakescope web page: upload an image to POST /v1/detect?explain=true and show what the file declares (provenance.js),
+// the score, ELA map and Grad-CAM++;
 // optionally choose a threshold on the user's own real photos (POST /v1/detect/batch, then POST /v1/threshold).
 "use strict";
 
@@ -78,6 +79,7 @@ function render(result, file) {
   setImage("view-cam", png(ex.gradcam_png));
   $("explain-note").textContent = ex.error || "";
   $("explain-note").hidden = !ex.error;
+  renderProvenance(result.provenance, result.label_reason);
   $("result").hidden = false;
 }
 
