@@ -1,164 +1,185 @@
-"""Leave one set out: the shipped recipe trained without one of the shared sets, scored on the set it never saw.
+"""Leave one source out: a recipe trained without one of the shared sets, scored on the set it never saw.
 
-    python bench/held_out_sets.py [--runs runs/held-out] [--leave-out SET ...] [--write]
+    python bench/held_out_sets.py [--recipe configs/default.yaml] [--runs runs/held-out] [--leave-out SET ...]
+                                  [--baseline default] [--write]
 
-For each of casia1, faces140k and diffusiondb (or those named by --leave-out), the default recipe
-(configs/default.yaml) is trained on the other two into RUNS/without-SET, unless RUNS/without-SET/best.safetensors
-exists already with that recipe (a run saved with another recipe stops the bench, naming the differing options;
-about an hour a run on 2 cores here; the mask loss is off when casia1, the one set with masks, is the
-one left out). Each such model is then scored on every validation split beside the shipped default, which trained
-on all three. On the left-out set that asks whether what the recipe learns about fakes and reals carries to a kind it
-never saw, the question the hidden evaluation on other public sets asks. The left-out model's threshold and
-temperature were fitted on the other sets' validation images, so its share of the unseen set's reals flagged is the
-false-alarm rate to expect on a new kind of photo, and its ECE there is calibration on unseen data. It is also scored
-on every image of the set it never saw (more images, a tighter interval; each image is scored once and the validation
-split read out of those scores). --write puts the tables into
-docs/benchmarks/held-out.md under "## Held-out sets".
+For each shared source (casia1, faces140k, diffusiondb, wildfaces and the real-only cameras, or those named by
+--leave-out) the recipe is trained on all the others into RUNS/without-SET, and once on all of them into RUNS/all,
+unless the run exists already with that recipe (a run saved with another recipe stops the bench, naming the
+differing options). Each left-out model is scored on every image of the set it never saw: ROC-AUC with a bootstrap
+interval, the share of its reals flagged and of its fakes caught at the threshold it chose on the other sets, its
+ECE there, the share of the set it calls unfamiliar and its ROC-AUC on the familiar part; on cameras, which has no
+fakes, the share flagged. The mean left-out ROC-AUC over the sets with fakes is the number a default is chosen by.
+``--baseline`` (a checkpoint or registry name, default: the shipped default) is scored beside it on the sets it
+never trained on. Each run is also scored on the validation splits of the sets it trained on (its own splits, as
+``fakescope train`` made them), and the run on all sets gives the in-set table. Scores are cached beside each run
+(scores-SET.json), so re-running for --write scores nothing again. --write puts the tables into the benchmark page.
 """
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import shlex
 import sys
 import time
 from pathlib import Path
 
-from _common import REPO, SETS, data_root, val_split, write_section
+import numpy as np
+from _common import REPO, SETS, data_root, write_section
 
-from fakescope.config import config_differences, load_config
-from fakescope.data.discovery import discover_samples
-from fakescope.engine.train import fit
-from fakescope.evaluation.evaluate import score_samples
-from fakescope.evaluation.metrics import compute_metrics, paired_difference, roc_auc_interval
-from fakescope.evaluation.robustness import PERTURBATIONS, SHORTCUT
+from fakescope.checkpoint import read_meta
+from fakescope.config import TrainConfig, config_differences, load_config
+from fakescope.data.discovery import Sample, discover_samples
+from fakescope.engine.familiarity import add_familiarity
+from fakescope.engine.train import fit, folder_splits
+from fakescope.evaluation.metrics import compute_metrics, roc_auc_interval
+from fakescope.familiarity import FAMILIAR_CUT
 from fakescope.inference.detector import Detector
+from fakescope.inference.scan import scan
+
+#: ROC-AUC on every image of each set, left out of the previous recipe (EfficientNet-Lite2, three sets), from the
+#: "Held-out sets" table of docs/benchmarks/held-out.md as it stood before the five-source bench.
+PREVIOUS_RECIPE = {"casia1": 0.566, "faces140k": 0.617, "diffusiondb": 0.491}
 
 
-def train_without(left_out: str | None, runs: Path, recipe: Path) -> Path:
-    """The recipe on every shared set but ``left_out`` (None: on all of them); an existing run is reused if it has
-    that recipe."""
+def run_config(left_out: str | None, runs: Path, recipe: Path) -> TrainConfig:
     out = runs / (f"without-{left_out}" if left_out else "all")
-    checkpoint = out / "best.safetensors"
     overrides = {"data.path": [str(data_root() / s) for s in SETS if s != left_out], "out": str(out)}
     cfg = load_config(recipe, overrides)
     if left_out == "casia1" and not cfg.data.pseudo_fakes:
         cfg.mask_loss = 0.0  # no other set has tampering masks
+    return cfg
+
+
+def train_without(left_out: str | None, runs: Path, recipe: Path) -> tuple[Path, TrainConfig]:
+    """The recipe on every shared set but ``left_out`` (None: all of them); an existing run with the same recipe is
+    reused. The checkpoint gets its familiarity description if it has none (runs trained before it existed)."""
+    cfg = run_config(left_out, runs, recipe)
+    checkpoint = Path(cfg.out) / "best.safetensors"
     if checkpoint.exists():
-        # the run's saved config, with options added since it was trained at their defaults
-        differ = config_differences(load_config(out / "config.yaml"), cfg)
+        differ = config_differences(load_config(Path(cfg.out) / "config.yaml"), cfg)
         if differ:
-            raise SystemExit(f"{out}: trained with another recipe than configs/default.yaml ({'; '.join(differ)}); "
+            raise SystemExit(f"{cfg.out}: trained with another recipe than {recipe} ({'; '.join(differ)}); "
                              "move it away to retrain, or pass --runs with runs of this recipe")
-        return checkpoint
-    print(f"training without {left_out} into {out}", flush=True)
-    fit(cfg,
-        on_epoch=lambda row: print(f"  epoch {row['epoch']} val auc {row['val_roc_auc']:.3f} {row['seconds']:.0f}s",
-                                   flush=True))
-    return checkpoint
+    else:
+        print(f"training {'without ' + left_out if left_out else 'on all sets'} into {cfg.out}", flush=True)
+        fit(cfg, on_epoch=lambda r: print(f"  epoch {r['epoch']} val auc {r['val_roc_auc']:.3f} {r['seconds']:.0f}s",
+                                          flush=True))
+    if "familiarity" not in read_meta(checkpoint).info:
+        add_familiarity(checkpoint, folder_splits(cfg), per_cell=120)
+    return checkpoint, cfg
 
 
-def scores(detector: Detector, samples, perturbation: str | None = None) -> tuple[list[int], list[float]]:
-    labels, probs, failed = score_samples(detector, samples,
-                                          transform=PERTURBATIONS[perturbation] if perturbation else None)
-    if failed:
-        raise SystemExit(f"{len(failed)} images unreadable, first: {failed[0].path}: {failed[0].error}")
-    return labels, probs
+def scored(detector: Detector, samples: list[Sample], cache: Path) -> dict[str, tuple[int, float, float | None]]:
+    """{path: (label, fake probability, familiarity)} of ``samples``, cached in ``cache``."""
+    known = json.loads(cache.read_text()) if cache.exists() else {}
+    todo = [s for s in samples if str(s.path) not in known]
+    if todo:
+        labels = {str(s.path): s.label for s in todo}
+        for r in scan([s.path for s in todo], detector):
+            if r.error is not None:
+                raise SystemExit(f"{r.path}: {r.error}")
+            known[r.path] = (labels[r.path], r.fake_probability, r.familiarity)
+        cache.write_text(json.dumps(known))
+    return {str(s.path): tuple(known[str(s.path)]) for s in samples}
 
 
-def rows_of(name: str) -> list[tuple[str, str | None]]:
-    """The rows scored for one set: as it is, and on casia1 also after the shortcut test."""
-    return [(name, None)] + ([(f"{name}, shortcut test", SHORTCUT)] if name == "casia1" else [])
+def columns(rows: list[tuple[int, float, float | None]]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    y, p, f = zip(*rows)
+    return np.asarray(y), np.asarray(p), np.asarray([np.nan if v is None else v for v in f], dtype=float)
 
 
-def auc(labels, probs, interval: bool = False) -> str:
-    value = f"{compute_metrics(labels, probs)['roc_auc']:.3f}"
-    return value + (" [{:.2f}, {:.2f}]".format(*roc_auc_interval(labels, probs)) if interval else "")
+def auc_text(y: np.ndarray, p: np.ndarray) -> str:
+    if len(set(y.tolist())) < 2:
+        return "-"
+    lo, hi = roc_auc_interval(y, p)
+    return f"{compute_metrics(y, p)['roc_auc']:.3f} [{lo:.2f}, {hi:.2f}]"
 
 
-def at_threshold(labels, probs, threshold: float) -> str:
-    m = compute_metrics(labels, probs, threshold)
-    return f"{1 - m['accuracy_real']:.3f} / {m['accuracy_fake']:.3f}"
+def left_out_row(name: str, rows: list, threshold: float) -> tuple[str, float | None]:
+    """One table row for a set the model never saw, and its ROC-AUC (None for a real-only set)."""
+    y, p, f = columns(rows)
+    flagged = float(np.mean(p[y == 0] >= threshold)) if (y == 0).any() else float("nan")
+    caught = float(np.mean(p[y == 1] >= threshold)) if (y == 1).any() else float("nan")
+    unfamiliar = np.nan_to_num(f, nan=1.0) < FAMILIAR_CUT
+    described = not np.isnan(f).all()
+    familiar_auc = auc_text(y[~unfamiliar], p[~unfamiliar]) if described and (~unfamiliar).sum() > 10 else "-"
+    auc = compute_metrics(y, p)["roc_auc"] if len(set(y.tolist())) == 2 else None
+    ece = compute_metrics(y, p, threshold)["ece"]
+    cells = [name, f"{auc_text(y, p)} ({len(y)})", f"{flagged:.3f} / {caught:.3f}".replace("nan", "-"),
+             f"{ece:.3f}", f"{unfamiliar.mean():.3f}" if described else "-", familiar_auc]
+    return " | ".join(cells), auc
 
 
-def left_out_rows(name: str, model: Detector, default: Detector, reference: dict) -> list[str]:
-    """Table rows for the set ``model`` never saw, against the shipped default on the same validation images."""
-    rows = []
-    every_sample, val_paths = discover_samples(data_root() / name), [s.path for s in val_split(name)]
-    for label, perturbation in rows_of(name):
-        every = scores(model, every_sample, perturbation)  # each image scored once; the validation split is a subset
-        by_path = {s.path: (y, p) for s, y, p in zip(every_sample, *every, strict=True)}
-        labels, ours = (list(column) for column in zip(*(by_path[path] for path in val_paths), strict=True))
-        theirs = reference[label]
-        d = paired_difference(labels, ours, theirs)
-        rows.append(" | ".join([
-            label, auc(labels, theirs), auc(labels, ours, interval=True),
-            f"{d['difference']:+.3f} [{d['low']:+.3f}, {d['high']:+.3f}]", f"{auc(*every, interval=True)} ({len(every[0])})",
-            at_threshold(labels, theirs, default.threshold), at_threshold(labels, ours, model.threshold),
-            f"{compute_metrics(labels, ours)['ece']:.3f}"]))
-        print(rows[-1], flush=True)
-    return rows
-
-
-def trained_cell(model: Detector, name: str, perturbation: str | None, default_probs: list[float]) -> str:
-    """ROC-AUC on a set the model trained on, and its difference from the shipped default's."""
-    labels, probs = scores(model, val_split(name), perturbation)
-    ours, theirs = (compute_metrics(labels, p)["roc_auc"] for p in (probs, default_probs))
-    return f"{ours:.3f} ({ours - theirs:+.3f})"
-
-
-def shown(path: Path) -> str:
-    path = path.resolve()
-    return str(path.relative_to(REPO)) if path.is_relative_to(REPO) else str(path)
+def in_set_cell(detector: Detector, cfg: TrainConfig, name: str, cache_dir: Path) -> str:
+    """Validation ROC-AUC (or reals flagged, for a real-only set) of a run on a set it trained on."""
+    index = [Path(p).name for p in cfg.data.path].index(name)
+    val = folder_splits(cfg)[index][1]
+    y, p, _ = columns(list(scored(detector, val, cache_dir / f"scores-val-{name}.json").values()))
+    if len(set(y.tolist())) < 2:
+        return f"{np.mean(p >= detector.threshold):.3f} flagged"
+    m = compute_metrics(y, p, detector.threshold)
+    return f"{m['roc_auc']:.3f} ({1 - m['accuracy_real']:.3f})"
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--runs", type=Path, default=REPO / "runs" / "held-out", help="folder of the without-SET runs")
-    ap.add_argument("--leave-out", nargs="+", choices=SETS, default=list(SETS), metavar="SET",
-                    help=f"the sets to leave out, one model each (default: all of {', '.join(SETS)})")
-    ap.add_argument("--write", action="store_true", help="write the tables into docs/benchmarks/held-out.md")
+    ap.add_argument("--recipe", type=Path, default=REPO / "configs" / "default.yaml")
+    ap.add_argument("--runs", type=Path, default=REPO / "runs" / "held-out", help="folder of the runs")
+    ap.add_argument("--leave-out", nargs="+", choices=SETS, default=list(SETS), metavar="SET")
+    ap.add_argument("--baseline", default="default", help="checkpoint scored beside, on sets it never trained on")
+    ap.add_argument("--write", action="store_true", help="write the tables into the benchmark page")
     args = ap.parse_args()
     logging.basicConfig(level=logging.WARNING)
-    checkpoints = {name: train_without(name, args.runs) for name in args.leave_out}
     t0 = time.time()
-    default = Detector.load("default")
-    reference = {label: scores(default, val_split(name), p)[1] for name in SETS for label, p in rows_of(name)}
-    left_out, in_set = [], []
-    for name, checkpoint in checkpoints.items():
-        model = Detector.load(str(checkpoint))
-        left_out += left_out_rows(name, model, default, reference)
-        in_set.append(f"without {name} | " + " | ".join(
-            "(left out)" if other == name else trained_cell(model, other, p, reference[label])
-            for other in SETS for label, p in rows_of(other)))
+    runs = {name: train_without(name, args.runs, args.recipe) for name in args.leave_out}
+    runs["all"] = train_without(None, args.runs, args.recipe)
+    baseline = Detector.load(args.baseline, backend="auto")
+    trained_on = {Path(p).name for p in baseline.meta.info.get("data", {}).get("path", [])}
+    left, aucs, base_rows = [], {}, []
+    for name in args.leave_out:
+        checkpoint, _ = runs[name]
+        model = Detector.load(str(checkpoint), backend="auto")
+        every = discover_samples(data_root() / name)
+        row, auc = left_out_row(name, list(scored(model, every, checkpoint.parent / f"scores-{name}.json").values()),
+                                model.threshold)
+        left.append(row)
+        aucs[name] = auc
+        print(row, flush=True)
+        if name not in trained_on:
+            cache = args.runs / f"baseline-scores-{name}.json"
+            base_rows.append(left_out_row(name, list(scored(baseline, every, cache).values()), baseline.threshold)[0])
+    in_set = []
+    for key, (checkpoint, cfg) in runs.items():
+        model = Detector.load(str(checkpoint), backend="auto")
+        cells = ["(left out)" if key == name else in_set_cell(model, cfg, name, checkpoint.parent) for name in SETS]
+        in_set.append(f"{'all five' if key == 'all' else 'without ' + key} | " + " | ".join(cells))
         print(in_set[-1], flush=True)
-    body = report(left_out, in_set, checkpoints, time.time() - t0)
+    body = report(left, aucs, base_rows, in_set, args, time.time() - t0)
     print(body)
     if args.write:
-        write_section("Held-out sets", body)
+        write_section("Leave one source out", body)
 
 
-def report(left_out: list[str], in_set: list[str], checkpoints: dict[str, Path], seconds: float) -> str:
+def report(left: list[str], aucs: dict, base_rows: list[str], in_set: list[str], args, seconds: float) -> str:
     command = shlex.join(["python", "bench/held_out_sets.py", *sys.argv[1:]])
-    runs = ", ".join(f"`{shown(p)}`" for p in checkpoints.values())
-    first = "\n".join([
-        "| set never seen in training | shipped default (trained on it) | left out, same validation images | "
-        "difference [paired 95%] | left out, every image of the set (n) | reals flagged / fakes caught, default | "
-        "reals flagged / fakes caught, left out | ECE, left out |",
-        "|---|---|---|---|---|---|---|---|",
-        *[f"| {r} |" for r in left_out]])
-    second = "\n".join([
-        "| model | " + " | ".join(label for name in SETS for label, _ in rows_of(name)) + " |",
-        "|---" * (1 + sum(len(rows_of(name)) for name in SETS)) + "|",
-        *[f"| {r} |" for r in in_set]])
-    return (f"Command: `{command}` (scoring {seconds:.0f} s here; models {runs}, each the default recipe "
-            "`configs/default.yaml` on the other two sets, 10 epochs, mask loss off when casia1 is left out).\n\n"
-            "ROC-AUC on the validation split of the set each model never saw, against the shipped default, which "
-            "trained on the other 80% of that set. Reals flagged and fakes caught are at each model's own threshold; "
-            "the left-out model chose its threshold on the other sets' reals, so its rate is the false-alarm rate on "
-            "a kind of photo it never saw.\n\n"
-            f"{first}\n\nThe same models on the sets they trained on (validation ROC-AUC, difference from the shipped "
-            f"default in brackets, casia1 also after the shortcut test): what each set adds to the others.\n\n{second}\n")
+    with_fakes = [v for v in aucs.values() if v is not None]
+    mean = f"{np.mean(with_fakes):.3f} over {len(with_fakes)} sets" if with_fakes else "-"
+    head = ("| set never seen in training | ROC-AUC [95%] (images) | reals flagged / fakes caught | ECE | "
+            "called unfamiliar | ROC-AUC on the familiar part |\n|---|---|---|---|---|---|")
+    previous = ", ".join(f"{k} {v:.3f}" for k, v in PREVIOUS_RECIPE.items())
+    return (
+        f"Command: `{command}` ({seconds:.0f} s here, training included when runs were missing). Recipe "
+        f"`{args.recipe.relative_to(REPO) if args.recipe.is_relative_to(REPO) else args.recipe}`, trained once "
+        "without each source and once on all five.\n\n"
+        f"**Mean left-out ROC-AUC: {mean}** (none below: {min(with_fakes):.3f}). The previous recipe (Lite2, three "
+        f"sets) scored {previous} on the set it never saw.\n\n{head}\n" + "\n".join(f"| {r} |" for r in left) +
+        "\n\nThe baseline (`" + args.baseline + "`) on the sets it never trained on:\n\n" + head + "\n" +
+        "\n".join(f"| {r} |" for r in base_rows) +
+        "\n\nEach run on the validation splits of the sets it trained on (ROC-AUC, reals flagged at its threshold "
+        "in brackets; cameras: its reals flagged):\n\n| run | " + " | ".join(SETS) + " |\n" + "|---" * (len(SETS) + 1)
+        + "|\n" + "\n".join(f"| {r} |" for r in in_set) + "\n")
 
 
 if __name__ == "__main__":

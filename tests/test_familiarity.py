@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 import torch
 
-from fakescope.data.discovery import Sample
 from fakescope.checkpoint import CheckpointMeta, read_meta, save_checkpoint
+from fakescope.data.discovery import Sample
 from fakescope.engine.familiarity import add_familiarity, capped
 from fakescope.familiarity import FAMILIAR_CUT, FeatureModel, decide, fit_feature_model
 from fakescope.inference.detector import Detector

@@ -11,8 +11,8 @@ from pathlib import Path
 import numpy as np
 from safetensors.torch import load_file, save_file
 
-from fakescope.data.discovery import Sample
 from fakescope.checkpoint import read_meta
+from fakescope.data.discovery import Sample
 from fakescope.familiarity import FeatureModel, fit_feature_model
 from fakescope.inference.detector import Detector
 from fakescope.inference.scan import iter_prepared
