@@ -200,7 +200,8 @@ class ReportWriter:
         return (f'<tr data-index="{i}" data-score="{p:.6f}" data-flagged="{int(result.label == "fake")}" '
                 f'data-name="{html.escape(path_text(result.path))}"><td class="num">{i}</td><td>{thumb}</td>'
                 f'<td class="file">{_file_cell(result.path)}</td>'
-                f'<td class="num">{p:.3f}<div class="bar"><i style="width:{p * 100:.1f}%"></i></div></td>'
+                f'<td class="num">{p:.3f}<div class="bar"><i style="width:{p * 100:.1f}%"></i></div>'
+                f'{_familiarity_html(getattr(result, "familiarity", None))}</td>'
                 f'<td><span class="label {label}">{label}</span></td>'
                 f'<td>{ela}</td><td>{cam}</td><td>{provenance_html(prov)}</td></tr>\n')
 
@@ -274,3 +275,13 @@ def write_report(results: Iterable, detector, out: str | Path, threshold: float 
             if on_row:
                 on_row(r)
     return writer.out
+
+
+def _familiarity_html(familiarity: float | None) -> str:
+    """The familiarity under the score: how much the image resembles the detector's training images."""
+    if familiarity is None:
+        return ""
+    from fakescope.familiarity import FAMILIAR_CUT
+
+    note = " unfamiliar" if familiarity < FAMILIAR_CUT else ""
+    return f'<div class="familiarity{note}">familiarity {familiarity:.2f}{note}</div>'

@@ -17,6 +17,7 @@ from fakescope import explain
 from fakescope.explain.cam import DEFAULT_CAM
 from fakescope.forensics.io import ImageLoadError, open_image
 from fakescope.forensics.provenance import read_provenance
+from fakescope.familiarity import decide
 from fakescope.inference.scan import trusted_label
 from fakescope.serve.runtime import ModelRuntime
 from fakescope.serve.schemas import DetectResult, Explanation
@@ -107,8 +108,10 @@ async def score_uploads(runtime: ModelRuntime, uploads: list[Upload], strict: bo
             result.width, result.height = img.size
             scored.append(result)
         out.append((result, img if strict and result.error is None else None))
-    for result, p in zip(scored, await runtime.predict(arrays) if arrays else []):
-        result.fake_probability, result.label = float(p), detector.label(float(p), threshold)
+    probs, familiar = await runtime.predict(arrays) if arrays else ([], None)
+    for i, (result, p) in enumerate(zip(scored, probs)):
+        result.familiarity = None if familiar is None else round(float(familiar[i]), 4)
+        result.fake_probability, result.label = float(p), decide(float(p), result.familiarity, threshold)
         if reading.trust_credentials:
             trusted_label(result)
     return out

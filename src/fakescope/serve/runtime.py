@@ -76,10 +76,10 @@ class ModelRuntime:
             raise RuntimeError("ModelRuntime.start() was not awaited")
         return await anyio.to_thread.run_sync(fn, *args, limiter=self._limiter)
 
-    async def predict(self, items: list) -> np.ndarray:
-        """Prepared inputs (``detector.prepare``) -> calibrated fake probabilities."""
+    async def predict(self, items: list) -> tuple[np.ndarray, np.ndarray | None]:
+        """Prepared inputs (``detector.prepare``) -> (calibrated fake probabilities, familiarity or None)."""
         assert self.detector is not None
-        return await self.run_model(self.detector.predict_batch, items)
+        return await self.run_model(self.detector.score_batch, items)
 
     def catalog(self) -> list[dict[str, Any]]:
         """Every registered detector (computed once: counting parameters builds each model on the meta device)."""

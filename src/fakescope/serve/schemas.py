@@ -22,8 +22,14 @@ class DetectResult(BaseModel):
 
     path: str = Field(description="The uploaded file name.")
     fake_probability: float | None = Field(description="Calibrated probability that the image is fake, 0..1.")
-    label: Literal["real", "fake"] | None = Field(description="'fake' if fake_probability >= threshold (or, with "
-                                                  "trust_credentials, a valid C2PA manifest declares AI generation).")
+    label: Literal["real", "fake", "uncertain"] | None = Field(
+        description="'fake' if fake_probability >= threshold (or, with trust_credentials, a valid C2PA manifest "
+                    "declares AI generation); 'uncertain' when the image is unlike the detector's training images "
+                    "(familiarity below 0.05) and the score is between 0.1 and 0.9.")
+    familiarity: float | None = Field(None, description="How much the image looks like the detector's training "
+                                      "images, 0..1: the share of its validation images that lie at least as far "
+                                      "from the training features (5% of them score below 0.05). Null when the "
+                                      "detector carries no description of its training features.")
     model: str = Field(description="The detector that scored the image.")
     error: str | None = Field(None, description="Why this image could not be scored (batch items only).")
     threshold: float = Field(description="Decision threshold applied: the model's own, or the request's `threshold`.")
