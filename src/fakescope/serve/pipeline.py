@@ -15,9 +15,9 @@ from starlette.concurrency import run_in_threadpool
 
 from fakescope import explain
 from fakescope.explain.cam import DEFAULT_CAM
+from fakescope.familiarity import decide
 from fakescope.forensics.io import ImageLoadError, open_image
 from fakescope.forensics.provenance import read_provenance
-from fakescope.familiarity import decide
 from fakescope.inference.scan import trusted_label
 from fakescope.serve.runtime import ModelRuntime
 from fakescope.serve.schemas import DetectResult, Explanation
