@@ -1,4 +1,5 @@
 # make demo  - create .venv if missing, install fakescope (no development tools), scan the example images with the shipped detector
+# make bench - re-runs the leave-one-source-out table (trains the runs it lacks; hours on a CPU)
 # make test  - the same set-up plus the [dev] extra (pytest, ruff, Playwright, the server), then the test suite
 VENV ?= .venv
 PYTHON ?= python3
@@ -31,7 +32,7 @@ test: install-dev
 	$(PY) -m pytest -q
 
 bench: install
-	cd bench && $(abspath $(PY)) default_detector.py
+	cd bench && $(abspath $(PY)) held_out_sets.py
 
 # docs/report-screenshot.png: the report of the example scan, rendered by a headless Chromium (Debian: apt install chromium)
 CHROMIUM ?= chromium
