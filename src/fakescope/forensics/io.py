@@ -9,6 +9,8 @@ import io
 import re
 import struct
 import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import BinaryIO
 
@@ -141,6 +143,34 @@ def as_rgb(img: Image.Image) -> Image.Image:
     return _to_rgb(ImageOps.exif_transpose(img) or img)
 
 
+def _labelled(source: str | Path | bytes | BinaryIO, name: str | None) -> tuple[str, str | Path | BinaryIO]:
+    label = name or (str(source) if isinstance(source, (str, Path)) else "<bytes>")
+    return label, io.BytesIO(source) if isinstance(source, bytes) else source
+
+
+@contextmanager
+def _decoding(label: str, max_pixels: int) -> Iterator[None]:
+    """Every exception decoding raises becomes one :class:`ImageLoadError`."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # max_pixels is the limit that applies
+            yield
+    except ImageLoadError:
+        raise
+    except (*DECODE_ERRORS, Image.DecompressionBombError, MemoryError) as err:
+        raise ImageLoadError(label, _decode_reason(err, max_pixels)) from None
+
+
+def image_size(source: str | Path | bytes | BinaryIO, max_pixels: int = MAX_PIXELS,
+               name: str | None = None) -> tuple[int, int]:
+    """(width, height) from the header alone, nothing decoded; fails as :func:`open_image` would on the header
+    (including over ``max_pixels``). For admitting an image before spending memory on it."""
+    label, source = _labelled(source, name)
+    with _decoding(label, max_pixels), Image.open(source, formats=decoder_formats()) as img:
+        _check_pixels(label, img.size, max_pixels)
+        return img.size
+
+
 def open_image(source: str | Path | bytes | BinaryIO, max_pixels: int = MAX_PIXELS, name: str | None = None) -> Image.Image:
     """Decode ``source`` fully into an 8-bit RGB image with EXIF orientation applied.
 
@@ -148,21 +178,14 @@ def open_image(source: str | Path | bytes | BinaryIO, max_pixels: int = MAX_PIXE
     :func:`decoder_formats`, over ``max_pixels``) raises :class:`ImageLoadError` with a one-line reason.
     ``max_pixels`` is the limit that applies (Pillow's lower warning level is not used).
     """
-    label = name or (str(source) if isinstance(source, (str, Path)) else "<bytes>")
-    if isinstance(source, bytes):
-        source = io.BytesIO(source)
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # max_pixels is the limit, checked below
-            ImageFile.LOAD_TRUNCATED_IMAGES = False
-            with Image.open(source, formats=decoder_formats()) as img:
-                _check_pixels(label, img.size, max_pixels)
-                img.load()
-                return as_rgb(img)
-    except ImageLoadError:
-        raise
-    except (*DECODE_ERRORS, Image.DecompressionBombError, MemoryError) as err:
-        raise ImageLoadError(label, _decode_reason(err, max_pixels)) from None
+    label, source = _labelled(source, name)
+    with _decoding(label, max_pixels):
+        ImageFile.LOAD_TRUNCATED_IMAGES = False
+        with Image.open(source, formats=decoder_formats()) as img:
+            _check_pixels(label, img.size, max_pixels)
+            img.load()
+            img = ImageOps.exif_transpose(img) or img
+            return _to_rgb(img)
 
 
 def load_image(path: str | Path, max_pixels: int = MAX_PIXELS) -> Image.Image:

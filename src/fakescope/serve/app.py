@@ -7,14 +7,17 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager, suppress
 from pathlib import Path
 
-from fastapi import Depends, FastAPI, Request
-from fastapi.responses import FileResponse, JSONResponse
+from fastapi import Depends, FastAPI
+from fastapi.responses import FileResponse
 from fastapi.staticfiles import StaticFiles
 
 from fakescope import __version__
 from fakescope.serve.deps import require_api_key
+from fakescope.serve.errors import install_error_handlers
+from fakescope.serve.gate import RequestGate
 from fakescope.serve.routers import detect, health, models
 from fakescope.serve.runtime import ModelRuntime
+from fakescope.serve.server import uvicorn_config
 from fakescope.serve.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -46,11 +49,13 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
 
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or Settings.from_env()
+    # The body limit is RequestGate's (FastAPI's max_body_size answers 413 in plain text when Content-Length is sent).
     app = FastAPI(title="fakescope", version=__version__, description=DESCRIPTION, lifespan=lifespan,
-                  max_body_size=settings.max_upload_bytes, form_limits={"max_files": settings.max_batch_files})
+                  form_limits={"max_files": settings.max_batch_files})
     app.state.settings = settings
     app.state.runtime = ModelRuntime(settings)
-    app.add_exception_handler(Exception, _internal_error)
+    install_error_handlers(app)
+    app.add_middleware(RequestGate, settings=settings)
     # The key check (and its entry in the OpenAPI schema) exists only when a key is configured.
     guarded = [Depends(require_api_key)] if settings.api_key is not None else []
     app.include_router(health.router)
@@ -70,16 +75,10 @@ def app_from_env() -> FastAPI:
     return create_app(Settings.from_env())
 
 
-async def _internal_error(request: Request, exc: Exception) -> JSONResponse:
-    # Details go to the log, never to the client.
-    log.error("%s %s failed: %s: %s", request.method, request.url.path, type(exc).__name__, exc)
-    return JSONResponse({"detail": "internal server error"}, status_code=500)
-
-
 def run(settings: Settings, host: str = "127.0.0.1", port: int = 8000) -> None:
     """Serve ``create_app(settings)`` with uvicorn until interrupted."""
     import uvicorn
 
     if settings.api_key is None and host not in ("127.0.0.1", "localhost", "::1"):
         log.warning("serving on %s without an API key: set FAKESCOPE_API_KEY to require X-API-Key", host)
-    uvicorn.run(create_app(settings), host=host, port=port, log_level="info")
+    uvicorn.Server(uvicorn_config(create_app(settings), settings, host, port)).run()

@@ -23,12 +23,18 @@ def get_runtime(request: Request) -> ModelRuntime:
     return request.app.state.runtime
 
 
+def key_matches(expected: str, given: str | None) -> bool:
+    """Whether ``given`` is the key, compared in constant time."""
+    return given is not None and hmac.compare_digest(given.encode(), expected.encode())
+
+
 def require_api_key(settings: Annotated[Settings, Depends(get_settings)],
                     key: Annotated[str | None, Security(_api_key_header)] = None) -> None:
-    """401 unless the server has no key or ``X-API-Key`` matches it (compared in constant time)."""
+    """401 unless the server has no key or ``X-API-Key`` matches it. :class:`~fakescope.serve.gate.RequestGate`
+    has checked it before the body was read; this dependency puts the key in the OpenAPI schema."""
     if settings.api_key is None:
         return
-    if key is None or not hmac.compare_digest(key.encode(), settings.api_key.encode()):
+    if not key_matches(settings.api_key, key):
         raise HTTPException(status.HTTP_401_UNAUTHORIZED, detail=f"missing or wrong {API_KEY_HEADER} header",
                             headers={"WWW-Authenticate": f'ApiKey header="{API_KEY_HEADER}"'})
 
@@ -36,6 +42,6 @@ def require_api_key(settings: Annotated[Settings, Depends(get_settings)],
 def ready_runtime(runtime: Annotated[ModelRuntime, Depends(get_runtime)]) -> ModelRuntime:
     """The runtime once its model is loaded; 503 (retry later) before."""
     if not runtime.ready:
-        detail = f"model not available: {runtime.error}" if runtime.error else "model is still loading"
+        detail = f"model not available: {runtime.public_error}" if runtime.error else "model is still loading"
         raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, detail=detail, headers={"Retry-After": "5"})
     return runtime

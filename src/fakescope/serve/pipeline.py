@@ -9,17 +9,17 @@ import base64
 import io
 import logging
 from dataclasses import dataclass
+from typing import Any
 
 from PIL import Image
-from starlette.concurrency import run_in_threadpool
 
 from fakescope import explain
 from fakescope.explain.cam import DEFAULT_CAM
 from fakescope.familiarity import decide
-from fakescope.forensics.io import ImageLoadError, open_image
+from fakescope.forensics.io import ImageLoadError, image_size, open_image
 from fakescope.forensics.provenance import read_provenance
 from fakescope.inference.scan import trusted_label
-from fakescope.serve.runtime import ModelRuntime
+from fakescope.serve.runtime import ModelRuntime, PixelBudget, ServerBusy
 from fakescope.serve.schemas import DetectResult, Explanation
 
 log = logging.getLogger(__name__)
@@ -50,11 +50,25 @@ def check_media_type(upload: Upload) -> None:
         raise UploadRejected(415, f"{upload.name}: content type {ctype!r} is not an image")
 
 
-def decode(upload: Upload, max_pixels: int) -> Image.Image:
-    """Bytes -> RGB image; 422 with the decoder's one-line reason (not an image, truncated, too many pixels)."""
+def _check_upload(upload: Upload) -> None:
     check_media_type(upload)
     if not upload.data:
         raise UploadRejected(422, f"{upload.name}: file is empty (0 bytes)")
+
+
+def _pixels(upload: Upload, max_pixels: int) -> int:
+    """The upload's pixel count from its header (nothing decoded); 422 for a bad header or too many pixels."""
+    _check_upload(upload)
+    try:
+        w, h = image_size(upload.data, max_pixels=max_pixels, name=upload.name)
+    except ImageLoadError as err:
+        raise UploadRejected(422, str(err)) from None
+    return w * h
+
+
+def decode(upload: Upload, max_pixels: int) -> Image.Image:
+    """Bytes -> RGB image; 422 with the decoder's one-line reason (not an image, truncated, too many pixels)."""
+    _check_upload(upload)
     try:
         return open_image(upload.data, max_pixels=max_pixels, name=upload.name)
     except ImageLoadError as err:
@@ -70,17 +84,57 @@ class Reading:
     trust_credentials: bool = False
 
 
-async def score_uploads(runtime: ModelRuntime, uploads: list[Upload], strict: bool,
+class PixelLease:
+    """One request's share of the server's :class:`PixelBudget`: at most ``limit`` pixels decoded in all, and the
+    pixels it holds given back when it is done (use as a context manager)."""
+
+    def __init__(self, budget: PixelBudget, limit: int):
+        self.budget, self.limit, self.spent, self.held = budget, limit, 0, 0
+
+    def take(self, n: int, name: str) -> None:
+        if self.spent + n > self.limit:
+            raise UploadRejected(422, f"{name}: the request's images pass its limit of {self.limit:,} pixels "
+                                      f"(FAKESCOPE_MAX_REQUEST_PIXELS); send them in several requests")
+        self.budget.take(n)
+        self.spent, self.held = self.spent + n, self.held + n
+
+    def give(self, n: int) -> None:
+        self.budget.give(n)
+        self.held -= n
+
+    def __enter__(self) -> PixelLease:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.held:
+            self.give(self.held)
+
+
+async def _admit(runtime: ModelRuntime, up: Upload, lease: PixelLease) -> tuple[Image.Image, Any, int]:
+    """Header, budget, then decoding and preparing in the decoder threads: (image, model input, pixels held)."""
+    max_pixels = runtime.settings.max_pixels
+    assert runtime.detector is not None
+    pixels = await runtime.run_decoder(_pixels, up, max_pixels)
+    lease.take(pixels, up.name)
+    try:
+        img = await runtime.run_decoder(decode, up, max_pixels)
+        return img, await runtime.run_decoder(runtime.detector.prepare, img), pixels
+    except BaseException:
+        lease.give(pixels)
+        raise
+
+
+async def score_uploads(runtime: ModelRuntime, uploads: list[Upload], strict: bool, lease: PixelLease,
                         threshold: float | None = None,
                         reading: Reading | None = None) -> list[tuple[DetectResult, Image.Image | None]]:
     """Decode, prepare and score ``uploads`` in one model call; pairs each result with its decoded image. Labels
     use ``threshold``, or the model's own when it is None; each result carries the upload's provenance unless
-    ``reading`` turns it off.
+    ``reading`` turns it off. Each image's pixels come from ``lease`` before it is decoded (:class:`ServerBusy`
+    when the server holds too many; nothing is scored then).
 
-    ``strict`` (single-image endpoint): raise :class:`UploadRejected` for a bad upload and keep the image for
-    explanations. Otherwise (batch) a bad upload becomes a result with ``error`` set, the others are still scored,
-    and decoded images are dropped as soon as they are prepared (so many small, highly compressed uploads cannot
-    pile up gigabytes of pixels).
+    ``strict`` (single-image endpoint): raise :class:`UploadRejected` for a bad upload and keep the image (and its
+    pixels) for explanations. Otherwise (batch) a bad upload becomes a result with ``error`` set, the others are
+    still scored, and decoded images are dropped and their pixels given back as soon as they are prepared.
     """
     detector, model = runtime.detector, runtime.model_name
     assert detector is not None and model is not None
@@ -91,14 +145,16 @@ async def score_uploads(runtime: ModelRuntime, uploads: list[Upload], strict: bo
     for up in uploads:
         result = DetectResult(path=up.name, fake_probability=None, label=None, model=model, threshold=threshold)
         if reading.provenance and up.data:
-            result.provenance = await run_in_threadpool(read_provenance, up.data, up.name)
+            result.provenance = await runtime.run_decoder(read_provenance, up.data, up.name)
+        img = None
         try:
-            img = await run_in_threadpool(decode, up, runtime.settings.max_pixels)
-            arrays.append(await run_in_threadpool(detector.prepare, img))
-        except UploadRejected as err:
+            img, array, pixels = await _admit(runtime, up, lease)
+        except (UploadRejected, ImageLoadError) as err:
             if strict:
                 raise
             result.error = str(err)
+        except ServerBusy:
+            raise
         except Exception as err:  # noqa: BLE001  as in scan: one odd file must not fail the whole batch
             if strict:
                 raise
@@ -106,8 +162,12 @@ async def score_uploads(runtime: ModelRuntime, uploads: list[Upload], strict: bo
             result.error = f"{up.name}: cannot prepare image ({type(err).__name__})"
         else:
             result.width, result.height = img.size
+            arrays.append(array)
             scored.append(result)
-        out.append((result, img if strict and result.error is None else None))
+            if not strict:
+                lease.give(pixels)
+                img = None
+        out.append((result, img))
     probs, familiar = await runtime.predict(arrays) if arrays else ([], None)
     for i, (result, p) in enumerate(zip(scored, probs)):
         result.familiarity = None if familiar is None else round(float(familiar[i]), 4)
@@ -130,7 +190,7 @@ async def explain_image(runtime: ModelRuntime, img: Image.Image, method: str = D
     """ELA map and class-activation overlay for ``img`` (from :mod:`fakescope.explain`), as base64 PNGs."""
     max_side = runtime.settings.explain_max_side
     out = Explanation(method=method)
-    out.ela_png = await run_in_threadpool(lambda: png_base64(explain.ela_view(img), max_side))
+    out.ela_png = await runtime.run_decoder(lambda: png_base64(explain.ela_view(img), max_side))
     try:
         heatmap = await runtime.run_model(lambda: explain.cam_heatmap(runtime.detector, img, method=method))
     except explain.ExplainError as err:
@@ -140,7 +200,11 @@ async def explain_image(runtime: ModelRuntime, img: Image.Image, method: str = D
         log.exception("%s failed", method)
         out.error = f"{method} failed (see the server log)"
         return out
-    small = img.copy()
-    small.thumbnail((max_side, max_side), Image.Resampling.LANCZOS)
-    out.gradcam_png = await run_in_threadpool(lambda: png_base64(explain.overlay(small, heatmap), max_side))
+
+    def overlay_png() -> str:
+        small = img.copy()
+        small.thumbnail((max_side, max_side), Image.Resampling.LANCZOS)
+        return png_base64(explain.overlay(small, heatmap), max_side)
+
+    out.gradcam_png = await runtime.run_decoder(overlay_png)
     return out

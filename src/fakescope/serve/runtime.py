@@ -18,11 +18,42 @@ import anyio.to_thread
 import numpy as np
 import torch
 
+from fakescope.allocator import release_free_memory
 from fakescope.inference.detector import Detector
 from fakescope.serve.settings import Settings
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
+
+
+class ServerBusy(Exception):
+    """Admitting a request now would pass a server-wide limit: answer 503 with ``Retry-After``."""
+
+
+class PixelBudget:
+    """The decoded pixels the server holds at once. A request takes an image's pixels before decoding it and gives
+    them back once the image is prepared (or, with explain=true, answered); when they would pass the total, it is
+    refused instead of waiting, so memory stays bounded whatever clients send. Used from the event loop only."""
+
+    #: Freed pixels after which the heap is handed back to the kernel once nothing is held (a 50-Mpx decode
+    #: leaves hundreds of MB in a tuned allocator otherwise, see :mod:`fakescope.allocator`).
+    TRIM_AFTER = 20_000_000
+
+    def __init__(self, total: int):
+        self.total, self.used, self._freed = total, 0, 0
+
+    def take(self, n: int) -> None:
+        if self.used + n > self.total:
+            raise ServerBusy(f"the server is decoding {self.used:,} pixels of other requests; this image needs "
+                             f"{n:,} more than its limit of {self.total:,} allows now")
+        self.used += n
+
+    def give(self, n: int) -> None:
+        self.used -= n
+        self._freed += n
+        if self.used == 0 and self._freed >= self.TRIM_AFTER:
+            self._freed = 0
+            threading.Thread(target=release_free_memory, daemon=True).start()  # off the event loop
 
 
 class ModelRuntime:
@@ -33,6 +64,8 @@ class ModelRuntime:
         self.detector: Detector | None = None
         self.error: str | None = None
         self._limiter: anyio.CapacityLimiter | None = None
+        self._decode_limiter: anyio.CapacityLimiter | None = None
+        self.pixels = PixelBudget(settings.max_inflight_pixels)
         self._catalog: list[dict[str, Any]] | None = None
         self._catalog_lock = threading.Lock()
 
@@ -52,8 +85,7 @@ class ModelRuntime:
         """Load ``settings.model``; on failure keep the reason for ``/readyz`` instead of raising."""
         from fakescope.inference.detector import DetectorError
 
-        if self.settings.torch_threads:
-            torch.set_num_threads(self.settings.torch_threads)  # process-wide; applies to the worker threads too
+        torch.set_num_threads(self.settings.threads)  # process-wide; applies to the worker threads too
         start = time.perf_counter()
         try:
             detector = Detector.load(self.settings.model, device=self.settings.device)
@@ -65,10 +97,23 @@ class ModelRuntime:
         log.info("model %s loaded in %.1f s (threshold %.3f)", detector.name, time.perf_counter() - start,
                  detector.threshold)
 
+    @property
+    def public_error(self) -> str | None:
+        """Why the model is not available, as clients may see it: the details (a checkpoint's path on this server)
+        stay in the log."""
+        return "the model failed to load (see the server log)" if self.error else None
+
     async def start(self) -> None:
         """Load the model in a worker thread; call from the app's lifespan (requests are served meanwhile)."""
         self._limiter = anyio.CapacityLimiter(1)
+        self._decode_limiter = anyio.CapacityLimiter(max(1, self.settings.threads))
         await anyio.to_thread.run_sync(self.load, abandon_on_cancel=True)
+
+    async def run_decoder(self, fn: Callable[..., T], *args: Any) -> T:
+        """Run ``fn(*args)`` (decoding, preparing) in a worker thread, as many at once as the model has threads."""
+        if self._decode_limiter is None:
+            raise RuntimeError("ModelRuntime.start() was not awaited")
+        return await anyio.to_thread.run_sync(fn, *args, limiter=self._decode_limiter)
 
     async def run_model(self, fn: Callable[..., T], *args: Any) -> T:
         """Run ``fn(*args)`` (anything touching the model) in a worker thread, one call at a time."""

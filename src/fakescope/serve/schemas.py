@@ -1,7 +1,7 @@
 """The JSON the service speaks: pydantic models, so the OpenAPI schema at ``/docs`` documents every field."""
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -53,7 +53,7 @@ class BatchResult(BaseModel):
 class ThresholdRequest(BaseModel):
     """Fake probabilities this server's model gave images the client knows are real (from ``/v1/detect/batch``)."""
 
-    model_config = ConfigDict(strict=True)  # a JSON true is not a probability
+    model_config = ConfigDict(strict=True, allow_inf_nan=False)  # a JSON true, NaN or 1e999 is not a probability
 
     fake_probabilities: list[Annotated[float, Field(ge=0.0, le=1.0)]] = Field(
         min_length=1, description="One score per known-real image, as returned by this server's model.")
@@ -106,9 +106,18 @@ class Readiness(BaseModel):
 
 
 class ErrorMessage(BaseModel):
+    """Every 4xx and 5xx answer has this shape."""
+
     detail: str = Field(description="One line saying what went wrong.")
 
 
+class FieldError(BaseModel):
+    loc: list[str] = Field(description="Where in the request: body, query, ... then the field.")
+    msg: str
+    type: str
+
+
 class UnprocessableMessage(BaseModel):
-    detail: str | list[dict[str, Any]] = Field(
-        description="The image's one-line reason, or the request validation errors (missing field, bad value).")
+    detail: str = Field(description="One line: the image's reason, or the request's validation errors.")
+    errors: list[FieldError] | None = Field(None, description="For an invalid request: each field's error (the "
+                                            "offending value is not echoed).")

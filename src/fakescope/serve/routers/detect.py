@@ -9,6 +9,7 @@ from fastapi import APIRouter, Depends, File, HTTPException, Query, UploadFile
 from fakescope.evaluation.evaluate import threshold_from_reals
 from fakescope.serve.deps import ready_runtime
 from fakescope.serve.pipeline import (
+    PixelLease,
     Reading,
     Upload,
     UploadRejected,
@@ -43,15 +44,18 @@ def _reading(
 _ERRORS: dict[int | str, dict[str, Any]] = {
     400: {"model": ErrorMessage, "description": "Malformed multipart body, or more files than FAKESCOPE_MAX_BATCH_FILES."},
     401: {"model": ErrorMessage, "description": "Missing or wrong X-API-Key (when the server requires one)."},
-    413: {"description": "Request body over the upload limit (FAKESCOPE_MAX_UPLOAD_MB); refused before it is read.",
-          "content": {"text/plain": {"schema": {"type": "string"}}}},
-    503: {"model": ErrorMessage, "description": "Model still loading or not available."},
+    408: {"model": ErrorMessage, "description": "The body was not received within FAKESCOPE_BODY_TIMEOUT seconds."},
+    413: {"model": ErrorMessage, "description": "Request body over the upload limit (FAKESCOPE_MAX_UPLOAD_MB); "
+          "refused before it is read."},
+    422: {"model": UnprocessableMessage, "description": "Invalid request: a missing field or a bad value."},
+    503: {"model": ErrorMessage, "description": "Model still loading or not available, or the server is decoding "
+          "as many pixels as it may hold (FAKESCOPE_MAX_INFLIGHT_PIXELS); retry after Retry-After seconds."},
 }
 _IMAGE_ERRORS: dict[int | str, dict[str, Any]] = {
     400: {"model": ErrorMessage, "description": "Malformed multipart body, or more files than FAKESCOPE_MAX_BATCH_FILES."},
     415: {"model": ErrorMessage, "description": "The part is declared as something other than an image."},
-    422: {"model": UnprocessableMessage, "description": "Not decodable as an image, over the pixel limit, or an "
-          "invalid request."},
+    422: {"model": UnprocessableMessage, "description": "Not decodable as an image, over the pixel limit "
+          "(FAKESCOPE_MAX_PIXELS), or an invalid request."},
 }
 
 
@@ -72,12 +76,14 @@ async def detect(
     reading: Annotated[Reading, Depends(_reading)] = None,
 ) -> DetectResult:
     upload = await _read(file)
-    try:
-        [(result, img)] = await score_uploads(runtime, [upload], strict=True, threshold=threshold, reading=reading)
-    except UploadRejected as err:
-        raise HTTPException(err.status, detail=str(err)) from None
-    if explain and img is not None:
-        result.explanation = await explain_image(runtime, img)
+    with PixelLease(runtime.pixels, runtime.settings.max_request_pixels) as lease:
+        try:
+            [(result, img)] = await score_uploads(runtime, [upload], strict=True, lease=lease, threshold=threshold,
+                                                  reading=reading)
+        except UploadRejected as err:
+            raise HTTPException(err.status, detail=str(err)) from None
+        if explain and img is not None:
+            result.explanation = await explain_image(runtime, img)
     return result
 
 
@@ -90,7 +96,8 @@ async def detect_batch(
     reading: Annotated[Reading, Depends(_reading)] = None,
 ) -> BatchResult:
     uploads = [await _read(f) for f in files]
-    scored = await score_uploads(runtime, uploads, strict=False, threshold=threshold, reading=reading)
+    with PixelLease(runtime.pixels, runtime.settings.max_request_pixels) as lease:
+        scored = await score_uploads(runtime, uploads, strict=False, lease=lease, threshold=threshold, reading=reading)
     assert runtime.detector is not None and runtime.model_name is not None
     return BatchResult(model=runtime.model_name, threshold=runtime.detector.threshold if threshold is None else threshold,
                        results=[r for r, _ in scored])

@@ -22,7 +22,7 @@ async def healthz() -> Health:
             responses={503: {"model": Readiness, "description": "Model still loading or failed to load."}})
 async def readyz(runtime: Annotated[ModelRuntime, Depends(get_runtime)]) -> Readiness | JSONResponse:
     body = Readiness(ready=runtime.ready, model=runtime.model_name,
-                     error=runtime.error, api_key_required=runtime.settings.api_key is not None,
+                     error=runtime.public_error, api_key_required=runtime.settings.api_key is not None,
                      max_batch_files=runtime.settings.max_batch_files,
                      max_upload_mb=runtime.settings.max_upload_mb)
     if not runtime.ready:
