@@ -272,6 +272,14 @@ def test_scan_unreadable_and_oversized_files(tmp_path, tiny_ela_checkpoint, monk
         return real_open(fp, *args, **kwargs)
 
     monkeypatch.setattr(Image, "open", guarded)
+    real_read = Path.read_bytes  # the scan reads a file's bytes once (provenance and pixels), then decodes them
+
+    def guarded_read(self: Path) -> bytes:
+        if self.name == "locked.jpg":
+            raise PermissionError(13, "Permission denied", str(self))
+        return real_read(self)
+
+    monkeypatch.setattr(Path, "read_bytes", guarded_read)
     result, rows = scan_json(str(d), "--model", str(tiny_ela_checkpoint))
     assert result.exit_code == 0 and "Traceback" not in result.output
     errors = {Path(r["path"]).name: r["error"] for r in rows}

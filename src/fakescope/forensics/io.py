@@ -154,6 +154,7 @@ def _decoding(label: str, max_pixels: int) -> Iterator[None]:
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # max_pixels is the limit that applies
+            warnings.filterwarnings("ignore", module=r"PIL\.")  # "Truncated File Read" etc.: the outcome says it
             yield
     except ImageLoadError:
         raise
