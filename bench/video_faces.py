@@ -136,6 +136,8 @@ elsewhere (the backgrounds are camera photos, some with people in them: a face f
 
 - A frame without a face found is scored whole: the face is then a small part of a camera photo the detector sees at
   {FRAME_W}x{FRAME_H} shrunk to its input, which is why missed faces cost video-level ROC-AUC.
+- Read with the table: finding the turned faces without levelling them moves ROC-AUC less than levelling them does;
+  the default detector was trained on upright faces (FFHQ, StyleGAN), so a turned crop is not what it knows.
 - Intervals: percentile bootstrap over videos (1,000 draws, stratified); "against before" is paired on the same
   draws, so it is tighter than the two intervals side by side.
 - Load average {os.getloadavg()[0]:.1f} when this was written (figures here are not timings).
