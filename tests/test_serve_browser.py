@@ -2,12 +2,14 @@
 
 Playwright's own browser download does not work offline, so the test uses ``/usr/bin/chromium`` and installs it with
 ``apt-get install -y chromium`` when it is absent (skipping with the reason if that fails). Set
-``FAKESCOPE_UPDATE_SCREENSHOT=1`` to also save the page to ``docs/web-screenshot.png``.
+``FAKESCOPE_UPDATE_SCREENSHOT=1`` to also save the page to ``docs/web-screenshot.png`` and the folder view (scored by
+the shipped default detector) to ``docs/web-folder-screenshot.png``.
 """
 from __future__ import annotations
 
 import contextlib
 import io
+import json
 import os
 import shutil
 import socket
@@ -26,6 +28,8 @@ uvicorn = pytest.importorskip("uvicorn")
 from conftest import REPO, make_image
 from PIL import Image
 
+from fakescope.inference.output import FIELDS
+from fakescope.inference.scan import ScanResult
 from fakescope.serve import Settings, create_app
 
 CHROMIUM = Path("/usr/bin/chromium")
@@ -317,3 +321,90 @@ def test_provenance_panel_above_the_score(page, server: LiveServer, tmp_path: Pa
     assert page.text_content("#prov-verdict") == "Content Credentials fail validation"
     assert page.text_content('#prov-details dd[data-field="signature"]') == "INVALID: assertion.dataHash.mismatch"
     assert page.problems == []
+
+
+def phone_folder(root: Path) -> list[Path]:
+    """20 files as a camera folder holds them: the 10 example photos, JPEGs and PNGs made here, a HEIC, an AVIF, a
+    broken file and a short video."""
+    from test_video import write_video
+
+    folder = root / "DCIM"
+    folder.mkdir(parents=True)
+    files = []
+    for src in sorted((REPO / "examples" / "images").rglob("*.jpg")):
+        files.append(folder / src.name)
+        shutil.copyfile(src, files[-1])
+    for i, ext in enumerate(["jpg"] * 4 + ["png"] * 2 + ["heic", "avif"]):
+        files.append(folder / f"IMG_{i:04d}.{ext}")
+        make_image((96, 72), seed=40 + i).save(files[-1], quality=90)
+    files.append(folder / "broken.jpg")
+    files[-1].write_bytes(b"not a jpeg at all")
+    faces = [Image.open(p).convert("RGB").resize((128, 128)) for p in files[:6]]
+    files.append(write_video(folder / "clip.mp4", faces))
+    return files
+
+
+@pytest.fixture(scope="module")
+def folder_server(tiny_ela_checkpoint: Path) -> Iterator[LiveServer]:
+    """The tiny model; the shipped default when the README's screenshot is being made."""
+    model = "default" if os.environ.get("FAKESCOPE_UPDATE_SCREENSHOT") == "1" else str(tiny_ela_checkpoint)
+    with LiveServer(create_app(Settings(model=model))) as live:
+        yield live
+
+
+def download(page, button: str, timeout: float = 120_000) -> Path:
+    with page.expect_download(timeout=timeout) as info:
+        page.click(button)
+    return Path(info.value.path())
+
+
+def table_scores(page) -> list[float | None]:
+    texts = page.eval_on_selector_all("#folder-table tbody td.num", "tds => tds.map(td => td.firstChild.textContent)")
+    return [None if t == "-" else float(t) for t in texts]
+
+
+def test_folder_view_scores_20_files_sorts_opens_and_downloads(browser, folder_server: LiveServer, tmp_path: Path) -> None:
+    files = phone_folder(tmp_path)
+    assert len(files) == 20
+    with open_page(browser, folder_server) as page:
+        page.set_input_files("#files", [str(p) for p in files])
+        page.wait_for_selector("body[data-folder=done]", timeout=300_000)
+        assert page.locator("#folder-table tbody tr").count() == 20
+        assert page.text_content("#folder-summary").startswith("20 files:") and "1 errors" in page.text_content("#folder-summary")
+
+        rows = json.loads(download(page, "#dl-json").read_text())  # written by `fakescope scan`'s own writer
+        assert len(rows) == 20 and {r["path"] for r in rows} == {p.name for p in files}
+        assert all(ScanResult.from_dict(r).to_dict() == r for r in rows)  # scan records, nothing else
+        by_name = {r["path"]: r for r in rows}
+        assert "not a recognised image" in by_name["broken.jpg"]["error"]
+        assert by_name["IMG_0006.heic"]["error"] is None and by_name["IMG_0007.avif"]["error"] is None
+        video = by_name["clip.mp4"]
+        assert len(video["frames"]) == 6 and all(r.get("frames") is None for r in rows if r is not video)
+        images = [p for p in files if p.suffix != ".mp4"][:5]
+        api = httpx.post(folder_server.url + "/v1/detect/batch", timeout=120,
+                         files=[("files", (p.name, p.read_bytes(), "image/jpeg")) for p in images]).json()["results"]
+        assert [by_name[r["path"]]["fake_probability"] for r in api] == pytest.approx([r["fake_probability"] for r in api], abs=1e-5)
+        lines = download(page, "#dl-csv").read_text().splitlines()
+        assert lines[0] == ",".join(FIELDS) and len(lines) == 21
+
+        page.click("#folder-table th[data-sort=score]")  # highest first, the error last
+        scores = table_scores(page)
+        assert scores[:-1] == sorted(scores[:-1], reverse=True) and scores[-1] is None
+        page.click("#folder-table th[data-sort=score]")
+        assert table_scores(page)[:-1] == sorted(scores[:-1])
+
+        page.click("#folder-table tr[data-path='clip.mp4']")  # a video opens its per-frame plot
+        page.wait_for_selector("#video-view:not([hidden])")
+        assert page.locator("#frame-plot circle.frame").count() == 6
+        page.click("#folder-table th[data-sort=score]")
+        page.screenshot(path=str(tmp_path / "folder.png"), full_page=True)
+        page.click("#folder-table tr[data-path='IMG_0004.png']")  # an image opens the views above
+        page.wait_for_selector("body[data-state=done]", timeout=60_000)
+        assert page.text_content("#filename") == "IMG_0004.png" and page.is_hidden("#video-view")
+
+        report = download(page, "#dl-report", 600_000).read_text()  # the report `fakescope scan --report` writes
+        assert report.count("<tr data-index=") == 19 and report.count('<tr class="error"') == 1
+        assert "clip.mp4" in report and "fakescope-report-" not in report
+        assert page.problems == []
+    if os.environ.get("FAKESCOPE_UPDATE_SCREENSHOT") == "1":
+        shutil.copyfile(tmp_path / "folder.png", REPO / "docs" / "web-folder-screenshot.png")

@@ -15,7 +15,7 @@ from fakescope import __version__
 from fakescope.serve.deps import require_api_key
 from fakescope.serve.errors import install_error_handlers
 from fakescope.serve.gate import RequestGate
-from fakescope.serve.routers import detect, health, models
+from fakescope.serve.routers import detect, folder, health, models
 from fakescope.serve.runtime import ModelRuntime
 from fakescope.serve.server import uvicorn_config
 from fakescope.serve.settings import Settings
@@ -30,8 +30,9 @@ DESCRIPTION = """Tell real images from deepfakes and tampered images, and show w
 
 Upload an image to `POST /v1/detect` (multipart field `file`; `explain=true` adds ELA and Grad-CAM images) or
 several to `POST /v1/detect/batch` (repeated field `files`). To label with a threshold chosen on your own real
-photos, send their scores to `POST /v1/threshold` and pass its `threshold` to either. When the server runs with
-`FAKESCOPE_API_KEY`, send it in the `X-API-Key` header."""
+photos, send their scores to `POST /v1/threshold` and pass its `threshold` to either. A video goes to
+`POST /v1/detect/video` (per-frame scores); `POST /v1/report` returns the HTML report of several files. When the
+server runs with `FAKESCOPE_API_KEY`, send it in the `X-API-Key` header."""
 
 
 @asynccontextmanager
@@ -61,6 +62,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(health.router)
     app.include_router(models.router, dependencies=guarded)
     app.include_router(detect.router, dependencies=guarded)
+    app.include_router(folder.router, dependencies=guarded)
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
 
     @app.get("/", include_in_schema=False)

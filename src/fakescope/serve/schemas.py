@@ -44,6 +44,27 @@ class DetectResult(BaseModel):
                                      "(trust_credentials), saying what.")
 
 
+class FaceRecord(BaseModel):
+    box: list[int] = Field(description="Face box in frame pixels: left, top, width, height.")
+    score: float = Field(description="Fake probability of this face's crop.")
+
+
+class FrameRecord(BaseModel):
+    """One sampled frame of a video, as ``fakescope scan`` writes it."""
+
+    index: int = Field(description="Position of the frame in the stream (0-based).")
+    time: float = Field(description="Time of the frame in seconds from the start.")
+    score: float = Field(description="The frame's fake probability: its most suspicious face, or the whole frame.")
+    face: bool = Field(description="Whether a face was found (else the whole frame was scored).")
+    faces: list[FaceRecord]
+
+
+class VideoResult(DetectResult):
+    """One scored video: the video's fake probability (mean of its highest frame scores) and every sampled frame."""
+
+    frames: list[FrameRecord] = Field(description="The sampled frames with their scores and faces.")
+
+
 class BatchResult(BaseModel):
     model: str
     threshold: float

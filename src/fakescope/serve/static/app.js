@@ -211,7 +211,7 @@ function setup() {
     e.preventDefault();
     drop.classList.remove("over");
   }));
-  drop.addEventListener("drop", (e) => detect(e.dataTransfer.files[0]));
+  drop.addEventListener("drop", (e) => dropped(e.dataTransfer)); // folder.js: one image, or a folder view
   const reals = $("reals");
   reals.addEventListener("change", () => calibrate(Array.from(reals.files)));
   $("cal-use").addEventListener("click", () => setOwnThreshold(chosen));

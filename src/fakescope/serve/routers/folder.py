@@ -1,0 +1,125 @@
+"""What the web page's folder view needs besides ``/v1/detect/batch``: ``POST /v1/detect/video`` (a video's score
+and per-frame scores), ``POST /v1/results`` (results written as ``fakescope scan`` writes them, JSON or CSV) and
+``POST /v1/report`` (the HTML report of a set of files, the one ``fakescope scan --report`` writes).
+
+Both go through files: PyAV and the report read media by path. Uploads are written to a private temporary folder
+that is deleted when the answer is ready; the request body is bounded before it is read, as everywhere.
+"""
+from __future__ import annotations
+
+import html
+import os
+import tempfile
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, Depends, File, HTTPException, Query, UploadFile
+from fastapi.responses import HTMLResponse, Response
+from pydantic import BaseModel, Field
+
+from fakescope.api import detect
+from fakescope.evaluation.report import write_report
+from fakescope.inference.output import to_string
+from fakescope.inference.scan import ScanResult, scan
+from fakescope.serve.deps import ready_runtime
+from fakescope.serve.pipeline import Upload
+from fakescope.serve.routers.detect import _ERRORS, THRESHOLD_HELP, _read
+from fakescope.serve.runtime import ModelRuntime
+from fakescope.serve.schemas import ErrorMessage, UnprocessableMessage, VideoResult
+from fakescope.video.frames import VIDEO_EXTENSIONS, is_video_file
+
+router = APIRouter(prefix="/v1", tags=["folder"])
+
+
+def save_uploads(uploads: list[Upload], folder: Path) -> list[Path]:
+    """Write ``uploads`` into ``folder`` under their own base names (a repeated name gets ``-2``, ``-3``, ...)."""
+    paths, taken = [], set()
+    for up in uploads:
+        name = Path(up.name.replace("\\", "/")).name.lstrip(".") or "upload"
+        stem, suffix, k = Path(name).stem, Path(name).suffix, 1
+        while name.lower() in taken:
+            k += 1
+            name = f"{stem}-{k}{suffix}"
+        taken.add(name.lower())
+        path = folder / name
+        path.write_bytes(up.data)
+        paths.append(path)
+    return paths
+
+
+@router.post("/detect/video", response_model=VideoResult, summary="Score one video, frame by frame",
+             responses={**_ERRORS, 422: {"model": UnprocessableMessage, "description": "Not a readable video."}})
+async def detect_video(
+    runtime: Annotated[ModelRuntime, Depends(ready_runtime)],
+    file: Annotated[UploadFile, File(description=f"The video ({', '.join(sorted(VIDEO_EXTENSIONS))}).")],
+    threshold: Annotated[float | None, Query(ge=0.0, le=1.0, description=THRESHOLD_HELP)] = None,
+) -> VideoResult:
+    """Sampled frames, faces, a score per frame and one per video, as `fakescope scan clip.mp4` gives them."""
+    upload = await _read(file)
+    if not is_video_file(upload.name):
+        raise HTTPException(422, detail=f"{upload.name}: not a video file name ({', '.join(sorted(VIDEO_EXTENSIONS))})")
+    detector, model = runtime.detector, runtime.model_name
+    assert detector is not None and model is not None
+    threshold = detector.threshold if threshold is None else threshold
+    with tempfile.TemporaryDirectory(prefix="fakescope-video-") as tmp:
+        (path,) = save_uploads([upload], Path(tmp))
+        result = await runtime.run_model(lambda: detect(path, detector, threshold=threshold))  # as the API and scan
+    if result.error is not None:
+        raise HTTPException(422, detail=f"{upload.name}: {result.error}")
+    return VideoResult(path=upload.name, fake_probability=result.fake_probability, label=result.label, model=model,
+                       threshold=threshold, frames=result.frames)
+
+
+class ResultRows(BaseModel):
+    results: list[dict[str, Any]] = Field(description="Result records as /v1/detect/batch and /v1/detect/video give "
+                                          "them, without the web-only fields (threshold, width, height, explanation).")
+
+
+@router.post("/results", summary="Results written as `fakescope scan` writes them (JSON list or CSV)",
+             responses={400: {"model": ErrorMessage, "description": "The body is not parseable JSON."},
+                        401: _ERRORS[401],
+                        200: {"description": "The file, as an attachment.",
+                              "content": {"application/json": {}, "text/csv": {"schema": {"type": "string"}}}},
+                        422: {"model": UnprocessableMessage, "description": "A record with an unknown field."}})
+async def results_file(body: ResultRows, format: Literal["json", "csv"] = "json") -> Response:  # noqa: A002
+    """The web page's downloads go through the CLI's own writer, so the file is the one `fakescope scan --format
+    json|csv` writes for the same results."""
+    try:
+        text = to_string([ScanResult.from_dict(r) for r in body.results], format)
+    except (TypeError, KeyError, ValueError, AttributeError) as err:  # a missing, unknown or ill-typed field
+        raise HTTPException(422, detail=f"not a scan result record: {type(err).__name__}: {err}") from None
+    media = "application/json" if format == "json" else "text/csv"
+    return Response(text, media_type=media,
+                    headers={"Content-Disposition": f'attachment; filename="fakescope-results.{format}"'})
+
+
+def report_html(uploads: list[Upload], detector, threshold: float | None) -> str:
+    """The HTML report of ``uploads`` (images and videos), file cells naming the uploads, not the temporary folder."""
+    with tempfile.TemporaryDirectory(prefix="fakescope-report-") as tmp:
+        files = Path(tmp) / "files"
+        files.mkdir()
+        paths = save_uploads(uploads, files)
+        out = write_report(scan(paths, detector, workers=0, threshold=threshold), detector, Path(tmp) / "report.html",
+                           threshold)
+        text = out.read_text(encoding="utf-8")
+    for prefix in (str(files) + os.sep, str(files)):  # a path cell, then the folder cell beside a name
+        text = text.replace(html.escape(prefix), "")
+    return text
+
+
+@router.post("/report", response_model=None, summary="The HTML report of several files",
+             responses={**_ERRORS, 200: {"description": "The report, as an attachment (fakescope-report.html).",
+                                         "content": {"text/html": {"schema": {"type": "string"}}}},
+                        400: {"model": ErrorMessage, "description": "No files, or more than "
+                                         "FAKESCOPE_MAX_BATCH_FILES."},
+                        422: {"model": UnprocessableMessage, "description": "An invalid request (e.g. threshold)."}})
+async def report(
+    runtime: Annotated[ModelRuntime, Depends(ready_runtime)],
+    files: Annotated[list[UploadFile], File(min_length=1, description="Images and videos, as repeated 'files' fields.")],
+    threshold: Annotated[float | None, Query(ge=0.0, le=1.0, description=THRESHOLD_HELP)] = None,
+) -> HTMLResponse:
+    """The self-contained report `fakescope scan --report` writes (thumbnails, scores, ELA and Grad-CAM++ maps,
+    provenance, a video's frames), as a download; unreadable files are rows with their reason."""
+    uploads = [await _read(f) for f in files]
+    text = await runtime.run_model(report_html, uploads, runtime.detector, threshold)
+    return HTMLResponse(text, headers={"Content-Disposition": 'attachment; filename="fakescope-report.html"'})

@@ -1,0 +1,85 @@
+"""The endpoints behind the web page's folder view: POST /v1/detect/video and POST /v1/report (TestClient)."""
+from __future__ import annotations
+
+import io
+import time
+from pathlib import Path
+
+import pytest
+
+pytest.importorskip("fastapi", reason="the serve extra is not installed")
+from conftest import make_image
+from fastapi.testclient import TestClient
+from test_video import pattern_frames, write_video
+
+import fakescope
+from fakescope.inference.output import to_string
+from fakescope.inference.scan import ScanResult
+from fakescope.serve import Settings, create_app
+from fakescope.serve.pipeline import Upload
+from fakescope.serve.routers.folder import save_uploads
+
+FRAME_KEYS = {"index", "time", "score", "face", "faces"}
+
+
+def jpeg(seed: int) -> bytes:
+    buf = io.BytesIO()
+    make_image((64, 48), seed=seed).save(buf, format="JPEG", quality=90)
+    return buf.getvalue()
+
+
+@pytest.fixture(scope="module")
+def client(tiny_ela_checkpoint: Path):
+    with TestClient(create_app(Settings(model=str(tiny_ela_checkpoint))), raise_server_exceptions=False) as c:
+        deadline = time.monotonic() + 30
+        while c.get("/readyz").status_code != 200 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        yield c
+
+
+def test_video_endpoint_gives_the_scan_frames(client, tiny_ela_checkpoint, tmp_path):
+    path = write_video(tmp_path / "clip.mp4", pattern_frames(6, seed=3))
+    r = client.post("/v1/detect/video", files={"file": ("clip.mp4", path.read_bytes(), "video/mp4")})
+    assert r.status_code == 200, r.text
+    body = r.json()
+    expected = fakescope.detect(path, model=tiny_ela_checkpoint)  # what the API and `fakescope scan` give
+    p, frames = expected.fake_probability, expected.frames
+    assert body["path"] == "clip.mp4" and body["fake_probability"] == pytest.approx(p, abs=1e-6)
+    assert [set(f) for f in body["frames"]] == [FRAME_KEYS] * len(frames)
+    assert [f["score"] for f in body["frames"]] == pytest.approx([f["score"] for f in frames], abs=1e-6)
+    bad = client.post("/v1/detect/video", files={"file": ("clip.mp4", b"\x00" * 300, "video/mp4")})
+    assert bad.status_code == 422 and bad.json()["detail"].startswith("clip.mp4: not a readable video")
+    named = client.post("/v1/detect/video", files={"file": ("notes.txt", b"hello", "text/plain")})
+    assert named.status_code == 422 and "not a video file name" in named.json()["detail"]
+
+
+def test_report_endpoint_returns_the_scan_report(client, tmp_path):
+    files = [("files", (f"dir/img{i}.jpg", jpeg(i), "image/jpeg")) for i in range(3)]
+    files.append(("files", ("broken.jpg", b"not a jpeg", "image/jpeg")))
+    r = client.post("/v1/report", files=files)
+    assert r.status_code == 200 and r.headers["content-type"].startswith("text/html")
+    assert 'filename="fakescope-report.html"' in r.headers["content-disposition"]
+    page = r.text
+    assert page.count('<tr data-index=') == 3 and page.count('<tr class="error"') == 1
+    assert all(f"img{i}.jpg" in page for i in range(3)) and "broken.jpg" in page
+    assert "fakescope-report-" not in page  # file cells name the uploads, not the server's temporary folder
+
+
+def test_results_are_written_by_the_cli_writer(client, tmp_path):
+    rows = [{"path": "a.jpg", "fake_probability": 0.9, "label": "fake", "model": "m", "error": None},
+            {"path": "b,\"odd\".jpg", "fake_probability": None, "label": None, "model": "m", "error": "b: broken"},
+            {"path": "c.mp4", "fake_probability": 0.2, "label": "real", "model": "m", "error": None,
+             "frames": [{"index": 0, "time": 0.0, "score": 0.2, "face": False, "faces": []}]}]
+    expected = [ScanResult.from_dict(r) for r in rows]
+    for fmt in ("json", "csv"):
+        r = client.post(f"/v1/results?format={fmt}", json={"results": rows})
+        assert r.status_code == 200 and r.text == to_string(expected, fmt)
+        assert f'filename="fakescope-results.{fmt}"' in r.headers["content-disposition"]
+    bad = client.post("/v1/results", json={"results": [{**rows[0], "threshold": 0.5}]})
+    assert bad.status_code == 422 and "threshold" in bad.json()["detail"]
+
+
+def test_uploads_keep_their_names_without_folders_or_clashes(tmp_path):
+    ups = [Upload(n, "image/jpeg", b"x") for n in ("a/b/IMG_1.jpg", "c/IMG_1.jpg", "..\\..\\evil.png", "", ".hidden")]
+    assert [p.name for p in save_uploads(ups, tmp_path)] == ["IMG_1.jpg", "IMG_1-2.jpg", "evil.png", "upload", "hidden"]
+    assert all(p.parent == tmp_path for p in tmp_path.iterdir())
