@@ -1,21 +1,23 @@
 """Checkpoints: one safetensors file whose header carries the JSON metadata needed to rebuild and feed the model.
 
-No pickle anywhere: loading a checkpoint from an untrusted source cannot run code.
+No pickle anywhere: loading a checkpoint from an untrusted source cannot run code. Reading the metadata
+(:func:`read_meta`, :func:`read_header`) needs no PyTorch; building the model does.
 """
 from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import torch
 from safetensors import safe_open
-from safetensors.torch import save_file
-from torch import nn
 
 from fakescope import __version__
 from fakescope.data.preprocess import Preprocess
+
+if TYPE_CHECKING:
+    import torch
+    from torch import nn
 
 FORMAT_VERSION = 1
 CLASS_NAMES = ["real", "fake"]
@@ -68,6 +70,8 @@ class CheckpointMeta:
 
 def unwrap(model: nn.Module) -> nn.Module:
     """The bare model inside DDP / torch.compile / EMA wrappers."""
+    from torch import nn
+
     for attr in ("module", "_orig_mod"):
         while hasattr(model, attr) and isinstance(getattr(model, attr), nn.Module):
             model = getattr(model, attr)
@@ -79,6 +83,8 @@ def save_checkpoint(path: str | Path, model: nn.Module, meta: CheckpointMeta, dt
 
     ``dtype=torch.float16`` halves the file for shipping; floating tensors are restored to float32 on load.
     """
+    from safetensors.torch import save_file
+
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     state = {}
@@ -93,15 +99,20 @@ def save_checkpoint(path: str | Path, model: nn.Module, meta: CheckpointMeta, dt
     return path
 
 
-def read_meta(path: str | Path) -> CheckpointMeta:
+def read_header(path: str | Path) -> dict[str, str]:
+    """The safetensors file's string metadata (its header), read without PyTorch."""
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"{path}: checkpoint file does not exist")
     try:
-        with safe_open(str(path), framework="pt") as f:
-            header = f.metadata() or {}
+        with safe_open(str(path), framework="numpy") as f:
+            return f.metadata() or {}
     except Exception as err:  # safetensors raises several unrelated types for a bad file
         raise CheckpointError(f"{path}: not a safetensors checkpoint ({err})") from None
+
+
+def read_meta(path: str | Path) -> CheckpointMeta:
+    header = read_header(path)
     if "fakescope" not in header:
         raise CheckpointError(f"{path}: safetensors file has no fakescope metadata")
     return CheckpointMeta.from_json(header["fakescope"])

@@ -184,10 +184,13 @@ def _video_options(frames: int, every: Optional[int], top_k: int):
 
 
 def _report_writer(report: Optional[Path], detector, threshold: Optional[float]):
-    """A streaming HTML report writer fed by the scan, or None without --report."""
+    """A streaming HTML report writer fed by the scan, or None without --report (then nothing is imported: the
+    report's Grad-CAM needs PyTorch, a scan does not)."""
+    if not report:
+        return None
     from fakescope.evaluation.report import ReportWriter
 
-    return ReportWriter(report, detector, threshold) if report else None
+    return ReportWriter(report, detector, threshold)
 
 
 def _count_in_background(progress: Progress, task, paths: list[Path], skip) -> None:
@@ -708,6 +711,7 @@ def export(
     calibration_data: Annotated[Optional[list[Path]], typer.Option(help="Labelled folder(s) to calibrate int8 on (training split) and to report the accuracy change on (validation split).")] = None,
     calibration_samples: Annotated[int, typer.Option(help="Images used for int8 calibration.")] = 64,
     eval_samples: Annotated[int, typer.Option(help="Validation images for the int8 accuracy report.")] = 400,
+    ship: Annotated[bool, typer.Option(help="Write the ONNX model beside the shipped weights (src/fakescope/weights/) and record its checksum in their header, so scans export nothing.")] = False,
 ) -> None:
     """Export a detector to ONNX (dynamic batch axis, metadata embedded), verified against PyTorch."""
     from fakescope.inference.detector import DetectorError
@@ -717,9 +721,19 @@ def export(
         raise typer.BadParameter("--format must be onnx")
     if quantize not in (None, "int8"):
         raise typer.BadParameter("--quantize must be int8")
+    if ship and (quantize or out):
+        raise typer.BadParameter("--ship writes the fp32 model beside the weights: no --quantize or --out")
     if not onnx_available():
         raise _fail("ONNX export needs onnx and onnxruntime: pip install onnx onnxruntime onnxscript")
     try:
+        if ship:
+            from fakescope.inference.shipped import ship_onnx
+
+            shipped = ship_onnx(model)
+            console.print(f"shipped {shipped.path} (sha256 {shipped.sha256}, recorded in the weights' header); "
+                          f"largest fake-probability difference to PyTorch: {shipped.max_difference:.2e}",
+                          highlight=False)
+            return
         if quantize:
             from fakescope.compress.quantize import export_int8
 

@@ -9,15 +9,16 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
-from typing import Any
-
-from torch import nn
+from typing import TYPE_CHECKING, Any
 
 from fakescope.data.preprocess import Preprocess
 
+if TYPE_CHECKING:  # the registry itself imports no torch: the model families do, when they are loaded
+    from torch import nn
+
 log = logging.getLogger(__name__)
 
-ModelFactory = Callable[..., nn.Module]
+ModelFactory = Callable[..., "nn.Module"]
 
 
 @dataclass(frozen=True)
@@ -102,7 +103,7 @@ def create_detector(
     pretrained: bool | str = False,
     resize: str | None = None,
     **kwargs: Any,
-) -> tuple[nn.Module, Preprocess]:
+) -> tuple["nn.Module", Preprocess]:
     """Build detector ``name`` and the preprocessing its input needs.
 
     ``pretrained``: False for random initialisation, True for the packaged or cached ImageNet weights when the

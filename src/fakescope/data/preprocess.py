@@ -1,20 +1,24 @@
 """Preprocessing that travels with a detector's weights, so a model is never fed the wrong input.
 
 A :class:`Preprocess` turns a decoded RGB image into a fixed uint8 array (cheap to cache) and a batch of such
-arrays into a normalised float tensor.
+arrays into a normalised float tensor (:meth:`Preprocess.to_tensor`, PyTorch) or float32 array
+(:meth:`Preprocess.normalize`, NumPy: what ONNX Runtime is fed, so a scan never needs PyTorch). torch is imported
+only by the tensor method.
 """
 from __future__ import annotations
 
 import hashlib
 import json
 from dataclasses import asdict, dataclass, field, fields
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import torch
 from PIL import Image
 
 from fakescope.forensics.ela import ela_image
+
+if TYPE_CHECKING:
+    import torch
 
 INPUT_MODES = ("ela", "rgb", "rgb+ela")
 #: ``squash``: resize the whole image to ``size`` x ``size`` (content detectors); ``crop``: cut ``size`` x ``size``
@@ -85,6 +89,8 @@ class Preprocess:
     def to_tensor(self, arrays: np.ndarray | torch.Tensor) -> torch.Tensor:
         """uint8 (N, H, W, C) or (H, W, C) -> normalised float32 (N, C, H, W); clips of frames (N, T, H, W, C),
         as video models read them, -> (N, T, C, H, W)."""
+        import torch
+
         t = torch.as_tensor(arrays)
         if t.ndim == 5:
             return self.to_tensor(t.flatten(0, 1)).unflatten(0, tuple(t.shape[:2]))
@@ -94,6 +100,18 @@ class Preprocess:
         mean = torch.tensor(self.mean, dtype=t.dtype).view(1, -1, 1, 1)
         std = torch.tensor(self.std, dtype=t.dtype).view(1, -1, 1, 1)
         return t.sub_(mean).div_(std)
+
+    def normalize(self, arrays: np.ndarray) -> np.ndarray:
+        """:meth:`to_tensor` in NumPy: uint8 (N, H, W, C) or (H, W, C) -> normalised float32 (N, C, H, W), the
+        same operations in the same order and precision (the ONNX Runtime path, which runs without PyTorch)."""
+        x = np.asarray(arrays)
+        if x.ndim == 3:
+            x = x[None]
+        t = x.transpose(0, 3, 1, 2).astype(np.float32)
+        t /= np.float32(255.0)
+        t -= np.asarray(self.mean, dtype=np.float32).reshape(1, -1, 1, 1)
+        t /= np.asarray(self.std, dtype=np.float32).reshape(1, -1, 1, 1)
+        return t
 
     def key(self) -> str:
         """A short hash of every parameter that changes the cached array (not mean/std)."""

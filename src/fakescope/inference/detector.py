@@ -1,4 +1,8 @@
-"""The Detector: a model plus the preprocessing, calibration and threshold stored with its weights."""
+"""The Detector: a model plus the preprocessing, calibration and threshold stored with its weights.
+
+This module imports no PyTorch: a detector whose ONNX file is at hand (the shipped default, or a checkpoint
+exported before) scores through ONNX Runtime and NumPy alone; torch is imported when a PyTorch model is built.
+"""
 from __future__ import annotations
 
 import contextlib
@@ -7,17 +11,20 @@ import os
 from collections.abc import Iterator
 from importlib import resources
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import torch
 from PIL import Image
-from torch import nn
 
 from fakescope.allocator import reuse_freed_memory
 from fakescope.checkpoint import CheckpointError, CheckpointMeta
 from fakescope.data.preprocess import Preprocess
 from fakescope.familiarity import FeatureModel
 from fakescope.inference.kinds import SINGLE, get_kind, kind_of, list_kinds
+
+if TYPE_CHECKING:
+    import torch
+    from torch import nn
 
 log = logging.getLogger(__name__)
 
@@ -36,6 +43,8 @@ def shipped_weights(name: str) -> Path | None:
 
 
 def resolve_device(device: str = "auto") -> torch.device:
+    import torch
+
     if device == "auto":
         if torch.cuda.is_available():
             return torch.device("cuda")
@@ -43,6 +52,25 @@ def resolve_device(device: str = "auto") -> torch.device:
             return torch.device("mps")
         return torch.device("cpu")
     return torch.device(device)
+
+
+def resolve_checkpoint(name_or_path: str) -> tuple[Path, str] | None:
+    """(checkpoint file, detector name) for a shipped name (``default`` included) or a checkpoint path, found
+    without the registry (so without PyTorch); None when it names neither a file nor shipped weights."""
+    key = DEFAULT_DETECTOR if name_or_path == "default" else str(name_or_path)
+    path = Path(key)
+    if path.is_file():
+        return path, str(path)
+    found = shipped_weights(key)
+    return (found, key) if found is not None else None
+
+
+def softmax_fake(logits: Any, temperature: float) -> np.ndarray:
+    """(N, 2) logits -> softmax probability of the second class (fake) at ``temperature``, float64 (N,); computed
+    in float32 as ``torch.softmax`` does (shift by the row maximum, exponentiate, normalise)."""
+    z = np.asarray(logits, dtype=np.float32) / np.float32(temperature)
+    e = np.exp(z - z.max(axis=1, keepdims=True))
+    return (e[:, 1] / e.sum(axis=1)).astype(np.float64)
 
 
 class Detector:
@@ -66,6 +94,8 @@ class Detector:
 
     #: Set by ``register_kind``; a Detector built directly around one model is of the single-model kind.
     kind: str = SINGLE
+    #: The checkpoint file the detector was loaded from, if any (names its cached ONNX export).
+    checkpoint: Path | None = None
 
     def __init__(self, model: nn.Module, meta: CheckpointMeta, name: str, device: str = "auto"):
         self.device = resolve_device(device)
@@ -82,6 +112,12 @@ class Detector:
         (ONNX Runtime when installed and the export works, else PyTorch with one log line).
         """
         reuse_freed_memory()
+        if backend != "torch" or str(name_or_path).endswith(".onnx"):
+            from fakescope.inference.onnx import ready_onnx
+
+            found = ready_onnx(name_or_path, device)  # an .onnx file, or the shipped or cached one: no PyTorch
+            if found is not None:
+                return found
         detector = cls._load_kind(name_or_path, device)
         if backend == "torch":
             return detector
@@ -97,9 +133,11 @@ class Detector:
             kind = kind_of(path)
             if kind not in list_kinds():
                 raise DetectorError(f"{path}: unknown checkpoint kind {kind!r}")
-            return get_kind(kind).from_checkpoint(path, name, device)
+            detector = get_kind(kind).from_checkpoint(path, name, device)
         except (CheckpointError, KeyError, RuntimeError) as err:
             raise DetectorError(f"{path}: cannot load checkpoint: {err}") from None
+        detector.checkpoint = path
+        return detector
 
     @classmethod
     def _locate(cls, name_or_path: str) -> tuple[Path, str]:
@@ -147,10 +185,12 @@ class Detector:
         """Inputs from :meth:`prepare` -> calibrated fake probabilities, shape (N,)."""
         return self.predict_arrays(np.stack(items))
 
-    @torch.inference_mode()
     def logits(self, arrays: np.ndarray) -> torch.Tensor:
-        x = self.preprocess.to_tensor(arrays).to(self.device)
-        return self.model(x).float().cpu()
+        import torch
+
+        with torch.inference_mode():
+            x = self.preprocess.to_tensor(arrays).to(self.device)
+            return self.model(x).float().cpu()
 
     @property
     def feature_model(self) -> FeatureModel | None:
@@ -168,21 +208,23 @@ class Detector:
         logits, features = self.logits_and_features(np.stack(items))
         return self.probabilities(logits), self.feature_model.familiarity(features)
 
-    @torch.inference_mode()
     def logits_and_features(self, arrays: np.ndarray) -> tuple[torch.Tensor, np.ndarray]:
         """(N, 2) logits and the (N, D) pooled features the classifier reads (timm's ``pre_logits``)."""
-        x = self.preprocess.to_tensor(arrays).to(self.device)
-        features = pooled_features(self.model, x)
-        return self.model.get_classifier()(features).float().cpu(), features.float().cpu().numpy()
+        import torch
+
+        with torch.inference_mode():
+            x = self.preprocess.to_tensor(arrays).to(self.device)
+            features = pooled_features(self.model, x)
+            return self.model.get_classifier()(features).float().cpu(), features.float().cpu().numpy()
 
     def predict_arrays(self, arrays: np.ndarray) -> np.ndarray:
         """uint8 (N, H, W, C) arrays from :meth:`prepare` -> calibrated fake probabilities, shape (N,)."""
         return self.probabilities(self.logits(arrays))
 
-    def probabilities(self, logits: torch.Tensor, temperature: float | None = None) -> np.ndarray:
-        """(N, 2) logits -> fake probabilities at ``temperature`` (default: the calibrated one), float64 (N,)."""
-        t = self.meta.temperature if temperature is None else temperature
-        return torch.softmax(logits / t, dim=1)[:, 1].numpy().astype(np.float64)
+    def probabilities(self, logits: Any, temperature: float | None = None) -> np.ndarray:
+        """(N, 2) logits (tensor or array) -> fake probabilities at ``temperature`` (default: the calibrated one),
+        float64 (N,)."""
+        return softmax_fake(logits, self.meta.temperature if temperature is None else temperature)
 
     def predict_images(self, images: list[Image.Image]) -> np.ndarray:
         return self.predict_batch([self.prepare(im) for im in images])
@@ -191,6 +233,8 @@ class Detector:
         """Class-activation map of the fake class for ``img`` through the layer the architecture declares in
         the registry: float32 (H, W) in [0, 1] at the image's own size. Raises ``ExplainError`` when there is
         no single model to explain."""
+        from torch import nn
+
         from fakescope.explain.cam import DEFAULT_CAM, ExplainError, model_cam, model_input, resize_map
 
         if not isinstance(self.model, nn.Module):
@@ -215,6 +259,8 @@ class Detector:
         leave, at least one: more threads wait at every layer's barrier for a core a worker holds
         (docs/benchmarks/speed.md, "Throughput").
         The setting is process-wide and restored afterwards."""
+        import torch
+
         before = torch.get_num_threads()
         if workers > 0:
             torch.set_num_threads(max(1, min(before, available_cores() - workers)))

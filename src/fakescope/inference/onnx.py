@@ -7,6 +7,10 @@ a dynamic batch axis; if it fails on some other registered architecture, the Tor
 
 The fakescope checkpoint metadata (preprocessing, temperature, threshold, ...) is stored in the ONNX model's
 ``metadata_props`` under ``fakescope``, so an ``.onnx`` file alone can be scanned with.
+
+Choosing the backend imports no PyTorch when the ONNX file is at hand: :func:`ready_onnx` finds it from the
+checkpoint file alone (shipped beside the weights, see :mod:`fakescope.inference.shipped`, or exported to the cache
+before). Only exporting imports torch.
 """
 from __future__ import annotations
 
@@ -15,21 +19,26 @@ import hashlib
 import io
 import logging
 import os
+import platform
 import re
+import shutil
+import sys
 from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import torch
-from torch import nn
 
-from fakescope.checkpoint import CheckpointMeta
-from fakescope.data.cache import default_cache_dir
-from fakescope.inference.detector import Detector, DetectorError
+from fakescope.checkpoint import CheckpointError, CheckpointMeta, read_meta
+from fakescope.data.cache import default_cache_dir, file_digest
+from fakescope.inference.detector import Detector, DetectorError, resolve_checkpoint
 from fakescope.inference.kinds import SINGLE
 from fakescope.inference.kinds.onnx import META_KEY, OnnxDetector, make_session, onnx_available
+
+if TYPE_CHECKING:
+    import torch
+    from torch import nn
 
 log = logging.getLogger(__name__)
 
@@ -49,11 +58,19 @@ def weights_digest(model: nn.Module, meta: CheckpointMeta) -> str:
     return h.hexdigest()[:16]
 
 
-def default_onnx_path(detector: Detector, quantize: str | None = None) -> Path:
-    """``<cache>/onnx/<name>-<hash of weights>[-int8].onnx``."""
-    stem = re.sub(r"[^A-Za-z0-9_.-]+", "_", Path(detector.name).stem or detector.meta.architecture)
+def cached_onnx_path(name: str, digest: str, quantize: str | None = None) -> Path:
+    """``<cache>/onnx/<name>-<digest>[-int8].onnx``."""
+    stem = re.sub(r"[^A-Za-z0-9_.-]+", "_", Path(name).stem)
     suffix = f"-{quantize}" if quantize else ""
-    return default_cache_dir() / "onnx" / f"{stem}-{weights_digest(detector.model, detector.meta)}{suffix}.onnx"
+    return default_cache_dir() / "onnx" / f"{stem}-{digest}{suffix}.onnx"
+
+
+def default_onnx_path(detector: Detector, quantize: str | None = None) -> Path:
+    """Where the export of ``detector`` is cached: named after its checkpoint file's hash when it was loaded from
+    one (so the file is found again without building the model), else after its weights' hash."""
+    checkpoint = getattr(detector, "checkpoint", None)
+    digest = file_digest(checkpoint)[:16] if checkpoint else weights_digest(detector.model, detector.meta)
+    return cached_onnx_path(detector.name or detector.meta.architecture, digest, quantize)
 
 
 @contextlib.contextmanager
@@ -68,11 +85,11 @@ def _quiet(*loggers: str) -> Iterator[None]:
             lg.setLevel(level)
 
 
-def _export_proto(model: nn.Module, example: torch.Tensor) -> Any:
-    """The model as an ``onnx.ModelProto`` with a dynamic batch axis named ``batch``."""
+def _export_proto(model: nn.Module, example: torch.Tensor, outputs: list[str]) -> Any:
+    """The model as an ``onnx.ModelProto`` with outputs named ``outputs`` and a dynamic batch axis named ``batch``."""
     import onnx
+    import torch
 
-    outputs = ["logits", "features"] if isinstance(model, WithFeatures) else ["logits"]
     names = {"input_names": ["input"], "output_names": outputs, "opset_version": OPSET}
     try:
         with _quiet("onnxscript", "onnx_ir"):  # their INFO lines narrate every optimisation pass
@@ -108,28 +125,36 @@ def save_proto(proto: Any, path: Path) -> Path:
     return path
 
 
-class WithFeatures(nn.Module):
+def with_features(model: nn.Module) -> nn.Module:
     """A timm model answering (logits, pooled features): the ONNX graph of a checkpoint that describes its training
-    features has both outputs, so familiarity needs no second pass."""
+    features has both outputs, so familiarity needs no second pass. (The wrapper class is defined here, on use, so
+    that importing this module needs no PyTorch.)"""
+    from torch import nn
 
-    def __init__(self, model: nn.Module):
-        super().__init__()
-        self.model = model
+    class WithFeatures(nn.Module):
+        def __init__(self, inner: nn.Module):
+            super().__init__()
+            self.model = inner
 
-    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        features = self.model.forward_head(self.model.forward_features(x), pre_logits=True)
-        return self.model.get_classifier()(features), features
+        def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+            features = self.model.forward_head(self.model.forward_features(x), pre_logits=True)
+            return self.model.get_classifier()(features), features
+
+    return WithFeatures(model).eval()
 
 
 def export_onnx(model: nn.Module, meta: CheckpointMeta, path: str | Path) -> Path:
     """Export ``model`` (fed as ``meta.preprocess`` says) to ``path`` with ``meta`` embedded; with a feature
     description in ``meta`` the graph also outputs the pooled features."""
+    import torch
+
     pre = meta.preprocess
     model = model.to("cpu").float().eval()
+    outputs = ["logits"]
     if meta.info.get("familiarity"):
-        model = WithFeatures(model).eval()
+        model, outputs = with_features(model), ["logits", "features"]
     example = torch.zeros(2, pre.channels, pre.size, pre.size)  # batch 2: a batch of 1 would be specialised
-    proto = _export_proto(model, example)
+    proto = _export_proto(model, example, outputs)
     set_onnx_meta(proto, replace(meta, info={**meta.info, "onnx": {"opset": OPSET}}))
     return save_proto(proto, Path(path))
 
@@ -147,7 +172,7 @@ def onnx_twin(detector: Detector, path: str | Path | None = None) -> OnnxDetecto
             raise DetectorError(f"{detector.name}: ONNX export differs from PyTorch by {diff:.2e} "
                                 f"(> {FP32_TOLERANCE:g})")
     session = make_session(path)
-    return OnnxDetector(session, detector.meta, detector.name, detector.model, path)
+    return OnnxDetector(session, detector.meta, detector.name, detector.model, path, detector.checkpoint)
 
 
 def verification_arrays(meta: CheckpointMeta, n: int = 6, seed: int = 0) -> np.ndarray:
@@ -184,6 +209,41 @@ def to_backend(detector: Detector, backend: str = "auto") -> Detector:
         raise DetectorError(f"{detector.name}: cannot use the onnx backend: {reason}")
     log.info("using the PyTorch backend for %s (%s)", detector.name, reason)
     return detector
+
+
+def ready_onnx(name_or_path: str, device: str = "auto") -> OnnxDetector | None:
+    """The ONNX detector of an ``.onnx`` file, or of a checkpoint (shipped name or path) whose ONNX file is at
+    hand: shipped beside it (checksum checked) or exported to the cache before. Built without PyTorch; the PyTorch
+    model is loaded only if something asks for it (Grad-CAM). None when there is no such file, when the checkpoint
+    is not a single model, or when ``device`` asks for (``auto``: the machine has) a GPU, which PyTorch serves."""
+    from fakescope.inference.shipped import read_shipped_onnx
+
+    if str(name_or_path).endswith(".onnx"):
+        return OnnxDetector.from_onnx(name_or_path)
+    if device not in ("auto", "cpu") or (device == "auto" and gpu_present()) or not onnx_available():
+        return None
+    found = resolve_checkpoint(name_or_path)
+    if found is None:
+        return None
+    path, name = found
+    try:
+        if read_meta(path).info.get("kind", SINGLE) != SINGLE:
+            return None
+    except (CheckpointError, KeyError, ValueError):
+        return None  # the PyTorch loader reports it
+    shipped = read_shipped_onnx(path)
+    if shipped is not None:
+        return OnnxDetector.from_onnx(shipped[0], name, checkpoint=path, data=shipped[1])
+    cached = cached_onnx_path(name, file_digest(path)[:16])
+    return OnnxDetector.from_onnx(cached, name, checkpoint=path) if cached.is_file() else None
+
+
+def gpu_present() -> bool:
+    """Whether PyTorch's ``auto`` device would be a GPU, judged without importing torch: an NVIDIA driver is
+    loaded (Linux, Windows) or the machine is Apple silicon (MPS)."""
+    if sys.platform == "darwin":
+        return platform.machine() == "arm64"
+    return os.path.exists("/proc/driver/nvidia/version") or shutil.which("nvidia-smi") is not None
 
 
 def _onnx_unusable(detector: Detector) -> str | None:

@@ -1,6 +1,6 @@
 """Streaming scan: files and folders in, one result per file out.
 
-Folders are listed lazily inside DataLoader worker processes, which decode and preprocess; inference runs in
+Folders are listed lazily inside worker processes (:mod:`fakescope.inference.pool`), which decode and preprocess; inference runs in
 batches, and results are yielded as they are ready, so memory stays bounded however many files are scanned
 (a folder of a million files is never held as a list of paths or tensors). A file that cannot be read becomes
 a result with an ``error`` and never stops the scan.
@@ -11,13 +11,10 @@ with the result; it never changes the score, and changes the label only under ``
 """
 from __future__ import annotations
 
-import gc
 import hashlib
 import json
 import logging
 import os
-import signal
-import sys
 from collections.abc import Callable, Container, Iterable, Iterator
 from dataclasses import asdict, dataclass
 from itertools import islice
@@ -25,8 +22,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
-from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
 from fakescope.data.discovery import (
     _SKIP_DIRS as SKIP_DIRS,  # one rule for mask folders, in discovery
@@ -36,6 +31,7 @@ from fakescope.forensics.io import MediaLoadError, is_image_file, load_image, op
 from fakescope.forensics.provenance import Provenance, read_provenance
 from fakescope.inference.detector import Detector
 from fakescope.inference.paths import PATH_BYTES, path_fields, path_from_record, path_text
+from fakescope.inference.pool import run_sharded
 from fakescope.video.frames import is_video_file
 from fakescope.video.scan import PreparedVideo, VideoOptions, prepare_video, score_video
 
@@ -233,7 +229,7 @@ def _jsonl_paths(path: Path) -> Iterator[str]:
                 continue
 
 
-class _FileStream(IterableDataset):
+class _FileStream:
     """Each worker walks the input itself and prepares every k-th pending file, k = number of workers.
 
     Only the root paths travel to the workers; the listing is streamed in each, so nothing grows with the
@@ -249,29 +245,11 @@ class _FileStream(IterableDataset):
         self.transform = transform
         self.skip = skip
 
-    def __iter__(self) -> Iterator[Prepared]:
-        info = get_worker_info()
-        wid, nw = (info.id, info.num_workers) if info else (0, 1)
-        if info:
-            torch.set_num_threads(1)
+    def shard(self, wid: int = 0, nw: int = 1) -> Iterator[Prepared]:
         pending = (p for p in walk_image_files(self.roots) if not self.skip or str(p) not in self.skip)
         for i, path in enumerate(pending):
             if i % nw == wid:
                 yield prepare_file(i, path, self.preparer, self.transform, self.video, self.provenance)
-
-
-def _as_list(items: list[Prepared]) -> list[Prepared]:
-    return items
-
-
-def _die_with_parent(_: int) -> None:
-    """Worker init: exit when the scanning process dies (SIGKILL, OOM). An orphaned DataLoader worker would
-    otherwise block for ever at exit, flushing results into a pipe nobody reads."""
-    if sys.platform.startswith("linux"):
-        import ctypes
-
-        pr_set_pdeathsig = 1
-        ctypes.CDLL(None, use_errno=True).prctl(pr_set_pdeathsig, signal.SIGKILL)
 
 
 #: Files a worker prepares per message to the main process (fewer, larger messages cost less).
@@ -286,22 +264,9 @@ def iter_prepared(paths: Iterable[str | Path], preparer: Any, workers: int, tran
     provenance in the same worker, from the same bytes."""
     stream = _FileStream(_distinct_roots(paths), preparer, transform, skip, video, provenance)
     if workers <= 0:
-        yield from stream
+        yield from stream.shard()
         return
-    loader = DataLoader(stream, batch_size=CHUNK, num_workers=workers, collate_fn=_as_list, prefetch_factor=4,
-                        worker_init_fn=_die_with_parent)
-    # Forked workers inherit this process's garbage. If a worker's garbage collector frees an object that owns
-    # threads (an unreferenced ONNX Runtime session), its destructor waits on a lock held by a thread that does
-    # not exist after fork, and the worker hangs. So free garbage here, and hide the rest from workers' collectors.
-    # (forkserver would avoid the question, but re-imports the caller's main module in every worker.)
-    gc.collect()
-    gc.freeze()
-    try:
-        chunks = iter(loader)
-    finally:
-        gc.unfreeze()
-    for chunk in chunks:
-        yield from chunk
+    yield from run_sharded(stream.shard, workers, chunk=CHUNK, prefetch=4)
 
 
 def trusted_label(result: Any) -> Any:

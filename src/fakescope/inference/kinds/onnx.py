@@ -3,6 +3,9 @@
 The fakescope checkpoint metadata (preprocessing, temperature, threshold, ...) is stored in the ONNX model's
 ``metadata_props`` under ``fakescope``, so an ``.onnx`` file alone can be scanned with. Exporting a checkpoint to
 ONNX (and the ``--backend`` choice) is :mod:`fakescope.inference.onnx`.
+
+Scoring imports no PyTorch: inputs are normalised in NumPy (:meth:`~fakescope.data.preprocess.Preprocess.normalize`)
+and the PyTorch model, which only Grad-CAM needs, is built from the checkpoint on first use.
 """
 from __future__ import annotations
 
@@ -10,15 +13,17 @@ import contextlib
 import importlib.util
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import torch
-from torch import nn
 
 from fakescope.checkpoint import CheckpointError, CheckpointMeta
 from fakescope.inference.detector import Detector, DetectorError, available_cores
 from fakescope.inference.kinds import register_kind
+
+if TYPE_CHECKING:
+    import torch
+    from torch import nn
 
 META_KEY = "fakescope"
 
@@ -28,10 +33,10 @@ def onnx_available() -> bool:
     return all(importlib.util.find_spec(m) is not None for m in ("onnx", "onnxruntime"))
 
 
-def make_session(path: str | Path, threads: int | None = None, spinning: bool = True) -> Any:
-    """An ONNX Runtime CPU session: intra-op threads = available cores, full graph optimisation. ``spinning``:
-    idle intra-op threads busy-wait for work (ONNX Runtime's default, lowest latency); off, they sleep, which
-    leaves the cores to other busy processes."""
+def make_session(model: str | Path | bytes, threads: int | None = None, spinning: bool = True) -> Any:
+    """An ONNX Runtime CPU session for a model file (or its bytes): intra-op threads = available cores, full graph
+    optimisation. ``spinning``: idle intra-op threads busy-wait for work (ONNX Runtime's default, lowest latency);
+    off, they sleep, which leaves the cores to other busy processes."""
     import onnxruntime as ort
 
     opts = ort.SessionOptions()
@@ -40,7 +45,8 @@ def make_session(path: str | Path, threads: int | None = None, spinning: bool = 
     opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     if not spinning:
         opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
-    return ort.InferenceSession(str(path), sess_options=opts, providers=["CPUExecutionProvider"])
+    source = model if isinstance(model, bytes) else str(model)
+    return ort.InferenceSession(source, sess_options=opts, providers=["CPUExecutionProvider"])
 
 
 def read_onnx_meta(session: Any, path: str | Path) -> CheckpointMeta:
@@ -55,32 +61,49 @@ def read_onnx_meta(session: Any, path: str | Path) -> CheckpointMeta:
 
 @register_kind("onnx", suffix=".onnx")
 class OnnxDetector(Detector):
-    """A :class:`Detector` whose model call runs in ONNX Runtime; preprocessing, temperature and threshold
-    come from the same checkpoint metadata, so results are the PyTorch backend's to within 1e-4.
+    """A :class:`Detector` whose model call runs in ONNX Runtime, fed by NumPy; preprocessing, temperature and
+    threshold come from the same checkpoint metadata, so results are the PyTorch backend's to within 1e-4.
 
-    ``model`` is the PyTorch module it was exported from when there is one (Grad-CAM needs it), else None.
+    ``model`` is the PyTorch module it was exported from (Grad-CAM needs it): given, or built from ``checkpoint``
+    on first use (importing torch then), else None.
     """
 
     def __init__(self, session: Any, meta: CheckpointMeta, name: str, model: nn.Module | None = None,
-                 onnx_path: str | Path | None = None):
-        self.device = torch.device("cpu")
+                 onnx_path: str | Path | None = None, checkpoint: str | Path | None = None):
         self.session = session
         self._sleeping_session: Any = None  # built on the first scan with workers, then kept
         self.meta = meta
         self.name = name
-        self.model = model
+        self._model = model
+        self.checkpoint = Path(checkpoint) if checkpoint else None
         self.onnx_path = Path(onnx_path) if onnx_path else None
         self._input = session.get_inputs()[0].name
 
+    @property
+    def device(self) -> torch.device:
+        import torch
+
+        return torch.device("cpu")
+
+    @property
+    def model(self) -> nn.Module | None:
+        if self._model is None and self.checkpoint is not None and self.checkpoint.suffix == ".safetensors":
+            from fakescope.checkpoint import load_checkpoint
+
+            self._model = load_checkpoint(self.checkpoint)[0]
+        return self._model
+
     @classmethod
-    def from_onnx(cls, path: str | Path, name: str | None = None, threads: int | None = None) -> OnnxDetector:
-        """Load an exported ``.onnx`` file on its own (its metadata says how to feed it)."""
+    def from_onnx(cls, path: str | Path, name: str | None = None, threads: int | None = None,
+                  checkpoint: str | Path | None = None, data: bytes | None = None) -> OnnxDetector:
+        """Load an exported ``.onnx`` file on its own (its metadata says how to feed it); ``data``: its bytes,
+        already read (and checked); ``checkpoint``: the safetensors file it was exported from, if known."""
         if not onnx_available():
             raise DetectorError("the onnx backend needs onnxruntime: pip install onnx onnxruntime onnxscript")
-        if not Path(path).is_file():
+        if data is None and not Path(path).is_file():
             raise DetectorError(f"{path}: ONNX file does not exist")
-        session = make_session(path, threads)
-        return cls(session, read_onnx_meta(session, path), name or str(path), onnx_path=path)
+        session = make_session(path if data is None else data, threads)
+        return cls(session, read_onnx_meta(session, path), name or str(path), onnx_path=path, checkpoint=checkpoint)
 
     @classmethod
     def from_checkpoint(cls, path: str | Path, name: str, device: str = "cpu") -> OnnxDetector:
@@ -104,14 +127,16 @@ class OnnxDetector(Detector):
         finally:
             self.session = session
 
-    @torch.inference_mode()
-    def logits(self, arrays: np.ndarray) -> torch.Tensor:
-        x = self.preprocess.to_tensor(arrays).numpy()
-        return torch.from_numpy(self.session.run(None, {self._input: x})[0]).float()
+    def logits(self, arrays: np.ndarray) -> np.ndarray:
+        """uint8 (N, H, W, C) -> float32 (N, 2) logits (a NumPy array: no PyTorch on this path)."""
+        return self._run(arrays)[0]
 
-    def logits_and_features(self, arrays: np.ndarray) -> tuple[torch.Tensor, np.ndarray]:
-        x = self.preprocess.to_tensor(arrays).numpy()
-        outputs = self.session.run(None, {self._input: x})
+    def logits_and_features(self, arrays: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        outputs = self._run(arrays)
         if len(outputs) < 2:
             raise DetectorError(f"{self.name}: this ONNX file has no features output; export it again")
-        return torch.from_numpy(outputs[0]).float(), outputs[1]
+        return outputs[0], outputs[1]
+
+    def _run(self, arrays: np.ndarray) -> list[np.ndarray]:
+        x = self.preprocess.normalize(arrays)
+        return [np.asarray(out, dtype=np.float32) for out in self.session.run(None, {self._input: x})]

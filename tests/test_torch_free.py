@@ -1,0 +1,125 @@
+"""The scan path without PyTorch: NumPy preprocessing equals the tensor path, the shipped ONNX model is the export of
+the shipped weights (checksum recorded in their header), and `fakescope scan` scores with torch unimportable."""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+pytest.importorskip("onnxruntime")
+
+from conftest import REPO
+
+from fakescope.data.preprocess import Preprocess
+from fakescope.forensics.io import load_image
+from fakescope.inference import onnx as fonnx
+from fakescope.inference import shipped
+from fakescope.inference.detector import Detector, shipped_weights
+
+EXAMPLES = sorted((REPO / "examples" / "images").rglob("*.jpg"))
+
+#: Run as `python -c GUARD <args>`: any import of torch, timm or torchvision raises, then `fakescope <args>` runs
+#: (what the installed `fakescope` script does).
+GUARD = """
+import sys
+class Block:
+    def find_spec(self, name, path=None, target=None):
+        if name.split(".")[0] in ("torch", "timm", "torchvision"):
+            raise ImportError("torch is unimportable in this test: " + name)
+sys.meta_path.insert(0, Block())
+sys.argv = ["fakescope", *sys.argv[1:]]
+from fakescope.cli import app
+app()
+"""
+
+
+def test_examples_are_there() -> None:
+    assert len(EXAMPLES) == 10
+
+
+@pytest.mark.parametrize("pre", [Preprocess.for_mode("rgb", 320, True), Preprocess.for_mode("rgb+ela", 64, True),
+                                 Preprocess("ela", size=96)], ids=["rgb-imagenet-320", "rgb+ela-64", "ela-96"])
+def test_numpy_normalisation_equals_the_tensor_path_on_the_examples(pre: Preprocess) -> None:
+    arrays = np.stack([pre.to_array(load_image(p)) for p in EXAMPLES])
+    expected = pre.to_tensor(arrays).numpy()
+    got = pre.normalize(arrays)
+    assert got.dtype == np.float32 and got.shape == expected.shape == (10, pre.channels, pre.size, pre.size)
+    np.testing.assert_allclose(got, expected, rtol=0, atol=1e-5)
+    np.testing.assert_allclose(pre.normalize(arrays[0]), expected[:1], rtol=0, atol=1e-5)  # one (H, W, C) image
+
+
+def test_default_scores_through_the_shipped_onnx_as_pytorch_does() -> None:
+    torch_det = Detector.load("default", backend="torch")
+    onnx_det = Detector.load("default", backend="auto", device="cpu")
+    assert isinstance(onnx_det, fonnx.OnnxDetector) and onnx_det.name == torch_det.name
+    assert onnx_det.onnx_path == shipped_weights(torch_det.name).with_suffix(".onnx")
+    assert (onnx_det.preprocess, onnx_det.threshold) == (torch_det.preprocess, torch_det.threshold)
+    images = [load_image(p) for p in EXAMPLES]
+    np.testing.assert_allclose(onnx_det.predict_images(images), torch_det.predict_images(images), rtol=0,
+                               atol=fonnx.FP32_TOLERANCE)
+    assert onnx_det.model is not None and onnx_det.model.training is False  # Grad-CAM's model, built on demand
+
+
+def test_shipped_onnx_is_the_export_of_the_shipped_weights() -> None:
+    """Fails when the default's weights change without `fakescope export --model default --ship` being re-run."""
+    weights = shipped_weights("efficientnet_lite2")
+    record = shipped.shipped_record(weights)
+    assert record is not None, "the weights' header records no ONNX model: run 'fakescope export --model default --ship'"
+    onnx_file = weights.with_name(record["file"])
+    assert shipped.sha256_hex(onnx_file.read_bytes()) == record["sha256"], "shipped ONNX differs from its checksum"
+    torch_det = Detector.load("default", backend="torch")
+    session = fonnx.make_session(onnx_file)
+    meta = fonnx.read_onnx_meta(session, onnx_file)
+    assert {**meta.info, "onnx": None} == {**torch_det.meta.info, "onnx": None}
+    assert meta.to_json().replace(json.dumps(meta.info), "") == torch_det.meta.to_json().replace(
+        json.dumps(torch_det.meta.info), "")
+    assert fonnx.max_probability_difference(torch_det, onnx_file) <= fonnx.FP32_TOLERANCE
+
+
+def test_a_shipped_onnx_with_another_checksum_is_not_used(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                          caplog: pytest.LogCaptureFixture) -> None:
+    weights = shipped_weights("efficientnet_lite2")
+    copy = Path(shutil.copy(weights, tmp_path / weights.name))
+    shutil.copy(weights.with_suffix(".onnx"), tmp_path / weights.with_suffix(".onnx").name)
+    monkeypatch.setenv("FAKESCOPE_CACHE", str(tmp_path / "cache"))
+    assert isinstance(fonnx.ready_onnx(str(copy), "cpu"), fonnx.OnnxDetector)  # as shipped: used
+    record = shipped.shipped_record(copy)
+    shipped.write_header_entry(copy, shipped.SHIPPED_KEY, json.dumps({**record, "sha256": "0" * 64}))
+    with caplog.at_level("WARNING"):
+        assert fonnx.ready_onnx(str(copy), "cpu") is None  # nothing cached either: the caller exports
+    assert any("checksum differs" in r.getMessage() for r in caplog.records)
+
+
+def _run_without_torch(args: list[str], cwd: Path) -> subprocess.CompletedProcess:
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO / "src"), os.environ.get("PYTHONPATH", "")])}
+    return subprocess.run([sys.executable, "-c", GUARD, *args], cwd=cwd, env=env, capture_output=True, text=True,
+                          timeout=300)
+
+
+def test_fakescope_scan_scores_with_torch_unimportable(tmp_path: Path) -> None:
+    image = tmp_path / "one.jpg"
+    shutil.copy(EXAMPLES[0], image)
+    res = _run_without_torch(["scan", str(image), "--format", "json"], tmp_path)
+    assert res.returncode == 0, res.stderr[-3000:]
+    (row,) = json.loads(res.stdout)
+    assert row["error"] is None and 0.0 <= row["fake_probability"] <= 1.0 and row["label"] in ("real", "fake")
+    expected = Detector.load("default", backend="torch").predict_images([load_image(image)])[0]
+    assert abs(row["fake_probability"] - expected) <= fonnx.FP32_TOLERANCE
+
+
+def test_folder_scan_with_decode_workers_without_torch(tmp_path: Path) -> None:
+    folder = tmp_path / "photos"
+    for p in EXAMPLES:
+        shutil.copy(p, folder / p.name) if folder.exists() else (folder.mkdir(), shutil.copy(p, folder / p.name))
+    (folder / "broken.jpg").write_bytes(b"not a jpeg")
+    res = _run_without_torch(["scan", str(folder), "--format", "jsonl", "--workers", "2"], tmp_path)
+    assert res.returncode == 0, res.stderr[-3000:]
+    rows = {Path(r["path"]).name: r for r in map(json.loads, res.stdout.splitlines())}
+    assert len(rows) == 11 and rows["broken.jpg"]["error"] and rows["broken.jpg"]["fake_probability"] is None
+    assert all(r["fake_probability"] is not None for name, r in rows.items() if name != "broken.jpg")
