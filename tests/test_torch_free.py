@@ -96,9 +96,9 @@ def test_a_shipped_onnx_with_another_checksum_is_not_used(tmp_path: Path, monkey
     assert any("checksum differs" in r.getMessage() for r in caplog.records)
 
 
-def _run_without_torch(args: list[str], cwd: Path) -> subprocess.CompletedProcess:
+def _run_without_torch(args: list[str], cwd: Path, code: str = GUARD) -> subprocess.CompletedProcess:
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO / "src"), os.environ.get("PYTHONPATH", "")])}
-    return subprocess.run([sys.executable, "-c", GUARD, *args], cwd=cwd, env=env, capture_output=True, text=True,
+    return subprocess.run([sys.executable, "-c", code, *args], cwd=cwd, env=env, capture_output=True, text=True,
                           timeout=300)
 
 
@@ -123,3 +123,16 @@ def test_folder_scan_with_decode_workers_without_torch(tmp_path: Path) -> None:
     rows = {Path(r["path"]).name: r for r in map(json.loads, res.stdout.splitlines())}
     assert len(rows) == 11 and rows["broken.jpg"]["error"] and rows["broken.jpg"]["fake_probability"] is None
     assert all(r["fake_probability"] is not None for name, r in rows.items() if name != "broken.jpg")
+
+
+def test_python_detect_api_without_torch(tmp_path: Path) -> None:
+    code = GUARD.split("sys.argv =")[0] + (
+        "import fakescope, sys\n"
+        "r = fakescope.detect(sys.argv[1])\n"
+        "assert r.error is None, r.error\n"
+        "assert 'torch' not in sys.modules and 'timm' not in sys.modules\n"
+        "print(r.fake_probability)\n")
+    res = _run_without_torch([str(EXAMPLES[-1])], tmp_path, code)
+    assert res.returncode == 0, res.stderr[-3000:]
+    expected = Detector.load("default", backend="torch").predict_images([load_image(EXAMPLES[-1])])[0]
+    assert abs(float(res.stdout) - expected) <= fonnx.FP32_TOLERANCE
