@@ -13,22 +13,36 @@ scan rate under three ONNX Runtime session set-ups (all cores spinning, the core
 sleeping when idle). ``--stages`` prints instead the CPU time per
 image of each step (one process, one thread): decode, codec bound, ELA difference, contrast, the model's whole
 preparation and the model itself through ONNX Runtime, and the ceiling they put on "share of the codec bound".
+
+    python bench/throughput.py --release a74871e [--n 300] [--repeats 5] [--write]
+
+``--release REF`` compares this tree with a git worktree of REF (the previous release), both run in the same bench as
+separate processes of the same Python: ``fakescope --help`` and the cold start of ``fakescope scan one.jpg`` (process
+start to the printed result, warm disk cache; median of --repeats), the end-to-end ``fakescope scan`` of the same n
+files (automatic workers; process start included) and steady images/s inside one process (detector loaded and
+warmed up, then ``scan()`` of the n files with --workers), each for the default's ONNX fp32 and its static int8 (the
+same int8 file for both trees: bench/int8.py builds it); ratios this tree / REF, the largest probability difference
+between the trees, and the JPEG decode bound (decode alone through the scan's workers). Written under "## Fast
+start and steady scanning".
 """
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import logging
 import os
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
-from _common import data_root, write_section
+from _common import REPO, data_root, write_section
 from PIL import Image
 
 from fakescope.compress.quantize import quantize_onnx_static
@@ -57,6 +71,14 @@ class CodecOnly:
 
     def to_array(self, img: Image.Image) -> np.ndarray:
         resave_jpeg(img, 90).load()
+        return np.zeros(1, np.uint8)
+
+
+class DecodeOnly:
+    """A scan preparer that only finishes decoding (the JPEG decode bound of an RGB model's scan)."""
+
+    def to_array(self, img: Image.Image) -> np.ndarray:
+        img.load()
         return np.zeros(1, np.uint8)
 
 
@@ -101,10 +123,11 @@ def stage_times(ckpt: str, files: list[Path]) -> str:
     return "\n".join(lines)
 
 
-def codec_bound(files: list[Path], workers: int) -> float:
-    """Files/s of decode + re-encode + decode alone, through the scan's own worker pipeline."""
+def codec_bound(files: list[Path], workers: int, preparer: object | None = None) -> float:
+    """Files/s of decode + re-encode + decode alone (or what ``preparer`` does), through the scan's own worker
+    pipeline."""
     start = time.perf_counter()
-    n = sum(1 for item in iter_prepared(files, CodecOnly(), workers) if item.error is None)
+    n = sum(1 for item in iter_prepared(files, preparer or CodecOnly(), workers) if item.error is None)
     return n / (time.perf_counter() - start)
 
 
@@ -241,6 +264,133 @@ def markdown(rows: list[dict], mem: list[dict], bound: float, args: argparse.Nam
     return "\n".join(lines)
 
 
+#: Steady images/s inside one process: load, warm up on 8 files, then time ``scan()`` of every file (one per line
+#: of argv[2]). Uses only API both trees have.
+STEADY = """
+import sys, time
+from fakescope.inference.detector import Detector
+from fakescope.inference.scan import scan
+model, listing, workers, batch = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
+files = open(listing).read().splitlines()
+det = Detector.load(model, device="cpu", backend="onnx")
+list(scan(files[:8], det, batch, workers=0))
+start = time.perf_counter()
+n = sum(1 for r in scan(files, det, batch, workers) if r.error is None)
+print(n / (time.perf_counter() - start))
+"""
+CLI = "from fakescope.cli import app; app()"
+
+
+@contextlib.contextmanager
+def release_tree(ref: str) -> Iterator[Path]:
+    """A detached git worktree of ``ref`` in a temporary folder, removed afterwards."""
+    tmp = Path(tempfile.mkdtemp(prefix="fakescope-release-"))
+    tree = tmp / "tree"
+    subprocess.run(["git", "-C", str(REPO), "worktree", "add", "--detach", str(tree), ref], check=True,
+                   capture_output=True)
+    try:
+        yield tree
+    finally:
+        subprocess.run(["git", "-C", str(REPO), "worktree", "remove", "--force", str(tree)], capture_output=True)
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def run_in(tree: Path, args: list[str], cache: Path) -> tuple[float, str]:
+    """(wall seconds, stdout) of ``python -c ARGS`` with ``tree``'s sources first on the path."""
+    env = {**os.environ, "PYTHONPATH": str(tree / "src"), "FAKESCOPE_CACHE": str(cache)}
+    start = time.perf_counter()
+    res = subprocess.run([sys.executable, "-c", *args], env=env, capture_output=True, text=True)
+    seconds = time.perf_counter() - start
+    if res.returncode != 0:
+        raise RuntimeError(f"{tree}: {' '.join(args[1:4])} failed: {res.stderr[-2000:]}")
+    return seconds, res.stdout
+
+
+def median_seconds(tree: Path, args: list[str], cache: Path, repeats: int) -> float:
+    run_in(tree, args, cache)  # warm-up: disk cache, and the release's first export into the cache
+    return statistics.median(run_in(tree, args, cache)[0] for _ in range(repeats))
+
+
+def scan_scores(tree: Path, folder: Path, model: str, cache: Path) -> tuple[float, dict[str, float]]:
+    """(wall seconds, path -> probability) of one ``fakescope scan`` of ``folder`` (automatic workers)."""
+    out = cache / f"scan-{abs(hash((str(tree), model)))}.jsonl"
+    seconds, _ = run_in(tree, [CLI, "scan", str(folder), "--model", model, "--format", "jsonl", "--output", str(out)],
+                        cache)
+    rows = [json.loads(line) for line in out.read_text().splitlines()]
+    return seconds, {r["path"]: r["fake_probability"] for r in rows if r["error"] is None}
+
+
+def release_rows(trees: dict[str, Path], files: list[Path], models: dict[str, str], args: argparse.Namespace,
+                 cache: Path) -> list[dict]:
+    """Every measure for every tree; each row holds {tree: value}."""
+    folder, listing = cache / "files", cache / "files.txt"
+    folder.mkdir(exist_ok=True)
+    for i, f in enumerate(files):
+        (folder / f"{i:04d}-{f.name}").symlink_to(f)
+    listing.write_text("\n".join(str(p) for p in sorted(folder.iterdir())))
+    one = str(sorted(folder.iterdir())[-1])
+    rows = [{"measure": "fakescope --help, s", **{t: median_seconds(tree, [CLI, "--help"], cache, args.repeats)
+                                                   for t, tree in trees.items()}},
+            {"measure": "fakescope scan one.jpg (cold start), s",
+             **{t: median_seconds(tree, [CLI, "scan", one, "--format", "json"], cache, args.repeats)
+                for t, tree in trees.items()}}]
+    for precision, model in models.items():
+        scans = {t: scan_scores(tree, folder, model, cache) for t, tree in trees.items()}
+        rows.append({"measure": f"fakescope scan of {len(files)} files, {precision}, images/s (end to end)",
+                     **{t: len(scans[t][1]) / scans[t][0] for t in trees}, "max_dp": _max_difference(scans)})
+        rows.append({"measure": f"steady scan(), {precision}, {args.workers} workers, images/s",
+                     **{t: float(run_in(tree, [STEADY, model, str(listing), str(args.workers), str(args.batch_size)],
+                                        cache)[1]) for t, tree in trees.items()}})
+        log.info("%s", rows[-2:])
+    return rows
+
+
+def _max_difference(scans: dict[str, tuple[float, dict[str, float]]]) -> float:
+    (_, a), (_, b) = scans.values()
+    if set(a) != set(b):
+        raise RuntimeError("the two trees scored different files")
+    return max(abs(a[k] - b[k]) for k in a)
+
+
+def release_section(args: argparse.Namespace) -> str:
+    from int8 import int8_model
+
+    files = bench_files(args.n)
+    fp32 = Detector.load("default", backend="onnx", device="cpu")
+    models = {"fp32": "default", "int8": str(int8_model(fp32, 32).onnx_path)}
+    load_before = os.getloadavg()[0]
+    cache = Path(tempfile.mkdtemp(prefix="fakescope-bench-cache-"))
+    try:
+        with release_tree(args.release) as old:
+            trees = {f"release {args.release}": old, "this tree": REPO}
+            decode_before = codec_bound(files, args.workers, DecodeOnly())
+            rows = release_rows(trees, files, models, args, cache)
+            decode = (decode_before + codec_bound(files, args.workers, DecodeOnly())) / 2
+    finally:
+        shutil.rmtree(cache, ignore_errors=True)
+    return release_markdown(rows, list(trees), decode, args, (load_before, os.getloadavg()[0]))
+
+
+def release_markdown(rows: list[dict], names: list[str], decode: float, args: argparse.Namespace,
+                     load: tuple[float, float]) -> str:
+    old, new = names
+    lines = [f"Command: `python bench/throughput.py {' '.join(sys.argv[1:])}`", "",
+             f"{args.n} real JPEGs ({', '.join(SOURCES)}); {os.cpu_count()} cores shared with other work (load average "
+             f"{load[0]:.1f} before, {load[1]:.1f} after): every figure is noisy, the two trees were measured in the "
+             f"same run, one after the other for each measure. Seconds are medians of {args.repeats} runs after a warm-up run.", "",
+             f"| measure | {old} | {new} | ratio (this tree / release; for seconds, release / this tree) | "
+             "largest probability difference |", "|---|---|---|---|---|"]
+    for r in rows:
+        ratio = r[old] / r[new] if r["measure"].endswith(", s") else r[new] / r[old]
+        dp = f"{r['max_dp']:.1e}" if "max_dp" in r else ""
+        lines.append(f"| {r['measure']} | {r[old]:.2f} | {r[new]:.2f} | {ratio:.2f}x | {dp} |")
+    steady = [r for r in rows if r["measure"].startswith("steady")]
+    lines += ["", f"JPEG decode bound (decode alone through the scan's {args.workers} workers; mean of a run before and "
+              f"after): **{decode:.1f} images/s**; steady scanning reaches "
+              + ", ".join(f"{r['measure'].split(', ')[1]} {r[new] / decode:.0%}" for r in steady) + " of it."]
+    return "\n".join(lines)
+
+
 def compression_rows(model: str, data: list[str], out: Path, eval_samples: int, finetune: bool) -> list[dict]:
     """Every compressed variant of ``model``, measured on the validation split of ``data`` (same images)."""
     from fakescope.compress.prune import prune_checkpoint
@@ -286,9 +436,18 @@ def compression_section(args: argparse.Namespace) -> str:
                       markdown_table(rows)])
 
 
+def _print_section(heading: str, text: str, write: bool) -> None:
+    print(text)
+    if write:
+        write_section(heading, text)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--model", action="append", required=True, help="Checkpoint or detector name (repeat).")
+    parser.add_argument("--model", action="append", default=None, help="Checkpoint or detector name (repeat).")
+    parser.add_argument("--release", default=None,
+                        help="Instead: compare this tree with a worktree of this git ref (start-up, --help, scans).")
+    parser.add_argument("--repeats", type=int, default=5, help="--release: runs per start-up time (median).")
     parser.add_argument("--n", type=int, default=900,
                         help="Bench images (a third from each source; 0: memory only). Worker start-up (~0.3 s) "
                              "is part of every row, so small sets flatter the slower ones.")
@@ -308,6 +467,10 @@ def main() -> None:
                         help="Print scan files/s per ONNX Runtime session set-up instead (every --model).")
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(message)s")
+    if args.release:
+        return _print_section("Fast start and steady scanning", release_section(args), args.write)
+    if not args.model:
+        parser.error("--model is required (or --release REF)")
     if args.stages:
         print(stage_times(args.model[0], bench_files(args.n)))
         return
@@ -317,11 +480,7 @@ def main() -> None:
                         + [f"| {r['model']} | {r['session']} | {r['images_per_s']:.1f} |" for r in rows]))
         return
     if args.compression_data:
-        text = compression_section(args)
-        print(text)
-        if args.write:
-            write_section("Compression", text)
-        return
+        return _print_section("Compression", compression_section(args), args.write)
     load_before = os.getloadavg()[0]
     files = bench_files(args.n)
     rows: list[dict] = []

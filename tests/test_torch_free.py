@@ -138,3 +138,23 @@ def test_python_detect_api_without_torch(tmp_path: Path) -> None:
     assert res.returncode == 0, res.stderr[-3000:]
     expected = Detector.load("default", backend="torch").predict_images([load_image(EXAMPLES[-1])])[0]
     assert abs(float(res.stdout) - expected) <= fonnx.FP32_TOLERANCE
+
+
+def test_service_scores_without_torch(tmp_path: Path) -> None:
+    pytest.importorskip("fastapi")
+    code = GUARD.split("sys.argv =")[0] + (
+        "import sys, time\n"
+        "from fastapi.testclient import TestClient\n"
+        "from fakescope.serve import Settings, create_app\n"
+        "with TestClient(create_app(Settings())) as c:\n"
+        "    deadline = time.monotonic() + 120\n"
+        "    while not c.get('/readyz').json().get('ready') and time.monotonic() < deadline:\n"
+        "        time.sleep(0.05)\n"
+        "    r = c.post('/v1/detect', files={'file': ('x.jpg', open(sys.argv[1], 'rb').read(), 'image/jpeg')})\n"
+        "assert r.status_code == 200, r.text\n"
+        "assert 'torch' not in sys.modules\n"
+        "print(r.json()['fake_probability'])\n")
+    res = _run_without_torch([str(EXAMPLES[0])], tmp_path, code)
+    assert res.returncode == 0, res.stderr[-3000:]
+    expected = Detector.load("default", backend="torch").predict_images([load_image(EXAMPLES[0])])[0]
+    assert abs(float(res.stdout) - expected) <= fonnx.FP32_TOLERANCE

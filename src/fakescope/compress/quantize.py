@@ -85,7 +85,7 @@ def quantize_onnx_static(fp32_path: str | Path, out: str | Path, calibration: np
         def get_next(self) -> dict[str, np.ndarray] | None:
             return next(self.batches, None)
 
-    reader = Reader(meta.preprocess.to_tensor(calibration).numpy())
+    reader = Reader(meta.preprocess.normalize(calibration))
     with tempfile.TemporaryDirectory() as tmp:
         source = Path(tmp) / "pre.onnx"
         try:  # shape inference + graph optimisation first, as ONNX Runtime recommends

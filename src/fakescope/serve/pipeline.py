@@ -13,8 +13,6 @@ from typing import Any
 
 from PIL import Image
 
-from fakescope import explain
-from fakescope.explain.cam import DEFAULT_CAM
 from fakescope.familiarity import decide
 from fakescope.forensics.io import ImageLoadError, image_size, open_image
 from fakescope.forensics.provenance import read_provenance
@@ -186,8 +184,12 @@ def png_base64(img: Image.Image, max_side: int) -> str:
     return base64.b64encode(buf.getvalue()).decode("ascii")
 
 
-async def explain_image(runtime: ModelRuntime, img: Image.Image, method: str = DEFAULT_CAM) -> Explanation:
-    """ELA map and class-activation overlay for ``img`` (from :mod:`fakescope.explain`), as base64 PNGs."""
+async def explain_image(runtime: ModelRuntime, img: Image.Image, method: str | None = None) -> Explanation:
+    """ELA map and class-activation overlay for ``img`` (from :mod:`fakescope.explain`), as base64 PNGs; ``method``
+    defaults to the explainer's default CAM. Imported here: Grad-CAM needs PyTorch, plain detection does not."""
+    from fakescope import explain
+
+    method = method or explain.DEFAULT_CAM
     max_side = runtime.settings.explain_max_side
     out = Explanation(method=method)
     out.ela_png = await runtime.run_decoder(lambda: png_base64(explain.ela_view(img), max_side))

@@ -7,6 +7,7 @@ tying up a thread per waiting request, and keeps Grad-CAM's hooks from meeting a
 from __future__ import annotations
 
 import logging
+import sys
 import threading
 import time
 from collections.abc import Callable
@@ -16,7 +17,6 @@ from typing import Any, TypeVar
 import anyio
 import anyio.to_thread
 import numpy as np
-import torch
 
 from fakescope.allocator import release_free_memory
 from fakescope.inference.detector import Detector
@@ -85,14 +85,15 @@ class ModelRuntime:
         """Load ``settings.model``; on failure keep the reason for ``/readyz`` instead of raising."""
         from fakescope.inference.detector import DetectorError
 
-        torch.set_num_threads(self.settings.threads)  # process-wide; applies to the worker threads too
         start = time.perf_counter()
         try:
-            detector = Detector.load(self.settings.model, device=self.settings.device)
+            detector = Detector.load(self.settings.model, device=self.settings.device, backend=self.settings.backend)
         except (DetectorError, OSError) as err:
             self.error = str(err)
             log.error("model %s not loaded: %s", self.settings.model, err)
             return
+        if "torch" in sys.modules:  # a PyTorch detector (an ONNX one never imports it)
+            sys.modules["torch"].set_num_threads(self.settings.threads)  # process-wide: the worker threads too
         self.detector = detector
         log.info("model %s loaded in %.1f s (threshold %.3f)", detector.name, time.perf_counter() - start,
                  detector.threshold)

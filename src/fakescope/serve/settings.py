@@ -25,6 +25,9 @@ class Settings:
 
     model: str = "default"
     device: str = "auto"
+    #: ``auto``: ONNX Runtime when the model's ONNX file is at hand (the shipped default's is), so the server starts
+    #: without importing PyTorch; ``torch`` or ``onnx`` to choose (as ``fakescope scan --backend``).
+    backend: str = "auto"
     api_key: str | None = None
     max_upload_mb: float = 20.0
     max_pixels: int = 50_000_000
