@@ -375,6 +375,10 @@ def release_markdown(rows: list[dict], names: list[str], decode: float, args: ar
                      load: tuple[float, float]) -> str:
     old, new = names
     lines = [f"Command: `python bench/throughput.py {' '.join(sys.argv[1:])}`", "",
+             "What the release did on a scan: import PyTorch and timm, build the model, look up (on a first scan: "
+             "export) its ONNX twin in the cache, then feed ONNX Runtime through PyTorch tensors and decode in "
+             "DataLoader workers. This tree reads the ONNX model shipped beside the default's weights (checksum "
+             "checked), normalises in NumPy and decodes in plain forked workers: PyTorch is never imported.", "",
              f"{args.n} real JPEGs ({', '.join(SOURCES)}); {os.cpu_count()} cores shared with other work (load average "
              f"{load[0]:.1f} before, {load[1]:.1f} after): every figure is noisy, the two trees were measured in the "
              f"same run, one after the other for each measure. Seconds are medians of {args.repeats} runs after a warm-up run.", "",
