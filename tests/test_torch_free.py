@@ -158,3 +158,12 @@ def test_service_scores_without_torch(tmp_path: Path) -> None:
     assert res.returncode == 0, res.stderr[-3000:]
     expected = Detector.load("default", backend="torch").predict_images([load_image(EXAMPLES[0])])[0]
     assert abs(float(res.stdout) - expected) <= fonnx.FP32_TOLERANCE
+
+
+def test_the_shipped_onnx_is_package_data() -> None:
+    import fnmatch
+
+    tomllib = pytest.importorskip("tomllib")  # Python 3.11+
+    globs = tomllib.loads((REPO / "pyproject.toml").read_text())["tool"]["setuptools"]["package-data"]["fakescope"]
+    shipped_file = shipped_weights("efficientnet_lite2").with_suffix(".onnx")
+    assert shipped_file.is_file() and any(fnmatch.fnmatch(f"weights/{shipped_file.name}", g) for g in globs)
