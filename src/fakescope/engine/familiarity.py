@@ -1,6 +1,6 @@
 """Describe a trained detector's features so that each result can say how familiar its image is
 (:mod:`fakescope.familiarity`): pooled features of the training images (up to ``per_cell`` per folder and class,
-without augmentation) give the class means and covariance, those of the validation images the reference."""
+without augmentation) are the neighbours, those of the validation images the reference."""
 from __future__ import annotations
 
 import logging
@@ -52,9 +52,9 @@ def capped(samples: Sequence[Sample], sources: Sequence[int], per_cell: int, see
 
 def describe(detector: Detector, train: Sequence[Sample], val: Sequence[Sample], workers: int = 2) -> FeatureModel:
     """The :class:`FeatureModel` of ``detector`` from its training and validation images."""
-    train_x, train_y = sample_features(detector, train, workers)
+    train_x, _ = sample_features(detector, train, workers)
     val_x, _ = sample_features(detector, val, workers)
-    return fit_feature_model(train_x, train_y, val_x)
+    return fit_feature_model(train_x, val_x)
 
 
 def add_familiarity(checkpoint: str | Path, splits: Sequence[tuple[Sequence[Sample], Sequence[Sample]]],
