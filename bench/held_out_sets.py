@@ -4,8 +4,8 @@
                                   [--baseline default] [--write]
 
 For each shared source (casia1, faces140k, diffusiondb, wildfaces and the real-only cameras, or those named by
---leave-out) the recipe is trained on all the others into RUNS/without-SET, and once on all of them into RUNS/all,
-unless the run exists already with that recipe (a run saved with another recipe stops the bench, naming the
+--leave-out) the recipe is trained on all the others into RUNS/without-SET, and (for the whole table) once on all of
+them into RUNS/all, unless the run exists already with that recipe (a run saved with another recipe stops the bench, naming the
 differing options). Each left-out model is scored on every image of the set it never saw: ROC-AUC with a bootstrap
 interval, the share of its reals flagged and of its fakes caught at the threshold it chose on the other sets, its
 ECE there, the share of the set it calls unfamiliar and its ROC-AUC on the familiar part; on cameras, which has no
@@ -56,14 +56,17 @@ def train_without(left_out: str | None, runs: Path, recipe: Path) -> tuple[Path,
     """The recipe on every shared set but ``left_out`` (None: all of them); an existing run with the same recipe is
     reused. The checkpoint gets its familiarity description if it has none (runs trained before it existed)."""
     cfg = run_config(left_out, runs, recipe)
-    checkpoint = Path(cfg.out) / "best.safetensors"
-    if checkpoint.exists():
-        differ = config_differences(load_config(Path(cfg.out) / "config.yaml"), cfg)
+    out = Path(cfg.out)
+    checkpoint = out / "best.safetensors"
+    if (out / "config.yaml").exists():
+        differ = config_differences(load_config(out / "config.yaml"), cfg, ignore=("out", "resume"))
         if differ:
-            raise SystemExit(f"{cfg.out}: trained with another recipe than {recipe} ({'; '.join(differ)}); "
+            raise SystemExit(f"{out}: trained with another recipe than {recipe} ({'; '.join(differ)}); "
                              "move it away to retrain, or pass --runs with runs of this recipe")
-    else:
-        print(f"training {'without ' + left_out if left_out else 'on all sets'} into {cfg.out}", flush=True)
+    if not (out / "metrics.json").exists():  # written when a run finishes; an interrupted one resumes
+        if (out / "last.pt").exists():
+            cfg.resume = str(out / "last.pt")
+        print(f"training {'without ' + left_out if left_out else 'on all sets'} into {out}", flush=True)
         fit(cfg, on_epoch=lambda r: print(f"  epoch {r['epoch']} val auc {r['val_roc_auc']:.3f} {r['seconds']:.0f}s",
                                           flush=True))
     if "familiarity" not in read_meta(checkpoint).info:
@@ -134,7 +137,8 @@ def main() -> None:
     logging.basicConfig(level=logging.WARNING)
     t0 = time.time()
     runs = {name: train_without(name, args.runs, args.recipe) for name in args.leave_out}
-    runs["all"] = train_without(None, args.runs, args.recipe)
+    if set(args.leave_out) == set(SETS):  # the whole table: also the run on all sets, the candidate default
+        runs["all"] = train_without(None, args.runs, args.recipe)
     baseline = Detector.load(args.baseline, backend="auto")
     trained_on = {Path(p).name for p in baseline.meta.info.get("data", {}).get("path", [])}
     left, aucs, base_rows = [], {}, []

@@ -118,10 +118,13 @@ def results_table(results: Iterable[ScanResult], threshold: float) -> Table:
     results = list(results)
     with_prov = any(r.provenance is not None for r in results)
     with_errors = any(r.error is not None for r in results)
+    with_familiarity = any(r.familiarity is not None for r in results)
     table = Table(title=None, show_lines=False)
     table.add_column("file", overflow="fold")
     table.add_column("fake probability", justify="right")
     table.add_column("label")
+    if with_familiarity:
+        table.add_column("familiarity", justify="right")
     if with_prov:
         table.add_column("provenance", overflow="fold")
     if with_errors:
@@ -131,11 +134,20 @@ def results_table(results: Iterable[ScanResult], threshold: float) -> Table:
         if r.error is not None:
             cells = [name, "-", "[yellow]error[/]"]
         else:
-            style = "red" if r.label == "fake" else "green"
+            style = {"fake": "red", "uncertain": "yellow"}.get(r.label or "", "green")
             cells = [name, f"{r.fake_probability:.3f}", f"[{style}]{r.label}[/]" + ("*" if r.label_reason else "")]
+        if with_familiarity:
+            cells.append("-" if r.familiarity is None else familiarity_cell(r.familiarity))
         table.add_row(*cells, *([provenance_cell(r)] if with_prov else []),
                       *([escape(path_text(r.error or ""))] if with_errors else []))
     return table
+
+
+def familiarity_cell(familiarity: float) -> str:
+    """The familiarity, marked when the image is unlike the detector's training images."""
+    from fakescope.familiarity import FAMILIAR_CUT
+
+    return f"{familiarity:.2f}" + (" [yellow]unfamiliar[/]" if familiarity < FAMILIAR_CUT else "")
 
 
 def provenance_cell(r: ScanResult) -> str:
