@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 from safetensors.torch import load_file, save_file
 
-from fakescope.checkpoint import read_meta
+from fakescope.checkpoint import read_header, read_meta
 from fakescope.data.discovery import Sample
 from fakescope.familiarity import FeatureModel, fit_feature_model
 from fakescope.inference.detector import Detector
@@ -60,14 +60,15 @@ def describe(detector: Detector, train: Sequence[Sample], val: Sequence[Sample],
 def add_familiarity(checkpoint: str | Path, splits: Sequence[tuple[Sequence[Sample], Sequence[Sample]]],
                     per_cell: int = 200, workers: int = 2) -> FeatureModel:
     """Describe the checkpoint's features from its (train, validation) splits, one pair per training folder, and
-    store the description in its metadata (``info["familiarity"]``); the weights are left as they are."""
+    store the description in its metadata (``info["familiarity"]``); the weights and the header's other entries are
+    left as they are (a shipped ONNX model's checksum then no longer matches: re-run ``fakescope export --ship``)."""
     detector = Detector.load(str(checkpoint), device="cpu")
     train = capped([s for t, _ in splits for s in t], [i for i, (t, _) in enumerate(splits) for _ in t], per_cell)
     model = describe(detector, train, [s for _, v in splits for s in v], workers)
     meta = read_meta(checkpoint)
     meta.info["familiarity"] = model.to_dict()
-    tensors = load_file(str(checkpoint))
-    save_file(tensors, str(checkpoint), metadata={"fakescope": meta.to_json()})
+    tensors, header = load_file(str(checkpoint)), read_header(checkpoint)
+    save_file(tensors, str(checkpoint), metadata={**header, "fakescope": meta.to_json()})
     log.info("%s: familiarity from %d training and %d validation images", checkpoint, len(train),
              sum(len(v) for _, v in splits))
     return model
