@@ -16,6 +16,7 @@ import numpy as np
 import pytest
 import torch
 import yaml
+from PIL import Image
 from safetensors import safe_open
 from typer.testing import CliRunner
 
@@ -272,3 +273,24 @@ def test_layer_decay_trains_early_blocks_slower(tmp_path, tiny_images):
     result = fit(run)
     assert float(result.history[0]["lr"]) == pytest.approx(run.optim.lr)  # the top group's rate is the one logged
     assert yaml.safe_load((tmp_path / "run" / "config.yaml").read_text())["optim"]["layer_decay"] == 0.7
+
+
+def test_real_only_and_fake_only_folders_train_with_pseudo_fakes_and_familiarity(tmp_path, tiny_images):
+    """A real-only folder (camera originals) and a fake-only folder join the mix; with ``data.pseudo_fakes`` the
+    real-only folder's fakes are made from its reals, the threshold bound counts its reals, and the checkpoint
+    describes its training features, so its scans report familiarity."""
+    tiny_images(12, folder=tmp_path / "cams" / "real", prefix="cam", size=(72, 64))
+    tiny_images(12, folder=tmp_path / "gen" / "fake", prefix="gen", size=(72, 64), seed=5)
+    cfg = load_config(None, {"model.name": "efficientnet_lite0", "model.size": 64, "epochs": 1, "batch_size": 4,
+                             "device": "cpu", "data.path": [str(tmp_path / "cams"), str(tmp_path / "gen")],
+                             "data.workers": 0, "data.cache": False, "data.pseudo_fakes": 0.5,
+                             "data.balance": "source", "mask_loss": 1.0, "target_fpr": 0.5,
+                             "out": str(tmp_path / "run")})
+    result = fit(cfg)
+    counts = read_meta(result.checkpoint).info["data"]["counts"]["train"]
+    assert counts["pseudo_fake"] == counts["real"] > 0
+    detector = Detector.load(str(result.checkpoint), device="cpu")
+    assert detector.feature_model is not None
+    _, familiar = detector.score_batch([detector.prepare(Image.open(p).convert("RGB"))
+                                        for p in sorted((tmp_path / "cams" / "real").iterdir())[:3]])
+    assert familiar is not None and familiar.shape == (3,)
