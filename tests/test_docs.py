@@ -42,12 +42,26 @@ def test_every_section_lives_on_its_page_and_every_page_is_in_the_index():
 
 
 def write_section_headings(script: Path) -> list[str]:
-    """The heading each write_section call of a bench script writes (a string, or a module-level string constant)."""
+    """The heading each write_section call of a bench script writes: a string, a module-level string constant, or a
+    parameter of the enclosing function, read from that function's calls in the same script."""
     tree = ast.parse(script.read_text())
     constants = {t.id: node.value.value for node in tree.body if isinstance(node, ast.Assign)
                  and isinstance(node.value, ast.Constant) for t in node.targets if isinstance(t, ast.Name)}
     calls = [n for n in ast.walk(tree) if isinstance(n, ast.Call) and getattr(n.func, "id", "") == "write_section"]
-    return [arg.value if isinstance(arg, ast.Constant) else constants[arg.id] for arg in (c.args[0] for c in calls)]
+    parents = {child: node for node in ast.walk(tree) for child in ast.iter_child_nodes(node)}
+    headings = []
+    for call in calls:
+        arg = call.args[0]
+        if isinstance(arg, ast.Constant) or getattr(arg, "id", None) in constants:
+            headings.append(arg.value if isinstance(arg, ast.Constant) else constants[arg.id])
+            continue
+        func = call
+        while not isinstance(func, ast.FunctionDef):
+            func = parents[func]
+        position = [a.arg for a in func.args.args].index(arg.id)
+        uses = [n for n in ast.walk(tree) if isinstance(n, ast.Call) and getattr(n.func, "id", "") == func.name]
+        headings += [u.args[position].value for u in uses]
+    return headings
 
 
 def test_every_bench_write_section_call_has_a_page():
