@@ -51,6 +51,7 @@ PAGES = {
     "Localisation": "localisation.md",
     "Throughput": "speed.md",
     "Fast start and steady scanning": "speed.md",
+    "Provenance reading": "speed.md",
     "Allocator": "speed.md",
     "From-scratch CNN": "speed.md",
     "Compression": "compression.md",

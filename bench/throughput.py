@@ -10,7 +10,8 @@ costs before any model). Memory: peak anonymous PSS (proportional set size) of `
 folders of 1,000 and 20,000 JPEGs made by re-encoding shared images in a temporary folder, deleted afterwards.
 --write puts the tables into docs/benchmarks/speed.md under "## Throughput". ``--sessions`` prints instead each model's
 scan rate under three ONNX Runtime session set-ups (all cores spinning, the cores the workers leave, all cores
-sleeping when idle). ``--stages`` prints instead the CPU time per
+sleeping when idle). ``--provenance`` prints instead folder-scan files/s with and without provenance reading (and --write
+puts it under "## Provenance reading"). ``--stages`` prints instead the CPU time per
 image of each step (one process, one thread): decode, codec bound, ELA difference, contrast, the model's whole
 preparation and the model itself through ONNX Runtime, and the ceiling they put on "share of the codec bound".
 
@@ -137,6 +138,67 @@ def scan_rate(files: list[Path], detector: Detector, batch_size: int, workers: i
     start = time.perf_counter()
     n = sum(1 for r in scan(files, detector, batch_size, workers) if r.error is None)
     return n / (time.perf_counter() - start)
+
+
+def provenance_rows(ckpt: str, workers: int, batch_size: int, n: int, rounds: int) -> list[dict]:
+    """Folder-scan files/s without and with provenance reading, on the bench JPEGs and on the camera originals
+    (large JPEGs with EXIF thumbnails: the reader's most expensive case). The two settings alternate, ``rounds``
+    scans each, and the median of each is compared, so a shared machine's drift hits both alike."""
+    det = Detector.load(ckpt, device="cpu", backend="auto")  # what `fakescope scan` uses
+    sets = {f"{n} real JPEGs ({', '.join(SOURCES)})": bench_files(n),
+            "camera originals (shared cameras/real, EXIF and thumbnails)": sorted((data_root() / "cameras" / "real").iterdir())}
+    rows = []
+    for name, files in sets.items():
+        list(scan(files[:8], det, batch_size, workers=0, provenance=True))  # warm-up: model, c2pa-python
+        rates: dict[bool, list[float]] = {False: [], True: []}
+        for _ in range(rounds):
+            for with_prov in (False, True):
+                start = time.perf_counter()
+                done = sum(1 for r in scan(files, det, batch_size, workers, provenance=with_prov) if r.error is None)
+                rates[with_prov].append(done / (time.perf_counter() - start))
+        off, on = float(np.median(rates[False])), float(np.median(rates[True]))
+        rows.append({"files": name, "n": len(files), "without": off, "with": on, "ratio": on / off,
+                     "runs": {str(k): v for k, v in rates.items()}, **provenance_cpu(files, det)})
+        log.info("%s: %.1f files/s without provenance, %.1f with (x%.3f)", name, off, on, on / off)
+    return rows
+
+
+def provenance_cpu(files: list[Path], det: Detector) -> dict:
+    """CPU ms per file (this process, one thread) of what a decode worker does without provenance (read, decode,
+    prepare) and of what reading provenance adds (the reader, given the decoded pixels): a figure the machine's
+    load does not move, unlike files/s."""
+    import torch
+
+    from fakescope.forensics.io import open_image
+    from fakescope.forensics.provenance import read_provenance
+
+    torch.set_num_threads(1)
+    datas = [p.read_bytes() for p in files]
+    start = time.process_time()
+    images = [open_image(d) for d in datas]
+    for img in images:
+        det.preparer.to_array(img)
+    worker = time.process_time() - start
+    start = time.process_time()
+    for d, img in zip(datas, images):
+        read_provenance(d, decoded=img)
+    reader = time.process_time() - start
+    return {"worker_cpu_ms": worker / len(files) * 1000, "reader_cpu_ms": reader / len(files) * 1000}
+
+
+def provenance_markdown(rows: list[dict], args: argparse.Namespace, load: tuple) -> str:
+    lines = [f"Command: `cd bench && python throughput.py {' '.join(sys.argv[1:])}`", "",
+             f"`fakescope scan`'s pipeline (backend auto, {args.workers} decode workers, batch {args.batch_size}), "
+             f"{args.rounds} scans with and {args.rounds} without provenance, alternating; medians. {os.cpu_count()} "
+             f"cores, load average {load[0]:.1f} before / {load[1]:.1f} after (shared machine).", "",
+             "CPU columns: one process, one thread, per file: decode and prepare (a worker's job without provenance) "
+             "and what the reader adds (given the decoded pixels).", "",
+             "| files | n | files/s without provenance | with | with / without | worker CPU ms/file | reader CPU "
+             "ms/file | reader / worker |", "|---|---|---|---|---|---|---|---|"]
+    lines += [f"| {r['files']} | {r['n']} | {r['without']:.1f} | {r['with']:.1f} | {r['ratio']:.3f} | "
+              f"{r['worker_cpu_ms']:.1f} | {r['reader_cpu_ms']:.2f} | {r['reader_cpu_ms'] / r['worker_cpu_ms']:.1%} |"
+              for r in rows]
+    return "\n".join(lines)
 
 
 def int8_twin(detector: Detector, fp32: OnnxDetector, files: list[Path]) -> OnnxDetector:
@@ -490,6 +552,9 @@ def main() -> None:
     parser.add_argument("--distill-epochs", type=int, default=0, help="Also distil the last --model into an ELA-CNN.")
     parser.add_argument("--distill-per-class", type=int, default=300)
     parser.add_argument("--stages", action="store_true", help="Print CPU time per step instead (first --model).")
+    parser.add_argument("--provenance", action="store_true",
+                        help="Print instead folder-scan files/s without and with provenance reading (first --model).")
+    parser.add_argument("--rounds", type=int, default=3, help="--provenance: scans per setting.")
     parser.add_argument("--sessions", action="store_true",
                         help="Print scan files/s per ONNX Runtime session set-up instead (every --model).")
     args = parser.parse_args()
@@ -511,6 +576,14 @@ def main() -> None:
         parser.error("--model is required (or --release REF)")
     if args.stages:
         print(stage_times(args.model[0], bench_files(args.n)))
+        return
+    if args.provenance:
+        load = os.getloadavg()[0]
+        rows = provenance_rows(args.model[0], args.workers, args.batch_size, args.n, args.rounds)
+        text = provenance_markdown(rows, args, (load, os.getloadavg()[0]))
+        print(text)
+        if args.write:
+            write_section("Provenance reading", text)
         return
     if args.sessions:
         rows = [r for m in args.model for r in session_rows(m, bench_files(args.n), args.workers, args.batch_size)]

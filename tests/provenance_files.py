@@ -110,7 +110,8 @@ def _tiff_ifd(entries: list[tuple[int, int, bytes]], start: int, next_ifd: int) 
 
 
 def exif_with_thumbnail(thumbnail: Image.Image, make: str = "Canon", model: str = "Canon EOS 5D Mark IV",
-                        taken: str = "2024:05:01 10:00:00", software: str | None = None) -> bytes:
+                        taken: str = "2024:05:01 10:00:00", software: str | None = None,
+                        orientation: int | None = None) -> bytes:
     """A raw EXIF block (``Exif\\0\\0`` + TIFF) with Make, Model, Software, DateTimeOriginal and an IFD1 JPEG
     thumbnail, laid out as cameras write it."""
     buf = io.BytesIO()
@@ -120,10 +121,12 @@ def exif_with_thumbnail(thumbnail: Image.Image, make: str = "Canon", model: str 
     ifd0 = [(271, 2, ascii_(make)), (272, 2, ascii_(model)), (34665, 4, b"\0" * 4)]
     if software:
         ifd0.append((305, 2, ascii_(software)))
+    if orientation:
+        ifd0.append((274, 3, struct.pack("<H", orientation)))
     # Two passes: sizes first, then the real offsets.
     size0 = sum(len(b) for b in _tiff_ifd(ifd0, 8, 0))
     exif_at = 8 + size0
-    ifd0[2] = (34665, 4, struct.pack("<I", exif_at))
+    ifd0 = [e if e[0] != 34665 else (34665, 4, struct.pack("<I", exif_at)) for e in ifd0]
     exif_ifd = [(36867, 2, ascii_(taken))]
     size_exif = sum(len(b) for b in _tiff_ifd(exif_ifd, exif_at, 0))
     ifd1_at = exif_at + size_exif
@@ -133,12 +136,18 @@ def exif_with_thumbnail(thumbnail: Image.Image, make: str = "Canon", model: str 
     return b"Exif\0\0II*\0" + struct.pack("<I", 8) + b"".join(t + d for t, d in blocks) + thumb
 
 
-def camera_jpeg(path: Path, thumbnail_seed: int | None = None, **kwargs) -> Path:
-    """A JPEG (libjpeg q92) with camera EXIF whose thumbnail shows this image, or another (``thumbnail_seed``)."""
-    img = make_image((320, 240), seed=11)
-    thumb = (img if thumbnail_seed is None else make_image((320, 240), seed=thumbnail_seed).transpose(
-        Image.Transpose.FLIP_LEFT_RIGHT)).resize((160, 120))
-    img.save(path, quality=92, exif=exif_with_thumbnail(thumb, **kwargs))
+def camera_jpeg(path: Path, thumbnail_seed: int | None = None, size: tuple[int, int] = (320, 240),
+                orientation: int | None = None, **kwargs) -> Path:
+    """A JPEG (libjpeg q92) with camera EXIF whose 160x120 thumbnail shows this image (a 3:2 picture between black
+    bars, as cameras do), or another (``thumbnail_seed``)."""
+    img = make_image(size, seed=11)
+    shown = img if thumbnail_seed is None else make_image(size, seed=thumbnail_seed).transpose(
+        Image.Transpose.FLIP_LEFT_RIGHT)
+    thumb = Image.new("RGB", (160, 120))
+    fitted = shown.copy()
+    fitted.thumbnail((160, 120))
+    thumb.paste(fitted, ((160 - fitted.width) // 2, (120 - fitted.height) // 2))
+    img.save(path, quality=92, exif=exif_with_thumbnail(thumb, orientation=orientation, **kwargs))
     return path
 
 

@@ -23,6 +23,7 @@ from provenance_files import (
     xmp_packet,
 )
 
+from fakescope.forensics.io import open_image
 from fakescope.forensics.provenance import VERDICTS, Provenance, read_provenance
 from fakescope.forensics.provenance.camera import match_encoder
 from fakescope.forensics.provenance.generators import MAX_TEXT
@@ -204,14 +205,35 @@ def test_camera_original_with_matching_thumbnail(tmp_path: Path) -> None:
     cam = r.camera
     assert (cam.make, cam.model, cam.taken_at, cam.thumbnail) == ("Canon", "Canon EOS 5D Mark IV",
                                                                   "2024:05:01 10:00:00", "consistent")
-    assert cam.thumbnail_difference < 12 and (cam.jpeg_encoder, cam.jpeg_quality) == ("libjpeg quality 92", 92)
+    assert cam.thumbnail_correlation > 0.95 and (cam.jpeg_encoder, cam.jpeg_quality) == ("libjpeg quality 92", 92)
     assert r.reason.startswith("EXIF names Canon EOS 5D Mark IV, taken 2024:05:01 10:00:00; the thumbnail matches")
 
 
 def test_thumbnail_of_another_picture(tmp_path: Path) -> None:
     r = read_provenance(camera_jpeg(tmp_path / "cam.jpg", thumbnail_seed=3))
-    assert (r.verdict, r.camera.thumbnail) == ("none", "inconsistent") and r.camera.thumbnail_difference > 12
-    assert "thumbnail does not match" in r.reason
+    assert (r.verdict, r.camera.thumbnail) == ("none", "inconsistent") and r.camera.thumbnail_correlation < 0.8
+    assert "thumbnail does not show this image" in r.reason
+
+
+def test_thumbnail_between_bars_and_after_rotation(tmp_path: Path) -> None:
+    wide = read_provenance(camera_jpeg(tmp_path / "wide.jpg", size=(360, 240)))  # 3:2 in a 4:3 thumbnail
+    assert (wide.verdict, wide.camera.thumbnail) == ("camera_original_likely", "consistent")
+    turned = camera_jpeg(tmp_path / "turned.jpg", orientation=6)  # shown upright when decoded; thumbnail as stored
+    decoded = open_image(turned.read_bytes())
+    assert decoded.size == (240, 320)
+    r = read_provenance(turned, decoded=decoded)
+    assert r.camera.thumbnail == "consistent" and r.camera.thumbnail_correlation > 0.95
+    assert read_provenance(turned).camera.thumbnail_correlation == pytest.approx(r.camera.thumbnail_correlation, abs=0.02)
+
+
+def test_cropped_image_keeps_the_old_thumbnail(tmp_path: Path) -> None:
+    path = camera_jpeg(tmp_path / "cam.jpg")
+    with Image.open(path) as img:
+        exif = img.info["exif"]
+        img.crop((0, 0, 200, 200)).save(tmp_path / "cropped.jpg", quality=92, exif=exif)  # an editor keeping EXIF
+    r = read_provenance(tmp_path / "cropped.jpg")
+    assert (r.verdict, r.camera.thumbnail, r.camera.thumbnail_correlation) == ("none", "inconsistent", None)
+    assert "another framing" in r.reason
 
 
 def test_camera_exif_with_editor_software(tmp_path: Path) -> None:

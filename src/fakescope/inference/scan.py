@@ -85,9 +85,21 @@ class Prepared:
     provenance: Provenance | None = None
 
 
-def _prepare_image(path: str | Path, preparer: Any, transform: Callable | None, data: bytes | None = None) -> Any:
-    img = load_image(path) if data is None else open_image(data, name=str(path))
+def _prepare_image(path: str | Path, preparer: Any, transform: Callable | None) -> Any:
+    img = load_image(path)
     return preparer.to_array(img if transform is None else transform(img))
+
+
+def _prepare_with_provenance(path: str | Path, data: bytes, preparer: Any,
+                             transform: Callable | None) -> tuple[Any, str | None, Provenance]:
+    """(array or None, decoding error or None, provenance) from the file's bytes, decoded once: the provenance
+    reader's thumbnail check reuses the decoded pixels, and a file whose pixels fail still gets its provenance."""
+    try:
+        img = open_image(data, name=str(path))
+    except MediaLoadError as err:
+        return None, err.reason, read_provenance(data, name=str(path))
+    prov = read_provenance(data, name=str(path), decoded=img)
+    return preparer.to_array(img if transform is None else transform(img)), None, prov
 
 
 def _file_bytes(path: str | Path) -> bytes | None:
@@ -106,18 +118,17 @@ def prepare_file(index: int, path: str | Path, preparer: Any, transform: Callabl
 
     A video file (by extension) is sampled as ``video`` says (default :class:`VideoOptions`): its ``array`` is
     a :class:`~fakescope.video.scan.PreparedVideo` holding every frame's face crops, scored as one result."""
-    prov = None
     try:
         if is_video_file(path):
             return Prepared(index, str(path), prepare_video(path, preparer, video, transform), None)
         data = _file_bytes(path) if provenance else None
-        prov = read_provenance(data, name=str(path)) if data is not None else None
-        return Prepared(index, str(path), _prepare_image(path, preparer, transform, data), None, prov)
+        if data is not None:
+            return Prepared(index, str(path), *_prepare_with_provenance(path, data, preparer, transform))
+        return Prepared(index, str(path), _prepare_image(path, preparer, transform), None)
     except MediaLoadError as err:
-        return Prepared(index, str(path), None, err.reason, prov)
+        return Prepared(index, str(path), None, err.reason)
     except Exception as err:  # noqa: BLE001  one odd file must not end a scan of millions
-        return Prepared(index, str(path), None, f"{type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}",
-                        prov)
+        return Prepared(index, str(path), None, f"{type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}")
 
 
 def _distinct_roots(paths: Iterable[str | Path]) -> list[Path]:

@@ -123,9 +123,12 @@ def _part(record: Provenance, what: str, fn, *args):
     return None
 
 
-def read_provenance(source: str | Path | bytes, name: str | None = None) -> Provenance:
+def read_provenance(source: str | Path | bytes, name: str | None = None,
+                    decoded: Image.Image | None = None) -> Provenance:
     """The :class:`Provenance` record of one file (a path, or the file's bytes as uploaded). Never raises for a
-    bad file: what cannot be read becomes a line in ``errors``."""
+    bad file: what cannot be read becomes a line in ``errors``. ``decoded``: the file's pixels when the caller has
+    already decoded them (EXIF orientation applied, as :func:`~fakescope.forensics.io.open_image` returns them),
+    which spares the thumbnail check a second decode."""
     record = Provenance()
     try:
         data = _read_bytes(source)
@@ -139,7 +142,7 @@ def read_provenance(source: str | Path | bytes, name: str | None = None) -> Prov
             packet = _part(record, "XMP", xmp_packet, img)
             record.xmp = _part(record, "XMP", parse_xmp, packet) if packet else None
             record.generator_settings = _part(record, "text fields", lambda: generator_settings(_text_fields(img, record)))
-            record.camera = _part(record, "EXIF", camera_evidence, img, data)
+            record.camera = _part(record, "EXIF", camera_evidence, img, data, decoded)
     return decide(record)
 
 
@@ -202,7 +205,9 @@ def _camera_verdict(r: Provenance, x: XmpFindings, cam: CameraEvidence) -> Prove
         v for v in (cam.make, cam.model) if v) or "a capture device"
     against = []
     if cam.thumbnail == "inconsistent":
-        against.append(f"the EXIF thumbnail does not match the image (difference {cam.thumbnail_difference})")
+        against.append("the EXIF thumbnail does not show this image" + (
+            f" (correlation {cam.thumbnail_correlation})" if cam.thumbnail_correlation is not None else
+            " (another framing)"))
     if cam.jpeg_encoder and cam.jpeg_encoder.startswith("Adobe Photoshop"):
         against.append(f"the JPEG tables are {cam.jpeg_encoder}'s")
     if against:

@@ -70,11 +70,28 @@ class C2paManifest:
         return self.state in VALID_STATES
 
 
-def has_c2pa_marker(data: bytes) -> bool:
-    """A JUMBF store labelled ``c2pa`` (JPEG APP11, ISO BMFF, WebP, TIFF) or PNG's ``caBX`` chunk may be present.
+def jpeg_header(data: bytes) -> bytes:
+    """A JPEG's bytes up to its first scan (SOS): where APP11 segments, and so C2PA manifests, live. Walks the
+    segment lengths, so marker-like bytes inside EXIF or a thumbnail are skipped; other data is returned whole."""
+    if not data.startswith(b"\xff\xd8"):
+        return data
+    i = 2
+    while i + 4 <= len(data) and data[i] == 0xFF:
+        if data[i + 1] == 0xDA:
+            return data[:i]
+        if data[i + 1] == 0xFF:  # fill byte
+            i += 1
+            continue
+        i += 2 + int.from_bytes(data[i + 2:i + 4], "big")
+    return data
 
-    A cheap gate: files without either are not handed to c2pa-python (most files have no manifest)."""
-    return b"c2pa" in data or b"caBX" in data
+
+def has_c2pa_marker(data: bytes) -> bool:
+    """A JUMBF store labelled ``c2pa`` may be present (JPEG APP11, PNG ``caBX``, ISO BMFF, WebP, TIFF all hold one).
+
+    A cheap gate: files without the label are not handed to c2pa-python (most files have no manifest); a JPEG is
+    searched only up to its pixel data."""
+    return b"c2pa" in jpeg_header(data)
 
 
 @functools.lru_cache(maxsize=2)

@@ -15,7 +15,7 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 import numpy as np
-from PIL import ExifTags, Image, JpegPresets
+from PIL import ExifTags, Image, ImageOps, JpegPresets
 
 #: ITU-T T.81 Annex K tables K.1 (luminance) and K.2 (chrominance), natural order, as libjpeg's jcparam.c has them.
 ANNEX_K_LUMINANCE = (16, 11, 10, 16, 24, 40, 51, 61, 12, 12, 14, 19, 26, 58, 60, 55, 14, 13, 16, 24, 40, 57, 69, 56,
@@ -23,10 +23,12 @@ ANNEX_K_LUMINANCE = (16, 11, 10, 16, 24, 40, 51, 61, 12, 12, 14, 19, 26, 58, 60,
                      92, 49, 64, 78, 87, 103, 121, 120, 101, 72, 92, 95, 98, 112, 100, 103, 99)
 ANNEX_K_CHROMINANCE = (17, 18, 24, 47, 99, 99, 99, 99, 18, 21, 26, 66, 99, 99, 99, 99, 24, 26, 56, 99, 99, 99, 99, 99,
                        47, 66, 99, 99, 99, 99, 99, 99) + (99,) * 32
-#: Mean absolute difference (0..255, at thumbnail size) above which the thumbnail does not show this image.
-THUMBNAIL_TOLERANCE = 12.0
-#: Relative aspect-ratio difference above which the thumbnail does not show this image (a crop).
+#: Correlation of grey levels (at thumbnail size) below which the thumbnail does not show this image.
+THUMBNAIL_CORRELATION = 0.8
+#: Relative aspect-ratio difference within which the thumbnail shows the whole picture without bars.
 ASPECT_TOLERANCE = 0.04
+#: Mean grey level (0..255) under which the strips beside the picture count as the black bars cameras add.
+BAR_LEVEL = 24.0
 #: EXIF tags (TIFF/EXIF 2.32) read here.
 MAKE, MODEL, SOFTWARE, DATETIME, DESCRIPTION, ORIENTATION = 271, 272, 305, 306, 270, 274
 DATETIME_ORIGINAL, USER_COMMENT, LENS_MAKE, LENS_MODEL = 36867, 37510, 42035, 42036
@@ -50,8 +52,9 @@ class CameraEvidence:
     """EXIF Software: the firmware or application that wrote the file."""
     thumbnail: str | None = None
     """``consistent`` or ``inconsistent`` with the image (None: no EXIF thumbnail, or not a JPEG)."""
-    thumbnail_difference: float | None = None
-    """Mean absolute difference (0..255) between the thumbnail and the image shrunk to its size."""
+    thumbnail_correlation: float | None = None
+    """Correlation (-1..1) of the thumbnail's grey levels with the image shrunk to its size (None: the aspect
+    ratios differ, so the thumbnail shows another framing)."""
     jpeg_encoder: str | None = None
     """The encoder whose quantisation tables the JPEG uses, when they match one exactly (``libjpeg quality 90``,
     ``Adobe Photoshop (high)``); None for tables in neither group (most camera and phone firmware)."""
@@ -130,37 +133,62 @@ def _thumbnail_bytes(img: Image.Image) -> bytes | None:
     return data if data.startswith(b"\xff\xd8") else None
 
 
-def _trim_bars(gray: np.ndarray) -> np.ndarray:
-    """Drop the black bars a camera adds to fit a 3:2 picture in a 4:3 (160x120) thumbnail."""
-    rows, cols = np.where(gray.max(axis=1) > 16)[0], np.where(gray.max(axis=0) > 16)[0]
-    if len(rows) < 4 or len(cols) < 4:
-        return gray
-    return gray[rows[0]:rows[-1] + 1, cols[0]:cols[-1] + 1]
+def _gray(img: Image.Image, size: tuple[int, int]) -> np.ndarray:
+    """``img`` as grey levels at ``size``: reduced by whole factors first (one cheap pass over the pixels)."""
+    factor = max(1, min(img.width // size[0], img.height // size[1]))
+    small = img.reduce(factor) if factor > 1 else img
+    return np.asarray(small.convert("L").resize(size, Image.Resampling.BOX), dtype=np.float32)
 
 
-def thumbnail_check(img: Image.Image, data: bytes) -> tuple[str | None, float | None]:
-    """(``consistent``/``inconsistent``, mean abs difference) of a JPEG's EXIF thumbnail against its pixels.
+def _content(thumb: np.ndarray, aspect: float) -> np.ndarray | None:
+    """The part of the thumbnail that shows a picture of ``aspect`` (width / height): all of it when the aspects
+    agree, else the centre between black bars (a 3:2 photo in a 4:3 thumbnail); None when the aspects differ and
+    there are no bars (a crop, or a rotation the thumbnail did not follow)."""
+    h, w = thumb.shape
+    gap = (w / h) / aspect - 1
+    if abs(gap) <= ASPECT_TOLERANCE:
+        return thumb
+    if gap < 0:  # a wider picture: bars above and below
+        keep = round(w / aspect)
+        lo = (h - keep) // 2
+        inner, bars = thumb[lo:lo + keep], np.concatenate([thumb[:lo], thumb[lo + keep:]])
+    else:  # a taller picture: bars left and right
+        keep = round(h * aspect)
+        lo = (w - keep) // 2
+        inner, bars = thumb[:, lo:lo + keep], np.concatenate([thumb[:, :lo], thumb[:, lo + keep:]], axis=1)
+    return inner if bars.size and bars.mean() < BAR_LEVEL and min(inner.shape) >= 8 else None
 
-    The image is decoded at reduced size (libjpeg's DCT scaling, ``draft``), so the check costs a fraction of a
-    full decode; both are compared in stored orientation (the thumbnail is not rotated either)."""
+
+def thumbnail_check(img: Image.Image, data: bytes, decoded: Image.Image | None = None) -> tuple[str | None, float | None]:
+    """(``consistent``/``inconsistent``, correlation) of a JPEG's EXIF thumbnail with its pixels.
+
+    ``decoded``: the image already decoded with its EXIF orientation applied (as a scan has it); the thumbnail is
+    turned the same way. Without it the JPEG is decoded at reduced size (libjpeg's DCT scaling, ``draft``) in
+    stored orientation. Both are compared in grey at the thumbnail's size by correlation, which tolerates the
+    camera's own tone and sharpening differences between the two."""
     thumb_bytes = _thumbnail_bytes(img)
     if thumb_bytes is None or img.format != "JPEG":
         return None, None
     with Image.open(io.BytesIO(thumb_bytes)) as t:
-        thumb = _trim_bars(np.asarray(t.convert("L"), dtype=np.float32))
-    with Image.open(io.BytesIO(data)) as main:
-        main.draft("L", (thumb.shape[1], thumb.shape[0]))
-        w, h = main.size
-        small = main.convert("L").resize((thumb.shape[1], thumb.shape[0]), Image.Resampling.BOX)
-    aspect_gap = abs((w / h) / (thumb.shape[1] / thumb.shape[0]) - 1)
-    diff = float(np.abs(np.asarray(small, dtype=np.float32) - thumb).mean())
-    ok = aspect_gap <= ASPECT_TOLERANCE and diff <= THUMBNAIL_TOLERANCE
-    return ("consistent" if ok else "inconsistent"), round(diff, 2)
+        if decoded is not None:
+            t.getexif()[ORIENTATION] = img.getexif().get(ORIENTATION, 1)
+            t = ImageOps.exif_transpose(t)
+        thumb = np.asarray(t.convert("L"), dtype=np.float32)
+    if decoded is None:
+        decoded = Image.open(io.BytesIO(data))
+        decoded.draft("L", (thumb.shape[1], thumb.shape[0]))
+    inner = _content(thumb, decoded.width / decoded.height)
+    if inner is None:
+        return "inconsistent", None
+    a = _gray(decoded, (inner.shape[1], inner.shape[0])).ravel()
+    a, b = a - a.mean(), inner.ravel() - inner.mean()
+    corr = float(a @ b / np.sqrt((a @ a) * (b @ b))) if (a @ a) * (b @ b) > 0 else 0.0
+    return ("consistent" if corr >= THUMBNAIL_CORRELATION else "inconsistent"), round(corr, 3)
 
 
-def camera_evidence(img: Image.Image, data: bytes) -> CameraEvidence | None:
+def camera_evidence(img: Image.Image, data: bytes, decoded: Image.Image | None = None) -> CameraEvidence | None:
     """EXIF fields, thumbnail check and encoder match of an opened image whose file bytes are ``data`` (None when
-    there is none of them)."""
+    there is none of them); ``decoded``: its pixels, if already decoded (see :func:`thumbnail_check`)."""
     exif = img.getexif()
     sub = exif.get_ifd(ExifTags.IFD.Exif)
     lens = " ".join(v for v in (clean_text(sub.get(LENS_MAKE)), clean_text(sub.get(LENS_MODEL))) if v) or None
@@ -168,7 +196,7 @@ def camera_evidence(img: Image.Image, data: bytes) -> CameraEvidence | None:
                            taken_at=clean_text(sub.get(DATETIME_ORIGINAL)), software=clean_text(exif.get(SOFTWARE)))
     if img.format == "JPEG":
         found.jpeg_encoder, found.jpeg_quality = match_encoder(getattr(img, "quantization", None) or {})
-        found.thumbnail, found.thumbnail_difference = thumbnail_check(img, data)
+        found.thumbnail, found.thumbnail_correlation = thumbnail_check(img, data, decoded)
     return found if any(v is not None for v in asdict(found).values()) else None
 
 
