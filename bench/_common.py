@@ -52,6 +52,7 @@ PAGES = {
     "Throughput": "speed.md",
     "Fast start and steady scanning": "speed.md",
     "Provenance reading": "speed.md",
+    "Fast start: what the scan path does and what was tried": "speed.md",
     "Allocator": "speed.md",
     "From-scratch CNN": "speed.md",
     "Compression": "compression.md",
