@@ -7,7 +7,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.fakescope-installed
 DEV_STAMP := $(VENV)/.fakescope-dev-installed
 
-.PHONY: demo test install install-dev bench lint clean screenshot
+.PHONY: demo test install install-dev bench lint clean screenshot browser
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -33,6 +33,14 @@ test: install-dev
 
 bench: install
 	cd bench && $(abspath $(PY)) held_out_sets.py
+
+# The browser tests (tests/test_serve_browser.py) drive Debian's chromium; they skip, saying so, without it.
+# Installing it needs root and apt-get: where that is not possible this says why and goes on.
+browser:
+	@command -v $(CHROMIUM) >/dev/null 2>&1 || { \
+		DEBIAN_FRONTEND=noninteractive apt-get update -qq && \
+		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; } || \
+		echo "make browser: could not install chromium; the browser tests will skip"
 
 # docs/report-screenshot.png: the report of the example scan, rendered by a headless Chromium (Debian: apt install chromium)
 CHROMIUM ?= chromium

@@ -90,7 +90,7 @@ def test_scan_output_file(images, tiny_ela_checkpoint, tmp_path, fmt):
 
 
 def test_scan_to_a_file_streams_and_shows_only_the_first_rows(images, tiny_ela_checkpoint, tmp_path, monkeypatch):
-    monkeypatch.setattr("fakescope.cli.TABLE_ROWS", 2)
+    monkeypatch.setattr("fakescope.cli.scan.TABLE_ROWS", 2)
     out = tmp_path / "results.csv"
     res = invoke(*scan_args(tiny_ela_checkpoint, images[0].parent, "--format", "csv", "--output", out))
     assert res.exit_code == 0, res.output

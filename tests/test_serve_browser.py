@@ -1,7 +1,7 @@
 """The service on a real socket (uvicorn on loopback) and its web page driven in Debian's Chromium by Playwright.
 
-Playwright's own browser download does not work offline, so the test uses ``/usr/bin/chromium`` and installs it with
-``apt-get install -y chromium`` when it is absent (skipping with the reason if that fails). Set
+Playwright's own browser download does not work offline, so the test uses Debian's ``/usr/bin/chromium``, which
+``make browser`` installs (``.ci/run`` calls it before ``make test``); without it the tests skip, saying so. Set
 ``FAKESCOPE_UPDATE_SCREENSHOT=1`` to also save the page to ``docs/web-screenshot.png`` and the folder view (scored by
 the shipped default detector) to ``docs/web-folder-screenshot.png``.
 """
@@ -13,7 +13,6 @@ import json
 import os
 import shutil
 import socket
-import subprocess
 import threading
 import time
 from collections.abc import Iterator
@@ -89,25 +88,11 @@ def spliced_image(size: tuple[int, int] = (320, 240)) -> bytes:
     return out.getvalue()
 
 
-def ensure_chromium() -> None:
-    if CHROMIUM.exists():
-        return
-    if shutil.which("apt-get") is None:
-        pytest.skip("no /usr/bin/chromium and no apt-get to install it")
-    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-    try:
-        for cmd in (["apt-get", "update", "-qq"], ["apt-get", "install", "-y", "-qq", "chromium"]):
-            subprocess.run(cmd, check=True, capture_output=True, timeout=900, env=env)
-    except (subprocess.SubprocessError, OSError) as err:
-        pytest.skip(f"cannot install Debian's chromium: {err}")
-    if not CHROMIUM.exists():
-        pytest.skip("apt-get install chromium did not provide /usr/bin/chromium")
-
-
 @pytest.fixture(scope="module")
 def browser():
     sync_api = pytest.importorskip("playwright.sync_api")
-    ensure_chromium()
+    if not CHROMIUM.exists():
+        pytest.skip(f"no {CHROMIUM}: `make browser` installs Debian's chromium")
     with sync_api.sync_playwright() as pw:
         try:
             b = pw.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS, headless=True)

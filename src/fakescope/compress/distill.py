@@ -16,6 +16,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
+from fakescope import progress
 from fakescope.checkpoint import CheckpointMeta, save_checkpoint
 from fakescope.compress.report import (
     CompressionResult,
@@ -88,7 +89,7 @@ def teacher_logits(teacher: Detector, samples: list[Sample], batch_size: int, wo
     out = torch.full((len(samples), 2), float("nan"))
     loader = DataLoader(_Indexed(samples, teacher.preprocess), batch_size=batch_size, num_workers=workers,
                         collate_fn=collate_skip)
-    for batch in loader:
+    for batch in progress.track(loader, len(loader), "teacher"):
         if batch is not None:
             arrays, idx = batch
             out[idx] = teacher.logits(arrays.numpy())

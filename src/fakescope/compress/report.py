@@ -23,6 +23,7 @@ from fakescope.data.splits import split_folders
 from fakescope.engine.train import limit_per_class
 from fakescope.evaluation.metrics import compute_metrics
 from fakescope.inference.detector import Detector
+from fakescope.progress import track
 
 COLUMNS = ("variant", "size_mb", "gzip_mb", "accuracy", "roc_auc", "images_per_s")
 HEADERS = {"variant": "variant", "size_mb": "MB", "gzip_mb": "gzip MB", "accuracy": "acc", "roc_auc": "AUC",
@@ -59,7 +60,8 @@ def prepare_eval_set(samples: list[Sample], pre: Preprocess, workers: int = 0, c
     """Decode and preprocess ``samples`` once (through the on-disk array cache); unreadable files are dropped."""
     ds = ImageDataset(samples, pre, None, default_cache_dir() if cache else None)
     arrays, labels = [], []
-    for batch in DataLoader(ds, batch_size=32, num_workers=workers, collate_fn=collate_skip):
+    loader = DataLoader(ds, batch_size=32, num_workers=workers, collate_fn=collate_skip)
+    for batch in track(loader, len(loader), "preparing images"):
         if batch is not None:
             arrays.append(batch[0].numpy())
             labels.append(batch[1].numpy())

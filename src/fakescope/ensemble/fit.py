@@ -20,6 +20,7 @@ from fakescope.ensemble.combine import Combiner
 from fakescope.evaluation.metrics import compute_metrics
 from fakescope.inference.detector import Detector
 from fakescope.inference.kinds.ensemble import EnsembleDetector
+from fakescope.progress import track
 
 log = logging.getLogger(__name__)
 
@@ -43,7 +44,8 @@ def score_members(ensemble: EnsembleDetector, samples: Sequence[Sample], batch_s
     label_of = {str(s.path): s.label for s in samples}
     workers = auto_workers(len(samples)) if workers is None else workers
     probs, feats, paths = [], [], []
-    for batch in _batches(iter_prepared([s.path for s in samples], ensemble.preparer, workers, transform), batch_size):
+    prepared = iter_prepared([s.path for s in samples], ensemble.preparer, workers, transform)
+    for batch in track(_batches(prepared, batch_size), -(-len(samples) // batch_size), "scoring members"):
         ok = [b for b in batch if b.error is None]
         for b in batch:
             if b.error is not None:

@@ -14,6 +14,7 @@ from fakescope.explain.overlay import colorize, overlay
 from fakescope.forensics.ela import ela_image, ela_map
 from fakescope.forensics.io import ImageLoadError, load_image
 from fakescope.forensics.noise import noise_map
+from fakescope.progress import track
 
 log = logging.getLogger(__name__)
 
@@ -87,7 +88,7 @@ def explain_files(paths: Iterable[str | Path], method: str, out_dir: str | Path,
     out_dir.mkdir(parents=True, exist_ok=True)
     taken: set[str] = set()
     done = []
-    for path in iter_image_files(paths):
+    for path in track(iter_image_files(paths), None, method):
         try:
             picture = explain_image(load_image(path), method, detector)
         except (ImageLoadError, ExplainError) as err:

@@ -28,6 +28,7 @@ from scipy import linalg
 
 from fakescope.data.discovery import iter_image_files
 from fakescope.forensics.io import ImageLoadError, load_image
+from fakescope.progress import track
 
 log = logging.getLogger(__name__)
 
@@ -163,7 +164,8 @@ def folder_features(folder: str | Path, extractor: Callable[[list[Image.Image]],
     if not paths:
         raise FileNotFoundError(f"{folder}: no images found")
     skipped = [] if skipped is None else skipped
-    return np.concatenate([extractor(b) for b in _batches(paths, batch_size, skipped)])
+    batches = track(_batches(paths, batch_size, skipped), -(-len(paths) // batch_size), f"features of {Path(folder).name}")
+    return np.concatenate([extractor(b) for b in batches])
 
 
 def compute_fid(dir_a: str | Path, dir_b: str | Path, extractor: FeatureExtractor, batch_size: int = 32,

@@ -30,6 +30,7 @@ from fakescope.generators.base import ImageGenerator
 from fakescope.generators.checkpoint import save_generator
 from fakescope.generators.registry import create_generator, get_generator_spec
 from fakescope.inference.detector import resolve_device
+from fakescope.progress import track
 
 log = logging.getLogger(__name__)
 
@@ -130,7 +131,7 @@ def run_epoch(model: ImageGenerator, data: ImageSet, optimizers: dict, cfg: Gene
     n = len(data.labels)
     order = torch.randperm(n, generator=g)
     rows = []
-    for step, start in enumerate(range(0, n, cfg.batch_size)):
+    for step, start in enumerate(track(range(0, n, cfg.batch_size), -(-n // cfg.batch_size), f"epoch {epoch}")):
         idx = order[start:start + cfg.batch_size]
         if len(idx) < 2:  # BatchNorm cannot train on a single image
             continue

@@ -5,8 +5,10 @@ import csv
 import io
 import json
 import os
+import sys
 import textwrap
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import BinaryIO, TextIO
 
@@ -103,6 +105,30 @@ class ResultWriter:
         if self.fmt == "json":
             self.out.write("\n]\n" if self.count else "]\n")
         self.out.flush()
+
+
+@contextmanager
+def result_sink(output: str | Path | None, fmt: str, resume: bool = False) -> Iterator[ResultWriter]:
+    """A :class:`ResultWriter` onto ``output`` (created with its folder; with ``resume``, a JSONL file's torn last
+    line is dropped and rows are appended) or onto stdout when ``output`` is None. Every row is flushed as it is
+    written, and a JSON list is ended however the block exits (Ctrl-C included), so the output stays valid."""
+    if output is None:
+        writer = ResultWriter(sys.stdout, fmt)
+        try:
+            yield writer
+        finally:
+            writer.close()
+        return
+    output = Path(output)
+    output.parent.mkdir(parents=True, exist_ok=True)
+    if resume:
+        repair_jsonl(output)
+    with open(output, "a" if resume else "w", newline="", encoding="utf-8") as stream:
+        writer = ResultWriter(stream, fmt)
+        try:
+            yield writer
+        finally:
+            writer.close()
 
 
 def write_results(results: Iterable[ScanResult], fmt: str, out: TextIO) -> None:

@@ -1,6 +1,6 @@
 """Test-time averaging: does scoring each image more than once (mirrored, or at a larger input) help a detector?
 
-    python bench/test_time.py [--model default] [--size 384] [--write]
+    python bench/tta.py [--model default] [--size 384] [--write]
 
 For each set's validation split (and casia1's shortcut test) the detector scores every image as it is, mirrored
 left to right, and squashed to ``--size`` instead of its own input size; the table gives ROC-AUC for each and for
@@ -75,7 +75,7 @@ def main() -> None:
         lines.append(row(name, detector, larger, samples, None))
         if name == "casia1":
             lines.append(row(f"{name}, shortcut test", detector, larger, samples, SHORTCUT))
-    command = "python bench/test_time.py " + shlex.join(sys.argv[1:])
+    command = "python bench/tta.py " + shlex.join(sys.argv[1:])
     body = (f"Detector `{detector.name}`. Command: `{command}` ({time.time() - t0:.0f} s here). Validation splits as in "
             "\"Default detector\"; averages are of calibrated fake probabilities; intervals are paired bootstrap "
             "(1,000 draws).\n\n" + "\n".join(lines) + "\n")
