@@ -171,6 +171,8 @@ half fake/), {args.frames} frames sampled per video; one torch thread, faces by 
 - "frames per CPU second" divides by the CPU time of the scanning process (not counting the time it waited for a
   core, but counting OpenCV's own threads): the better guide to the cost of each stage on a busy machine.
 - "every frame" decodes and scores all {args.length} frames of each video (`--every 1`); frames/s counts scored frames.
+- Face detection: compare the MTCNN (the default) and Haar rows: MTCNN finds turned and small faces and gives the eyes
+  for levelling ("Faces in video" below), at its own cost per frame.
 - The machine has 2 cores shared with training runs (load average {os.getloadavg()[0]:.1f} when this was written), so
   the absolute figures are pessimistic and vary between runs; compare the stages with each other.
 """
