@@ -128,3 +128,15 @@ def test_unreadable_pixels_keep_the_provenance(tmp_path: Path, tiny_ela_checkpoi
     (r,) = scan([d], detector, workers=0, provenance=True)
     assert r.error is not None and r.fake_probability is None
     assert r.provenance.verdict == "credentials_invalid" and r.provenance.signed_by == "C2PA Test Signing Cert"
+
+
+def test_compressed_text_over_pillows_limit_keeps_the_pixel_score(tmp_path: Path, tiny_ela_checkpoint: Path) -> None:
+    d = tmp_path / "in"
+    d.mkdir()
+    png_with_text(d / "ztxt.png", {"parameters": "z" * (2 * 1024 * 1024)}, compressed=True)  # over Pillow's 1 MB
+    detector = Detector.load(str(tiny_ela_checkpoint), device="cpu")
+    (r,) = scan([d], detector, workers=0, provenance=True)
+    assert r.error is None and 0.0 <= r.fake_probability <= 1.0
+    assert len(r.provenance.errors) == 1 and "MAX_TEXT_CHUNK" in r.provenance.errors[0]
+    (plain,) = scan([d], detector, workers=0)
+    assert plain.fake_probability == r.fake_probability

@@ -181,12 +181,42 @@ def open_image(source: str | Path | bytes | BinaryIO, max_pixels: int = MAX_PIXE
     """
     label, source = _labelled(source, name)
     with _decoding(label, max_pixels):
-        ImageFile.LOAD_TRUNCATED_IMAGES = False
-        with Image.open(source, formats=decoder_formats()) as img:
-            _check_pixels(label, img.size, max_pixels)
-            img.load()
-            img = ImageOps.exif_transpose(img) or img
-            return _to_rgb(img)
+        try:
+            return _decode(source, label, max_pixels)
+        except ValueError as err:
+            # Pillow refuses to inflate a PNG text chunk over its limit (a text bomb, or a huge prompt) and with it
+            # the whole image; the pixels do not depend on the text, so they are decoded without it.
+            stripped = _without_png_text(source) if "text chunk" in str(err).lower() or "MAX_TEXT" in str(err) else None
+            if stripped is None:
+                raise
+            return _decode(io.BytesIO(stripped), label, max_pixels)
+
+
+def _decode(source: str | Path | BinaryIO, label: str, max_pixels: int) -> Image.Image:
+    ImageFile.LOAD_TRUNCATED_IMAGES = False
+    with Image.open(source, formats=decoder_formats()) as img:
+        _check_pixels(label, img.size, max_pixels)
+        img.load()
+        img = ImageOps.exif_transpose(img) or img
+        return _to_rgb(img)
+
+
+def _without_png_text(source: str | Path | BinaryIO) -> bytes | None:
+    """The PNG's bytes without its tEXt, zTXt and iTXt chunks (None for anything but a PNG)."""
+    if isinstance(source, (str, Path)):
+        data = Path(source).read_bytes()
+    else:
+        source.seek(0)
+        data = source.read()
+    if not data.startswith(b"\x89PNG\r\n\x1a\n"):
+        return None
+    kept, i = [data[:8]], 8
+    while i + 12 <= len(data):
+        end = i + 12 + int.from_bytes(data[i:i + 4], "big")
+        if data[i + 4:i + 8] not in (b"tEXt", b"zTXt", b"iTXt"):
+            kept.append(data[i:end])
+        i = end
+    return b"".join(kept)
 
 
 def load_image(path: str | Path, max_pixels: int = MAX_PIXELS) -> Image.Image:
