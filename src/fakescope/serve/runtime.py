@@ -35,8 +35,8 @@ class PixelBudget:
     them back once the image is prepared (or, with explain=true, answered); when they would pass the total, it is
     refused instead of waiting, so memory stays bounded whatever clients send. Used from the event loop only."""
 
-    #: Freed pixels after which the heap is handed back to the kernel once nothing is held (a 50-Mpx decode
-    #: leaves hundreds of MB in a tuned allocator otherwise, see :mod:`fakescope.allocator`).
+    #: Freed pixels after which the heap's free memory is handed back to the kernel (a 50-Mpx decode leaves about
+    #: a GB in a tuned allocator otherwise, see :mod:`fakescope.allocator`, which the next one would add to).
     TRIM_AFTER = 20_000_000
 
     def __init__(self, total: int):
@@ -51,7 +51,7 @@ class PixelBudget:
     def give(self, n: int) -> None:
         self.used -= n
         self._freed += n
-        if self.used == 0 and self._freed >= self.TRIM_AFTER:
+        if self._freed >= self.TRIM_AFTER:
             self._freed = 0
             threading.Thread(target=release_free_memory, daemon=True).start()  # off the event loop
 

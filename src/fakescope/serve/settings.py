@@ -32,7 +32,7 @@ class Settings:
     max_upload_mb: float = 20.0
     max_pixels: int = 50_000_000
     max_request_pixels: int = 200_000_000
-    max_inflight_pixels: int = 100_000_000
+    max_inflight_pixels: int = 60_000_000
     max_batch_files: int = 32
     #: Longest side of the ELA and Grad-CAM images returned by ``explain=true`` (keeps responses small).
     explain_max_side: int = 512
