@@ -18,7 +18,6 @@ from fastapi.responses import HTMLResponse, Response
 from pydantic import BaseModel, Field
 
 from fakescope.api import detect
-from fakescope.evaluation.report import write_report
 from fakescope.inference.output import to_string
 from fakescope.inference.scan import ScanResult, scan
 from fakescope.serve.deps import ready_runtime
@@ -94,7 +93,10 @@ async def results_file(body: ResultRows, format: Literal["json", "csv"] = "json"
 
 
 def report_html(uploads: list[Upload], detector, threshold: float | None) -> str:
-    """The HTML report of ``uploads`` (images and videos), file cells naming the uploads, not the temporary folder."""
+    """The HTML report of ``uploads`` (images and videos), file cells naming the uploads, not the temporary folder.
+    The report (its Grad-CAM needs PyTorch) is imported here, so the service starts without PyTorch."""
+    from fakescope.evaluation.report import write_report
+
     with tempfile.TemporaryDirectory(prefix="fakescope-report-") as tmp:
         files = Path(tmp) / "files"
         files.mkdir()
