@@ -128,7 +128,8 @@ class Bars:
         task = self.progress.add_task(description, total=total, rate="")
 
         def advance(*_args) -> None:
-            speed = self.progress.tasks[task].speed
+            # ``tasks`` is a list in display order, not indexed by task id once another bar has been removed
+            speed = next((t.speed for t in self.progress.tasks if t.id == task), None)
             self.progress.update(task, advance=1, rate=f"{speed:.1f}/s" if speed else "")
 
         advance.task = task  # type: ignore[attr-defined]

@@ -48,7 +48,7 @@ from fakescope.engine.parallel import (
 )
 from fakescope.engine.pixel import DetectorLoss, MaskSupervised
 from fakescope.evaluation.metrics import HELD_OUT_FOLDS, compute_metrics, held_out_fpr, threshold_at_fpr
-from fakescope.inference.detector import resolve_device
+from fakescope.inference.detector import has_pooled_features, resolve_device
 from fakescope.inference.kinds.patch import PatchConfig, PatchDetector, aggregate, patch_info
 from fakescope.registry import create_detector, get_spec
 from fakescope.video.clips import clip_info, clip_spec
@@ -448,7 +448,7 @@ def _finish(cfg: TrainConfig, pre: Preprocess, counts: dict, history: list, best
     if metrics:
         metrics["temperature"] = temperature
     save_checkpoint(best_path, model, _meta(cfg, pre, counts, metrics, temperature, threshold))
-    if hasattr(model, "forward_head") and not patch_info(pre) and not clip_info(pre):
+    if has_pooled_features(model) and not patch_info(pre) and not clip_info(pre):
         from fakescope.engine.familiarity import add_familiarity
 
         add_familiarity(best_path, folder_splits(cfg), workers=cfg.data.workers)

@@ -6,6 +6,7 @@ exported before) scores through ONNX Runtime and NumPy alone; torch is imported 
 from __future__ import annotations
 
 import contextlib
+import inspect
 import logging
 import os
 from collections.abc import Iterator
@@ -270,9 +271,16 @@ class Detector:
             torch.set_num_threads(before)
 
 
+def has_pooled_features(model: nn.Module) -> bool:
+    """Whether ``model`` follows timm's contract: ``forward_head(x, pre_logits=True)`` and ``get_classifier()``."""
+    head = getattr(model, "forward_head", None)
+    return (callable(head) and callable(getattr(model, "get_classifier", None))
+            and "pre_logits" in inspect.signature(head).parameters)
+
+
 def pooled_features(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
-    """The pooled features a timm model's classifier reads; a model without timm's ``forward_head`` has none."""
-    if not hasattr(model, "forward_head"):
+    """The pooled features a timm model's classifier reads; a model without timm's contract has none."""
+    if not has_pooled_features(model):
         raise DetectorError(f"{type(model).__name__} does not expose pooled features (timm's forward_head)")
     return model.forward_head(model.forward_features(x), pre_logits=True)
 
