@@ -90,5 +90,11 @@ def test_service_answers_every_mutant_then_a_valid_request(tiny_ela_checkpoint: 
             assert after.status_code == 200, (name, after.text)
             ports.add(r.extensions["network_stream"].get_extra_info("client_addr")[1])
             ports.add(after.extensions["network_stream"].get_extra_info("client_addr")[1])
+        for i in range(0, 100, 4):  # the batch endpoint: 200, each file scored or its one-line error
+            batch = client.post("/v1/detect/batch", files=[("files", (n, d, "application/octet-stream"))
+                                                           for n, d in cases[i:i + 4]])
+            assert batch.status_code == 200, batch.text
+            for item in batch.json()["results"]:
+                assert (item["error"] is None) == (item["fake_probability"] is not None), item
     assert statuses.get(200) and statuses.get(422)
     assert len(ports) == 1  # no bad upload cost the client its connection
