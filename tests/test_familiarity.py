@@ -90,3 +90,12 @@ def test_detector_without_description_reports_none(tiny_ela_checkpoint):
     det = Detector.load(str(tiny_ela_checkpoint), device="cpu")
     probs, familiar = det.score_batch([det.prepare(make_image())])
     assert familiar is None and probs.shape == (1,)
+
+
+def test_scan_summary_counts_uncertain_results():
+    from collections import Counter
+
+    from fakescope.cli.scan import tally
+
+    assert tally(Counter(fake=2, real=3, error=1)) == "2 flagged fake, 3 real, 1 errors"
+    assert tally(Counter(fake=2, real=3, uncertain=4)) == "2 flagged fake, 3 real, 4 uncertain, 0 errors"

@@ -162,9 +162,15 @@ def _scan_distributed(paths: list[Path], model: str, fmt: str, output: Optional[
         shutdown_distributed()
     if counts is None:  # not rank 0: rank 0 reports and sets the status
         return Counter()
-    console.print(f"{sum(counts.values())} files on {info.world_size} ranks: {counts['fake']} flagged fake, "
-                  f"{counts['real']} real, {counts['error']} errors; results in {output}", highlight=False)
+    console.print(f"{sum(counts.values())} files on {info.world_size} ranks: {tally(counts)}; results in {output}",
+                  highlight=False)
     return counts
+
+
+def tally(counts: Counter) -> str:
+    """'N flagged fake, N real[, N uncertain], N errors' (uncertain: unfamiliar images with an undecided score)."""
+    uncertain = f", {counts['uncertain']} uncertain" if counts["uncertain"] else ""
+    return f"{counts['fake']} flagged fake, {counts['real']} real{uncertain}, {counts['error']} errors"
 
 
 def _video_options(frames: int, every: Optional[int], top_k: int):
@@ -207,5 +213,5 @@ def _summary(results, output: Optional[Path], threshold: float, counts: Counter)
                       "pixels' own", highlight=False)
     if output is not None and sum(counts.values()) > len(results):
         console.print(f"(the first {len(results)} results; all are in {output})", highlight=False)
-    console.print(f"{sum(counts.values())} files: {counts['fake']} flagged fake, {counts['real']} real, "
-                  f"{counts['error']} errors" + (f"; results in {output}" if output else ""), highlight=False)
+    console.print(f"{sum(counts.values())} files: {tally(counts)}" + (f"; results in {output}" if output else ""),
+                  highlight=False)
