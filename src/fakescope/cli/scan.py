@@ -94,8 +94,8 @@ def _scan(paths: list[Path], model: str, fmt: str, output: Optional[Path], thres
     results, counts = [], Counter()
     writer = _report_writer(report, detector, threshold)
     try:
-        for r in _stream(paths, detector, fmt, output, resume, batch_size, workers, threshold, done, writer, reading):
-            counts[r.label or "error"] += 1
+        for r in _stream(paths, detector, fmt, output, resume, batch_size, workers, threshold, done, writer, reading,
+                         counts):
             if fmt == "table" or (output is not None and len(results) < TABLE_ROWS):  # a file's table: the first rows
                 results.append(r)
     except KeyboardInterrupt:
@@ -111,9 +111,10 @@ def _scan(paths: list[Path], model: str, fmt: str, output: Optional[Path], thres
 
 
 def _stream(paths, detector, fmt: str, output: Optional[Path], resume: bool, batch_size: int, workers, threshold,
-            done, writer, reading: dict):
-    """Scan results as they come, each already written to ``output`` or stdout (json, jsonl, csv): memory stays
-    flat and a pipe sees every row when it is scored."""
+            done, writer, reading: dict, counts: Counter):
+    """Scan results as they come, each already written to ``output`` or stdout (json, jsonl, csv) and counted in
+    ``counts`` (so an interrupt reports what was written): memory stays flat and a pipe sees every row when it is
+    scored."""
     from contextlib import nullcontext
 
     from fakescope.inference.output import result_sink
@@ -126,6 +127,7 @@ def _stream(paths, detector, fmt: str, output: Optional[Path], resume: bool, bat
                           on_result=writer and writer.add, **reading):
             if sink is not None:
                 sink.write(r)
+            counts[r.label or "error"] += 1
             advance()
             yield r
 
