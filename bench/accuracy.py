@@ -36,7 +36,8 @@ from _common import REPO, SETS, data_root, write_section
 from fakescope.checkpoint import read_meta
 from fakescope.config import DataConfig, ModelConfig, OptimConfig, TrainConfig
 from fakescope.data.discovery import Sample
-from fakescope.engine.train import fit, folder_splits
+from fakescope.engine.loaders import folder_splits
+from fakescope.engine.train import fit
 from fakescope.evaluation.evaluate import score_samples
 from fakescope.evaluation.invariance import invariance_fpr
 from fakescope.evaluation.metrics import compute_metrics

@@ -37,7 +37,7 @@ def child(kind: str, model_name: str, size: int, batch: int, steps: int) -> dict
     applied = reuse_freed_memory()
     rng = np.random.default_rng(0)
     if kind == "train":
-        from fakescope.engine.loops import train_one_epoch
+        from fakescope.engine.loops import EpochOptions, train_one_epoch
         from fakescope.registry import create_detector
 
         model, pre = create_detector(model_name, size=size)
@@ -50,7 +50,7 @@ def child(kind: str, model_name: str, size: int, batch: int, steps: int) -> dict
             return pre.to_tensor(arrays).contiguous(memory_format=torch.channels_last)
 
         def step() -> None:  # fakescope's own training loop, over one batch
-            train_one_epoch(model, [data], opt, torch.nn.CrossEntropyLoss(), torch.device("cpu"), to_input)
+            train_one_epoch(model, [data], torch.device("cpu"), EpochOptions(opt, torch.nn.CrossEntropyLoss(), to_input))
     else:
         from fakescope.inference.detector import Detector
 

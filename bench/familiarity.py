@@ -26,7 +26,7 @@ from sklearn.decomposition import PCA
 from fakescope.config import load_config
 from fakescope.data.discovery import discover_samples
 from fakescope.engine.familiarity import capped, sample_features
-from fakescope.engine.train import folder_splits
+from fakescope.engine.loaders import folder_splits
 from fakescope.familiarity import fit_feature_model
 from fakescope.inference.detector import Detector
 

@@ -24,8 +24,7 @@ from _common import SETS, train_val_split, write_section
 
 from fakescope.evaluation.metrics import compute_metrics, paired_difference
 from fakescope.inference.detector import Detector
-from fakescope.inference.kinds.onnx import OnnxDetector
-from fakescope.inference.onnx import cached_onnx_path
+from fakescope.inference.kinds.onnx import OnnxDetector, cached_onnx_path
 from fakescope.inference.scan import iter_prepared
 
 log = logging.getLogger("bench.int8")

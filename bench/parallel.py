@@ -6,7 +6,7 @@ ELA-CNN on ``per-class`` real + ``per-class`` fake casia1 images (seed-0 split, 
 run reads the same cached ELA arrays, warmed before timing), Adam 1e-4, global batch 32, class-weighted loss for
 every run (the data-parallel strategies cannot use the weighted sampler, so nobody does). One thread per process
 (OMP_NUM_THREADS=1): the sequential run uses one core, the 2-process runs two. Every parallel run goes through
-``fakescope.engine.parallel.launch_fit`` (what ``fakescope train --strategy S --nproc N`` does).
+``fakescope.engine.launch.launch_fit`` (what ``fakescope train --strategy S --nproc N`` does).
 
 Then a probe launch of 2 processes measures a gloo all-reduce at several sizes (time = alpha + beta * bytes) and
 the bytes each strategy sends per step (DDP's measured by a communication hook), and a scaling model built from
@@ -35,9 +35,12 @@ from _common import data_root, write_section
 from torch import nn
 
 from fakescope.config import TrainConfig, apply_overrides, load_config
-from fakescope.engine.distributed import init_distributed, launch
-from fakescope.engine.parallel import STRATEGIES, launch_fit
-from fakescope.engine.train import fit, image_datasets
+from fakescope.distributed import init_distributed, launch
+from fakescope.engine.launch import launch_fit
+from fakescope.engine.loaders import image_datasets
+from fakescope.engine.loops import EpochOptions
+from fakescope.engine.parallel import STRATEGIES
+from fakescope.engine.train import fit
 from fakescope.registry import create_detector
 
 log = logging.getLogger("bench.parallel")
@@ -148,7 +151,7 @@ def _bytes_per_step(name: str, cfg: TrainConfig, info, batch: int) -> dict[str, 
     per_rank = batch // info.world_size if STRATEGIES[name].data_parallel else batch
     arrays = torch.randint(0, 256, (per_rank, pre.size, pre.size, 3), dtype=torch.uint8)
     loader = [(arrays, torch.arange(per_rank) % 2)] if info.rank == 0 or STRATEGIES[name].data_parallel else None
-    strategy.train_one_epoch(loader, optimizer, nn.CrossEntropyLoss(), pre.to_tensor, total=1)
+    strategy.train_one_epoch(loader, EpochOptions(optimizer, nn.CrossEntropyLoss(), pre.to_tensor), total=1)
     return strategy.bytes_per_step()
 
 

@@ -463,11 +463,12 @@ def compression_rows(model: str, data: list[str], out: Path, eval_samples: int, 
     from fakescope.compress.quantize import export_int8, quantize_checkpoint
 
     stem = Path(model).stem
-    pruned = prune_checkpoint(model, 0.3, out / f"{stem}-pruned30.safetensors", data, eval_samples=eval_samples).rows
+    pruned = prune_checkpoint(model, 0.3, out / f"{stem}-pruned30.safetensors", data=data,
+                              eval_samples=eval_samples).rows
     rows = pruned + quantize_checkpoint(model, out / f"{stem}-int8.safetensors", data, eval_samples).rows[1:]
     rows += export_int8(model, data, 64, out / f"{stem}-int8.onnx", eval_samples=eval_samples).rows[1:]
     if finetune:
-        rows += prune_checkpoint(model, 0.5, out / f"{stem}-pruned50-ft.safetensors", data, data, epochs=1,
+        rows += prune_checkpoint(model, 0.5, out / f"{stem}-pruned50-ft.safetensors", data=data, finetune_data=data, epochs=1,
                                  eval_samples=eval_samples).rows[1:]
         rows[-1]["variant"] += " + 1 epoch fine-tune"
     arch = Detector.load(model).meta.architecture
@@ -477,7 +478,7 @@ def compression_rows(model: str, data: list[str], out: Path, eval_samples: int, 
 def distill_rows(teacher: str, data: list[str], out: Path, eval_samples: int, epochs: int, per_class: int) -> list[dict]:
     from fakescope.compress.distill import DistillConfig, distill
 
-    cfg = DistillConfig(teacher, "ela-cnn", data, str(out / "distilled-ela-cnn.safetensors"), epochs=epochs,
+    cfg = DistillConfig(teacher=teacher, student="ela-cnn", data=data, out=str(out / "distilled-ela-cnn.safetensors"), epochs=epochs,
                         max_per_class=per_class, eval_samples=eval_samples, lr=3e-4)
     return [{**r, "variant": f"distil: {r['variant']}"} for r in distill(cfg).rows]
 

@@ -45,7 +45,7 @@ from fakescope.data.augment import build_augment
 from fakescope.data.discovery import Sample, discover_samples
 from fakescope.data.preprocess import Preprocess
 from fakescope.data.splits import stratified_split
-from fakescope.engine.loops import train_one_epoch
+from fakescope.engine.loops import EpochOptions, train_one_epoch
 from fakescope.engine.optim import build_optimizer
 from fakescope.forensics.io import load_image
 from fakescope.forensics.traces import (
@@ -129,7 +129,7 @@ def train_models(names: list[str], samples: list[Sample], args, lr: float) -> tu
         crops += next(b for k, b in batches.items() if pres[k].resize == "crop")
         for n, (model, pre) in built.items():
             t0 = time.perf_counter()
-            train_one_epoch(model, batches[pre.key()], opts[n], loss_fn, device, pre.to_tensor)
+            train_one_epoch(model, batches[pre.key()], device, EpochOptions(opts[n], loss_fn, pre.to_tensor))
             seconds[n] += time.perf_counter() - t0
     return {n: m.eval() for n, (m, _) in built.items()}, seconds, crops
 

@@ -141,3 +141,34 @@ def test_train_cli_rejects_unknown_override_before_training(tmp_path):
     assert not (tmp_path / "run").exists()
     result = CliRunner().invoke(app, ["train", "--optim.lr", "1e-3"])
     assert result.exit_code == 2 and "--data is required" in result.output
+
+
+@pytest.mark.parametrize(("key", "value", "allowed"), [
+    ("data.balance", "sampeler", "sampler, source, weights, none"),
+    ("strategy", "horovod", "none, ddp, localsgd, pipeline, tensor"),
+    ("optim.schedule", "linear", "inverse, cosine, step, plateau, none"),
+    ("model.resize", "stretch", "squash, crop, None"),
+])
+def test_a_choice_outside_its_values_fails_naming_key_and_values(key, value, allowed):
+    with pytest.raises(ValueError) as err:
+        load_config(None, {key: value})
+    assert str(err.value) == f"config key {key}: {value!r} is not one of {allowed}"
+
+
+def test_choices_none_is_a_value_where_it_is_one_and_null_where_optional():
+    cfg = load_config(None, {"data.balance": "none", "strategy": "none", "model.resize": "none"})
+    assert cfg.data.balance == "none" and cfg.strategy == "none" and cfg.model.resize is None
+
+
+def test_config_choices_are_the_ones_the_code_implements():
+    from typing import get_args
+
+    from fakescope.config import InputMode, PatchAggregate, PipelineSchedule, Resize, Strategy
+    from fakescope.data.preprocess import INPUT_MODES, RESIZE_MODES
+    from fakescope.engine.parallel import STRATEGIES
+    from fakescope.engine.parallel.pipeline import SCHEDULES
+    from fakescope.inference.kinds.patch import AGGREGATES
+
+    assert set(get_args(Strategy)) == set(STRATEGIES) and set(get_args(PipelineSchedule)) == set(SCHEDULES)
+    assert get_args(InputMode) == INPUT_MODES and get_args(Resize) == RESIZE_MODES
+    assert get_args(PatchAggregate) == AGGREGATES

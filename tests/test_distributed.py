@@ -26,11 +26,12 @@ from typer.testing import CliRunner
 from fakescope.checkpoint import load_checkpoint
 from fakescope.cli import app
 from fakescope.config import TrainConfig, load_config
-from fakescope.engine.distributed import RankShare, launch
-from fakescope.engine.loops import predict_loader
+from fakescope.distributed import launch
+from fakescope.engine.loops import EpochOptions, predict_loader
 from fakescope.evaluation.metrics import compute_metrics
 from fakescope.forensics.io import load_image
 from fakescope.inference.detector import Detector
+from fakescope.inference.distributed import RankShare
 from fakescope.inference.scan import scan
 from fakescope.models.ela_cnn import ELACNN
 from fakescope.registry import create_detector
@@ -87,7 +88,7 @@ def _grads(module: nn.Module) -> dict[str, torch.Tensor]:
 def _everything(cfg: TrainConfig, checkpoint: str, images: str, scan_out: str) -> dict:
     import torch.distributed as dist
 
-    from fakescope.engine.distributed import init_distributed
+    from fakescope.distributed import init_distributed
     from fakescope.engine.train import fit
 
     torch.set_num_threads(1)
@@ -148,7 +149,7 @@ def _pipeline(info, name: str, size: int) -> dict:
     strategy = PipelineStrategy(_model(name, size), cfg, torch.device("cpu"), info, torch.zeros(1, 3, size, size))
     optimizer = torch.optim.SGD(strategy.parameters(), lr=LR)
     loader = [_batch(4, size, seed=7)] if info.rank == 0 else None
-    stats = strategy.train_one_epoch(loader, optimizer, nn.CrossEntropyLoss(), _to_input, total=1)
+    stats = strategy.train_one_epoch(loader, EpochOptions(optimizer, nn.CrossEntropyLoss(), _to_input), total=1)
     grads = _grads(strategy.train_module)
     return {"loss": stats["loss"], "grads": grads, "splits": strategy.splits,
             "after": {k: v.clone() for k, v in strategy.eval_model().state_dict().items()}}
@@ -162,7 +163,7 @@ def _tensor(info) -> dict:
     strategy = TensorStrategy(_model("ela-cnn", 128), TrainConfig(strategy="tensor"), torch.device("cpu"), info)
     optimizer = torch.optim.SGD(strategy.parameters(), lr=LR)
     loader = [_batch(4, 128, seed=11)] if info.rank == 0 else None  # rank 0 reads, every rank gets the batch
-    stats = strategy.train_one_epoch(loader, optimizer, nn.CrossEntropyLoss(), _to_input, total=1)
+    stats = strategy.train_one_epoch(loader, EpochOptions(optimizer, nn.CrossEntropyLoss(), _to_input), total=1)
     weight = strategy.train_module.head[1].weight
     return {"loss": stats["loss"], "grads": _grads(strategy.train_module),
             "local_rows": weight.to_local().shape[0] if isinstance(weight, DTensor) else -1,
@@ -170,7 +171,7 @@ def _tensor(info) -> dict:
 
 
 def _scan(checkpoint: str, images: str, out: str):
-    from fakescope.engine.distributed import scan_distributed
+    from fakescope.inference.distributed import scan_distributed
 
     detector = Detector.load(checkpoint, device="cpu")
     return scan_distributed([images], detector, Path(out), "csv", batch_size=4, workers=0)
@@ -325,7 +326,7 @@ def test_ddp_run_checkpoint_loads_in_one_process_and_scores_the_same(results):
     assert [int(r["epoch"]) for r in history] == [1, 2]  # written once, by rank 0
 
     model, meta = load_checkpoint(out / "best.safetensors")  # a plain model: no "module." prefixes
-    from fakescope.engine.train import build_loaders
+    from fakescope.engine.loaders import build_loaders
 
     _, val_dl, counts = build_loaders(load_config(out / "config.yaml"), meta.preprocess)
     logits, labels = predict_loader(model, val_dl, torch.device("cpu"), meta.preprocess.to_tensor)
@@ -344,7 +345,8 @@ def test_ddp_run_checkpoint_loads_in_one_process_and_scores_the_same(results):
 
 @pytest.mark.parametrize(("args", "message"), [
     (["--strategy", "tensor", "--nproc", "2", "--ema", "0.99"], "does not support ema"),
-    (["--strategy", "pipeline", "--nproc", "2", "--parallel.schedule", "zigzag"], "unknown pipeline schedule"),
+    (["--strategy", "pipeline", "--nproc", "2", "--parallel.schedule", "zigzag"],
+     "config key parallel.schedule: 'zigzag' is not one of gpipe, 1f1b"),
     (["--strategy", "ddp", "--nproc", "2", "--batch-size", "5"], "not divisible by 2 ranks"),
     (["--nproc", "2"], "--nproc needs a parallel --strategy"),
     (["--strategy", "ddp"], "runs under torchrun or with --nproc N"),

@@ -17,10 +17,21 @@ def test_every_kind_the_issue_names_is_registered() -> None:
 
 
 @pytest.mark.parametrize("kind", list_kinds())
-def test_each_kind_is_a_detector_that_loads_its_own_checkpoints(kind: str) -> None:
+def test_each_kind_is_a_detector_registered_under_its_name(kind: str) -> None:
     cls = get_kind(kind)
     assert issubclass(cls, Detector) and cls.kind == kind
-    assert cls.from_checkpoint.__func__ is not Detector.from_checkpoint.__func__  # it implements loading
+
+
+def test_only_the_single_model_kind_has_an_onnx_twin(tmp_path: Path) -> None:
+    from fakescope.inference.detector import BackendUnavailable
+    from fakescope.inference.kinds.clip import ClipDetector
+
+    path = _tiny(tmp_path, {})
+    single = Detector.load(str(path), device="cpu")
+    clip = ClipDetector.from_checkpoint(path, "as-clip", "cpu")  # same weights, another kind
+    with pytest.raises(BackendUnavailable, match="checkpoint kind 'clip' has no ONNX export"):
+        clip.onnx_detector()
+    assert clip.on_backend("auto") is clip and single.on_backend("torch") is single
 
 
 def test_a_kind_is_registered_once() -> None:

@@ -177,7 +177,7 @@ def test_fit_refuses_unknown_patch_aggregate(tmp_path):
 
     cfg = TrainConfig(epochs=1, device="cpu", out=str(tmp_path / "run"))
     cfg.model.name, cfg.model.patch_aggregate = "srm", "median"
-    with pytest.raises(ValueError, match="aggregate must be one of"):
+    with pytest.raises(ValueError, match="config key model.patch_aggregate: 'median' is not one of mean, max, topk"):
         fit(cfg)
 
 

@@ -167,7 +167,7 @@ def test_data_parallel_mask_loss_on_two_processes(tmp_path, strategy):
     """The head lives inside the DDP module: its gradients are all-reduced (ddp) or its weights averaged (localsgd)
     like the backbone's, with no unused-parameter error on batches without masks; rank 0's checkpoint is the plain
     detector."""
-    from fakescope.engine.parallel import launch_fit
+    from fakescope.engine.launch import launch_fit
 
     root = spliced_set(tmp_path / "set", n=8)
     cfg = load_config(None, {"model.name": "efficientnet_lite0", "model.size": "64", "data.path": [str(root)],
@@ -183,7 +183,7 @@ def test_data_parallel_mask_loss_on_two_processes(tmp_path, strategy):
 def test_training_loop_hands_the_masks_to_the_loss(known):
     """``train_one_epoch`` passes a batch's masks to the loss: the zero-initialised head learns from known masks and,
     with SGD and no known mask, gets no gradient at all, so it stays exactly zero."""
-    from fakescope.engine.loops import train_one_epoch
+    from fakescope.engine.loops import EpochOptions, train_one_epoch
 
     torch.manual_seed(0)
     detector, pre = create_detector("efficientnet_lite0", size=64)
@@ -193,7 +193,7 @@ def test_training_loop_hands_the_masks_to_the_loss(known):
     masks[:2, :32] = 255
     batch = (arrays, torch.tensor([1, 1, 0, 0]), masks, torch.full((4,), known))
     optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
-    train_one_epoch(model, [batch], optimizer, DetectorLoss(nn.CrossEntropyLoss(), 1.0), torch.device("cpu"),
-                    pre.to_tensor)
+    train_one_epoch(model, [batch], torch.device("cpu"),
+                    EpochOptions(optimizer, DetectorLoss(nn.CrossEntropyLoss(), 1.0), pre.to_tensor))
     moved = model.head.weight.abs().sum() > 0
     assert bool(moved) == bool(known)

@@ -22,7 +22,7 @@ from fakescope.forensics.io import load_image
 from fakescope.inference import onnx as fonnx
 from fakescope.inference import shipped
 from fakescope.inference.detector import Detector, shipped_weights
-from fakescope.inference.kinds.onnx import read_onnx_meta
+from fakescope.inference.kinds.onnx import OnnxDetector, read_onnx_meta
 
 EXAMPLES = sorted((REPO / "examples" / "images").rglob("*.jpg"))
 
@@ -59,7 +59,7 @@ def test_numpy_normalisation_equals_the_tensor_path_on_the_examples(pre: Preproc
 def test_default_scores_through_the_shipped_onnx_as_pytorch_does() -> None:
     torch_det = Detector.load("default", backend="torch")
     onnx_det = Detector.load("default", backend="auto", device="cpu")
-    assert isinstance(onnx_det, fonnx.OnnxDetector) and onnx_det.name == torch_det.name
+    assert isinstance(onnx_det, OnnxDetector) and onnx_det.name == torch_det.name
     assert onnx_det.onnx_path == shipped_weights(torch_det.name).with_suffix(".onnx")
     assert (onnx_det.preprocess, onnx_det.threshold) == (torch_det.preprocess, torch_det.threshold)
     images = [load_image(p) for p in EXAMPLES]
@@ -89,11 +89,11 @@ def test_a_shipped_onnx_with_another_checksum_is_not_used(tmp_path: Path, monkey
     copy = Path(shutil.copy(weights, tmp_path / weights.name))
     shutil.copy(weights.with_suffix(".onnx"), tmp_path / weights.with_suffix(".onnx").name)
     monkeypatch.setenv("FAKESCOPE_CACHE", str(tmp_path / "cache"))
-    assert isinstance(fonnx.ready_onnx(str(copy), "cpu"), fonnx.OnnxDetector)  # as shipped: used
+    assert isinstance(OnnxDetector.ready(str(copy), "cpu"), OnnxDetector)  # as shipped: used
     record = shipped.shipped_record(copy)
     shipped.write_header_entry(copy, shipped.SHIPPED_KEY, json.dumps({**record, "sha256": "0" * 64}))
     with caplog.at_level("WARNING"):
-        assert fonnx.ready_onnx(str(copy), "cpu") is None  # nothing cached either: the caller exports
+        assert OnnxDetector.ready(str(copy), "cpu") is None  # nothing cached either: the caller exports
     assert any("checksum differs" in r.getMessage() for r in caplog.records)
 
 

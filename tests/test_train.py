@@ -165,7 +165,7 @@ def test_epoch_order_depends_on_seed_and_epoch_only():
     """A resumed run must draw epoch k as an uninterrupted run does, not repeat epoch 1's order."""
     from torch.utils.data import DataLoader, WeightedRandomSampler
 
-    from fakescope.engine.train import seed_epoch
+    from fakescope.engine.loaders import seed_epoch
 
     def order(epoch: int, warm_up: int = 0) -> list[int]:
         sampler = WeightedRandomSampler([1.0] * 20, 20, generator=torch.Generator().manual_seed(0))
@@ -206,14 +206,14 @@ def test_keep_last_ships_the_final_epoch(tmp_path, tiny_images):
     final = torch.load(tmp_path / "run" / "last.pt", weights_only=True)["model"]
     kept, _ = load_checkpoint(result.checkpoint)
     assert all(torch.equal(v, final[k]) for k, v in kept.state_dict().items())
-    with pytest.raises(ValueError, match="keep must be one of best, last"):
+    with pytest.raises(ValueError, match="config key keep: 'final' is not one of best, last"):
         fit(replace(cfg, keep="final"))
 
 
 @pytest.mark.parametrize("model", ["srm", "resnet18"])  # a patch detector (scored by scan) and a whole-image one
 def test_threshold_bound_holds_in_every_data_folder(tmp_path, tiny_images, model):
     """``target_fpr`` is met on each folder's validation reals: the shipped threshold is the strictest folder's."""
-    from fakescope.engine.train import folder_splits
+    from fakescope.engine.loaders import folder_splits
     from fakescope.evaluation.evaluate import score_samples
     from fakescope.evaluation.metrics import held_out_fpr, threshold_at_fpr
 

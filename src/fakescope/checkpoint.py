@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 from safetensors import safe_open
 
-from fakescope import __version__
+from fakescope._version import __version__
 from fakescope.data.preprocess import Preprocess
 
 if TYPE_CHECKING:

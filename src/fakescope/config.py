@@ -1,6 +1,8 @@
 """Typed training configuration: defaults, then a YAML file, then dotted overrides (``optim.lr=3e-4``).
 
-The resolved configuration is saved next to each run's outputs, so a run can be repeated exactly.
+Choices are ``Literal`` types, checked in one pass (:func:`validate`) when a config is built, with a one-line error
+naming the key and the allowed values. The resolved configuration is saved next to each run's outputs, so a run
+can be repeated exactly.
 """
 from __future__ import annotations
 
@@ -9,9 +11,19 @@ import types
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import yaml
+
+Balance = Literal["sampler", "source", "weights", "none"]
+InputMode = Literal["ela", "rgb", "rgb+ela"]
+Resize = Literal["squash", "crop"]
+PatchAggregate = Literal["mean", "max", "topk"]
+Optimizer = Literal["adam", "adamw", "sgd"]
+Schedule = Literal["inverse", "cosine", "step", "plateau", "none"]
+PipelineSchedule = Literal["gpipe", "1f1b"]
+Strategy = Literal["none", "ddp", "localsgd", "pipeline", "tensor"]
+Keep = Literal["best", "last"]
 
 
 @dataclass
@@ -22,7 +34,7 @@ class DataConfig:
     seed: int = 0
     #: ``sampler`` (draw classes equally often), ``source`` (each folder in proportion to the square root of its
     #: size, its classes equally often), ``weights`` (weighted loss) or ``none``.
-    balance: str = "sampler"
+    balance: Balance = "sampler"
     #: Share of each folder's fake draws made on the fly from its own training reals (:mod:`fakescope.data.pseudo`:
     #: self-blends, copy-moves, up-sampling traces); a real-only folder's fakes are all pseudo-fakes. 0: none.
     pseudo_fakes: float = 0.0
@@ -36,29 +48,29 @@ class DataConfig:
 @dataclass
 class ModelConfig:
     name: str = "ela-cnn"
-    input_mode: str | None = None
+    input_mode: InputMode | None = None
     size: int | None = None
     #: False, True (packaged / cached ImageNet weights) or a path to a weights file.
     pretrained: Any = False
     #: Override of the detector's resize mode: ``squash`` (whole image resized) or ``crop`` (native-resolution
     #: windows, scored as a patch detector). None keeps the detector's own.
-    resize: str | None = None
+    resize: Resize | None = None
     #: Patch detectors (trained on native-resolution crops): how an image's patch scores become one score
     #: (``mean``, ``max`` or ``topk``), and how many patches score an image at most. Stored in the checkpoint, used
     #: by scan/evaluate/serve and by the final validation (threshold, metrics); ignored by whole-image detectors.
-    patch_aggregate: str = "mean"
+    patch_aggregate: PatchAggregate = "mean"
     patch_top_k: int = 3
     max_patches: int = 16
 
 
 @dataclass
 class OptimConfig:
-    name: str = "adam"  # adam | adamw | sgd
+    name: Optimizer = "adam"
     lr: float = 1e-4
     weight_decay: float = 0.0
     momentum: float = 0.9
     #: ``inverse`` is Keras' classic ``lr / (1 + decay * step)``; also cosine, step, plateau, none.
-    schedule: str = "inverse"
+    schedule: Schedule = "inverse"
     lr_decay: float = 1e-6
     warmup_epochs: float = 0.0
     step_size: int = 10
@@ -94,7 +106,7 @@ class ParallelConfig:
     #: pipeline: micro-batches per batch, ``gpipe`` or ``1f1b``, and the module names where stages begin
     #: (empty: cut where the forward FLOPs are most evenly shared).
     microbatches: int = 4
-    schedule: str = "gpipe"
+    schedule: PipelineSchedule = "gpipe"
     pipeline_split: list[str] = field(default_factory=list)
 
 
@@ -106,14 +118,14 @@ class TrainConfig:
     augment: AugmentConfig = field(default_factory=AugmentConfig)
     #: ``none`` (one process) or a torch.distributed strategy run under torchrun / ``--nproc``: ``ddp``
     #: (synchronous data parallel), ``localsgd``, ``pipeline`` or ``tensor``. ``batch_size`` is the global batch.
-    strategy: str = "none"
+    strategy: Strategy = "none"
     parallel: ParallelConfig = field(default_factory=ParallelConfig)
     epochs: int = 30
     batch_size: int = 32
     patience: int = 5
     #: The weights a run keeps in ``best.safetensors``: ``best``, the epoch of lowest validation loss, or ``last``,
     #: the end of the schedule (no choice of weights made on the validation split the run's metrics come from).
-    keep: str = "best"
+    keep: Keep = "best"
     label_smoothing: float = 0.0
     #: Weight of the pixel-level loss on tampering masks (0: off). Sets with a ``masks/`` folder (CASIA v1.0,
     #: ``fakescope synth`` output) also teach a training-only head *where* each image was tampered; see
@@ -142,6 +154,8 @@ def _coerce(value: Any, hint: Any) -> Any:
         args = [a for a in typing.get_args(hint) if a is not type(None)]
         hint = args[0] if len(args) == 1 else Any
     origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if origin is Literal:
+        return value  # a choice stays as written ("none" is a choice, not null); validate() checks it
     if origin in (list, tuple):
         return _coerce_sequence(value, origin, args[0] if args else Any)
     if not isinstance(value, str):
@@ -216,8 +230,32 @@ def parse_dotted_args(args: list[str]) -> dict[str, str]:
     return out
 
 
+def choices(hint: Any) -> tuple | None:
+    """The values a ``Literal`` (or optional ``Literal``) field allows; None for any other field."""
+    if typing.get_origin(hint) is Literal:
+        return typing.get_args(hint)
+    if typing.get_origin(hint) in (typing.Union, types.UnionType):
+        literal = [choices(a) for a in typing.get_args(hint) if typing.get_origin(a) is Literal]
+        if literal and type(None) in typing.get_args(hint):
+            return (*literal[0], None)
+    return None
+
+
+def validate(cfg: Any, prefix: str = "") -> Any:
+    """Check every choice of ``cfg`` (and of its sections) in one pass; ValueError naming the key and the values
+    it allows. Returns ``cfg``."""
+    hints = typing.get_type_hints(type(cfg))
+    for f in dataclasses.fields(cfg):
+        value, key = getattr(cfg, f.name), prefix + f.name
+        if dataclasses.is_dataclass(value):
+            validate(value, key + ".")
+        elif (allowed := choices(hints[f.name])) is not None and value not in allowed:
+            raise ValueError(f"config key {key}: {value!r} is not one of {', '.join(map(str, allowed))}")
+    return cfg
+
+
 def load_config(path: str | Path | None = None, overrides: dict[str, Any] | None = None) -> TrainConfig:
-    """Defaults, then the YAML file at ``path``, then ``overrides``."""
+    """Defaults, then the YAML file at ``path``, then ``overrides``; then :func:`validate`."""
     cfg = TrainConfig()
     if path is not None:
         with open(path) as f:
@@ -226,7 +264,7 @@ def load_config(path: str | Path | None = None, overrides: dict[str, Any] | None
             raise ValueError(f"{path}: a config file must be a YAML mapping")
         for key, value in data.items():
             _set(cfg, key, value)
-    return apply_overrides(cfg, overrides or {})
+    return validate(apply_overrides(cfg, overrides or {}))
 
 
 def to_dict(cfg: TrainConfig) -> dict[str, Any]:

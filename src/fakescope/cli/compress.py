@@ -80,7 +80,7 @@ def export(
 
 
 def _ship(model: str) -> None:
-    from fakescope.inference.shipped import ship_onnx
+    from fakescope.inference.onnx import ship_onnx
 
     shipped = ship_onnx(model)
     console.print(f"shipped {shipped.path} (sha256 {shipped.sha256}, recorded in the weights' header); "
@@ -136,8 +136,8 @@ def prune(
     out = out or Path(f"{Path(model).stem}-pruned{round(amount * 100)}.safetensors")
     with progress_bars() as bars:
         try:
-            result = prune_checkpoint(model, amount, out, data or [], finetune_data or [], epochs, lr, eval_samples,
-                                      track=bars.track)
+            result = prune_checkpoint(model, amount, out, data=data or [], finetune_data=finetune_data or [],
+                                      epochs=epochs, lr=lr, eval_samples=eval_samples, track=bars.track)
         except (DetectorError, LayoutError, ValueError) as err:
             raise fail(str(err)) from None
     _compression_report(result, "pruned checkpoint")
@@ -165,8 +165,9 @@ def distill(
     from fakescope.data.discovery import LayoutError
     from fakescope.inference.detector import DetectorError
 
-    cfg = DistillConfig(teacher, student, [str(d) for d in data], str(out), epochs, batch_size, lr, temperature,
-                        alpha, size=size, max_per_class=max_per_class, workers=workers)
+    cfg = DistillConfig(teacher=teacher, student=student, data=[str(d) for d in data], out=str(out), epochs=epochs,
+                        batch_size=batch_size, lr=lr, temperature=temperature, alpha=alpha, size=size,
+                        max_per_class=max_per_class, workers=workers)
     with progress_bars() as bars:
         try:
             result = run_distill(cfg, track=bars.track)
@@ -200,8 +201,8 @@ def ensemble(
     with progress_bars():
         try:
             w = [float(v) for v in weights.split(",")] if weights else None
-            result = fit_ensemble(names, method, data, w, features, n_components, val_fraction, seed, batch_size,
-                                  device=device)
+            result = fit_ensemble(names, method, data, weights=w, features=features, n_components=n_components,
+                                  val_fraction=val_fraction, seed=seed, batch_size=batch_size, device=device)
         except (DetectorError, LayoutError, ValueError) as err:
             raise fail(str(err)) from None
     report = result.report

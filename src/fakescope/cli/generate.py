@@ -75,7 +75,8 @@ def generate(
     from fakescope.generators.sample import generate_images
 
     try:
-        paths = generate_images(model, num_images, out, seed, label, batch_size, fmt, quality, resize, device=device)
+        paths = generate_images(model, num_images, out, seed=seed, label=label, batch_size=batch_size,
+                                image_format=fmt, quality=quality, resize=resize, device=device)
     except (CheckpointError, ValueError) as err:
         raise fail(str(err)) from None
     console.print(f"wrote {len(paths)} images to {out}", highlight=False)

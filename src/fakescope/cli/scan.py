@@ -141,14 +141,9 @@ def _exit_status(counts: Counter, fail_on: Optional[str]) -> None:
 
 def _scan_distributed(paths: list[Path], model: str, fmt: str, output: Optional[Path], threshold: Optional[float],
                       batch_size: int, workers: Optional[int], device: str, backend: str, reading: dict) -> Counter:
-    """``scan --distributed``: the rank's share of the files, merged by rank 0 (see engine.distributed)."""
-    from fakescope.engine.distributed import (
-        barrier,
-        init_distributed,
-        local_device,
-        scan_distributed,
-        shutdown_distributed,
-    )
+    """``scan --distributed``: the rank's share of the files, merged by rank 0 (see inference.distributed)."""
+    from fakescope.distributed import barrier, init_distributed, local_device, shutdown_distributed
+    from fakescope.inference.distributed import scan_distributed
 
     if output is None or fmt == "table":
         raise typer.BadParameter("--distributed needs --output FILE and --format json, jsonl or csv")

@@ -29,8 +29,8 @@ def train(
 
     from fakescope.config import load_config, parse_dotted_args
     from fakescope.data.discovery import LayoutError
-    from fakescope.engine.distributed import shutdown_distributed
-    from fakescope.engine.parallel import launch_fit
+    from fakescope.distributed import shutdown_distributed
+    from fakescope.engine.launch import launch_fit
     from fakescope.engine.train import fit
 
     try:

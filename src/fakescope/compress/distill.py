@@ -30,16 +30,17 @@ from fakescope.data.cache import default_cache_dir
 from fakescope.data.dataset import ImageDataset, collate_skip
 from fakescope.data.discovery import Sample
 from fakescope.data.preprocess import Preprocess
+from fakescope.engine.loaders import seed_everything
 from fakescope.engine.loops import Track, _no_track, fit_temperature, predict_loader
 from fakescope.engine.optim import build_optimizer
-from fakescope.engine.train import seed_everything
 from fakescope.inference.detector import Detector, shipped_weights
+from fakescope.inference.kinds.single import SingleDetector
 from fakescope.registry import create_detector
 
 log = logging.getLogger(__name__)
 
 
-@dataclass
+@dataclass(kw_only=True)
 class DistillConfig:
     teacher: str
     student: str
@@ -142,7 +143,7 @@ def distill(cfg: DistillConfig, track: Track = _no_track) -> CompressionResult:
                             "alpha": cfg.alpha, "epochs": cfg.epochs, "data": [str(d) for d in cfg.data]}}
     meta = CheckpointMeta(cfg.student, pre, temperature=temperature, info=info)
     path = save_checkpoint(cfg.out, student, meta)
-    after = Detector(student, meta, str(path), device="cpu")
+    after = SingleDetector(student, meta, str(path), device="cpu")
     val = subsample(val, cfg.eval_samples, cfg.seed)
     teacher_path = Path(cfg.teacher) if Path(cfg.teacher).is_file() else shipped_weights(teacher.name)
     rows = [measure(f"teacher {teacher.meta.architecture}", teacher, prepare_eval_set(val, teacher.preprocess), teacher_path),

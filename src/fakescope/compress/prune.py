@@ -27,6 +27,7 @@ from fakescope.data.dataset import ImageDataset, collate_skip
 from fakescope.data.discovery import Sample
 from fakescope.data.preprocess import Preprocess
 from fakescope.engine.loops import (
+    EpochOptions,
     Track,
     _no_track,
     fit_temperature,
@@ -35,6 +36,7 @@ from fakescope.engine.loops import (
 )
 from fakescope.engine.optim import build_optimizer
 from fakescope.inference.detector import Detector
+from fakescope.inference.kinds.single import SingleDetector
 
 log = logging.getLogger(__name__)
 
@@ -87,8 +89,8 @@ def finetune(model: nn.Module, pre: Preprocess, train: list[Sample], val: list[S
     optimizer = build_optimizer(OptimConfig(name="adam", lr=lr), [p for p in model.parameters() if p.requires_grad])
     loss_fn = nn.CrossEntropyLoss()
     for epoch in range(epochs):
-        row = train_one_epoch(model, train_dl, optimizer, loss_fn, torch.device("cpu"), pre.to_tensor,
-                              track=track, total=len(train_dl))
+        row = train_one_epoch(model, train_dl, torch.device("cpu"),
+                              EpochOptions(optimizer, loss_fn, pre.to_tensor, track=track), len(train_dl))
         log.info("fine-tune epoch %d: loss %.4f accuracy %.3f", epoch + 1, row["loss"], row["accuracy"])
     val_dl = DataLoader(ImageDataset(val, pre, None, cache), batch_size=batch_size, num_workers=workers,
                         collate_fn=collate_skip)
@@ -96,7 +98,7 @@ def finetune(model: nn.Module, pre: Preprocess, train: list[Sample], val: list[S
     return fit_temperature(logits, labels) if len(labels) else 1.0
 
 
-def prune_checkpoint(model: str, amount: float, out: str | Path, data: Sequence[str | Path] = (),
+def prune_checkpoint(model: str, amount: float, out: str | Path, *, data: Sequence[str | Path] = (),
                      finetune_data: Sequence[str | Path] = (), epochs: int = 1, lr: float = 1e-4,
                      eval_samples: int | None = 400, seed: int = 0, track: Track = _no_track) -> CompressionResult:
     """Prune ``model`` (name or checkpoint), optionally fine-tune on ``finetune_data``'s training split, save a
@@ -117,7 +119,7 @@ def prune_checkpoint(model: str, amount: float, out: str | Path, data: Sequence[
                                                 "finetune": {"data": [str(d) for d in finetune_data], "epochs": epochs}}}
     meta = replace(before.meta, temperature=temperature, info=info)
     path = save_checkpoint(out, pruned, meta)
-    after = Detector(pruned, meta, str(path), device="cpu")
+    after = SingleDetector(pruned, meta, str(path), device="cpu")
     return CompressionResult(path, _rows(before, after, model, path, data or finetune_data, eval_samples, seed, sparsity))
 
 

@@ -19,8 +19,7 @@ from fakescope.data.cache import default_cache_dir
 from fakescope.data.dataset import ImageDataset, collate_skip
 from fakescope.data.discovery import Sample, discover_samples
 from fakescope.data.preprocess import Preprocess
-from fakescope.data.splits import split_folders
-from fakescope.engine.train import limit_per_class
+from fakescope.data.splits import limit_per_class, split_folders
 from fakescope.evaluation.metrics import compute_metrics
 from fakescope.inference.detector import Detector
 from fakescope.progress import track

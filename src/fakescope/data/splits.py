@@ -6,6 +6,7 @@ scene, so files that share a scene id are kept on the same side of every split.
 """
 from __future__ import annotations
 
+import random
 import re
 from collections.abc import Sequence
 
@@ -113,3 +114,16 @@ def source_sample_weights(sources: Sequence[int], labels: Sequence[int], pseudo:
         for k, v in present.items():
             weights[cells[k]] = size * v / total / cells[k].sum()
     return weights / weights.mean()
+
+
+def limit_per_class(samples: list[Sample], n: int | None, seed: int) -> list[Sample]:
+    """At most ``n`` samples of each class, drawn with ``seed`` (all of them when ``n`` is None)."""
+    if n is None:
+        return samples
+    rng = random.Random(seed)
+    out = []
+    for label in (0, 1):
+        of_class = [s for s in samples if s.label == label]
+        rng.shuffle(of_class)
+        out.extend(of_class[:n])
+    return out

@@ -4,6 +4,7 @@ from __future__ import annotations
 import contextlib
 import time
 from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -24,51 +25,55 @@ def autocast(device: torch.device, enabled: bool) -> contextlib.AbstractContextM
     return torch.autocast(device_type=device.type, dtype=dtype)
 
 
-def train_one_epoch(
-    model: nn.Module,
-    loader: Iterable,
-    optimizer: torch.optim.Optimizer,
-    loss_fn: nn.Module,
-    device: torch.device,
-    to_input: Callable[[torch.Tensor], torch.Tensor],
-    scheduler: Any = None,
-    grad_clip: float | None = None,
-    amp: bool = False,
-    scaler: torch.amp.GradScaler | None = None,
-    ema: Any = None,
-    track: Track = _no_track,
-    total: int = 0,
-) -> dict[str, float]:
+@dataclass
+class EpochOptions:
+    """How a training epoch runs, besides the model and the data: ``scheduler`` (if given) steps every batch,
+    ``grad_clip`` bounds the gradient norm, ``amp`` autocasts (``scaler``: CUDA fp16's GradScaler), ``ema`` is
+    updated after every step, ``track`` wraps the batches (a progress bar)."""
+
+    optimizer: torch.optim.Optimizer
+    loss_fn: nn.Module
+    to_input: Callable[[torch.Tensor], torch.Tensor]
+    scheduler: Any = None
+    grad_clip: float | None = None
+    amp: bool = False
+    scaler: torch.amp.GradScaler | None = None
+    ema: Any = None
+    track: Track = _no_track
+
+
+def train_one_epoch(model: nn.Module, loader: Iterable, device: torch.device, opts: EpochOptions,
+                    total: int = 0) -> dict[str, float]:
     """One pass over ``loader``; ``scheduler`` (if given) steps every batch. Returns loss, accuracy, images/s."""
     model.train()
     loss_sum, correct, seen = 0.0, 0, 0
     start = time.perf_counter()
-    for batch in track(loader, total, "train"):
+    for batch in opts.track(loader, total, "train"):
         if batch is None:
             continue
         arrays, labels, *targets = batch  # targets: (masks, known) from a dataset with pixel targets
-        x, y = to_input(arrays).to(device, non_blocking=True), labels.to(device)
-        with autocast(device, amp):
+        x, y = opts.to_input(arrays).to(device, non_blocking=True), labels.to(device)
+        with autocast(device, opts.amp):
             output = model(x)  # logits, or (logits, cell logits) from a mask-supervised model
             logits = output[0] if isinstance(output, tuple) else output
-            loss = loss_fn(output, y, *[t.to(device) for t in targets])  # autocast runs the losses in fp32
-        optimizer.zero_grad(set_to_none=True)
-        if scaler is not None:
-            scaler.scale(loss).backward()
-            scaler.unscale_(optimizer)
+            loss = opts.loss_fn(output, y, *[t.to(device) for t in targets])  # autocast runs the losses in fp32
+        opts.optimizer.zero_grad(set_to_none=True)
+        if opts.scaler is not None:
+            opts.scaler.scale(loss).backward()
+            opts.scaler.unscale_(opts.optimizer)
         else:
             loss.backward()
-        if grad_clip:
-            nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
-        if scaler is not None:
-            scaler.step(optimizer)
-            scaler.update()
+        if opts.grad_clip:
+            nn.utils.clip_grad_norm_(model.parameters(), opts.grad_clip)
+        if opts.scaler is not None:
+            opts.scaler.step(opts.optimizer)
+            opts.scaler.update()
         else:
-            optimizer.step()
-        if scheduler is not None:
-            scheduler.step()
-        if ema is not None:
-            ema.update(model)
+            opts.optimizer.step()
+        if opts.scheduler is not None:
+            opts.scheduler.step()
+        if opts.ema is not None:
+            opts.ema.update(model)
         n = y.numel()
         loss_sum += float(loss.detach()) * n
         correct += int((logits.argmax(1) == y).sum())

@@ -8,7 +8,6 @@ from __future__ import annotations
 import csv
 import json
 import logging
-import random
 import shutil
 import time
 from dataclasses import dataclass
@@ -18,27 +17,18 @@ from typing import Any
 import numpy as np
 import torch
 from torch import nn
-from torch.utils.data import DataLoader, DistributedSampler, WeightedRandomSampler
+from torch.utils.data import DataLoader
 
-from fakescope import __version__
+from fakescope._version import __version__
 from fakescope.allocator import reuse_freed_memory
 from fakescope.checkpoint import CheckpointMeta, save_checkpoint
-from fakescope.config import TrainConfig, save_config, to_dict
-from fakescope.data.augment import build_augment
-from fakescope.data.cache import default_cache_dir
-from fakescope.data.dataset import ImageDataset, collate_skip
-from fakescope.data.discovery import Sample, discover_samples
-from fakescope.data.masks import PixelTarget, pixel_targets
+from fakescope.config import TrainConfig, save_config, to_dict, validate
+from fakescope.data.discovery import Sample
 from fakescope.data.preprocess import Preprocess
-from fakescope.data.splits import class_weights, sample_weights, source_sample_weights, stratified_split
-from fakescope.engine.distributed import (
-    DistInfo,
-    barrier,
-    device_for,
-    in_torchrun_env,
-    init_distributed,
-)
-from fakescope.engine.loops import Track, _no_track, fit_temperature, predict_loader
+from fakescope.data.splits import class_weights
+from fakescope.distributed import DistInfo, barrier, device_for, in_torchrun_env, init_distributed
+from fakescope.engine.loaders import build_loaders, folder_splits, seed_epoch, seed_everything
+from fakescope.engine.loops import EpochOptions, Track, _no_track, fit_temperature, predict_loader
 from fakescope.engine.optim import build_optimizer, build_scheduler, parameter_groups
 from fakescope.engine.parallel import (
     STRATEGIES,
@@ -48,7 +38,7 @@ from fakescope.engine.parallel import (
 )
 from fakescope.engine.pixel import DetectorLoss, MaskSupervised
 from fakescope.evaluation.metrics import HELD_OUT_FOLDS, compute_metrics, held_out_fpr, threshold_at_fpr
-from fakescope.inference.detector import has_pooled_features, resolve_device
+from fakescope.inference.detector import has_pooled_features, resolve_device, softmax_fake
 from fakescope.inference.kinds.patch import PatchConfig, PatchDetector, aggregate, patch_info
 from fakescope.registry import create_detector, get_spec
 from fakescope.video.clips import clip_info, clip_spec
@@ -56,7 +46,6 @@ from fakescope.video.clips import clip_info, clip_spec
 log = logging.getLogger(__name__)
 
 #: ``TrainConfig.keep``: the weights of the epoch with the lowest validation loss, or of the last epoch.
-KEEP = ("best", "last")
 
 HISTORY_FIELDS = ["epoch", "train_loss", "train_accuracy", "val_loss", "val_accuracy", "val_roc_auc", "lr",
                   "train_images_per_s", "seconds"]
@@ -67,116 +56,6 @@ class FitResult:
     checkpoint: Path
     history: list[dict[str, float]]
     metrics: dict[str, Any]
-
-
-def seed_everything(seed: int) -> None:
-    random.seed(seed)
-    np.random.seed(seed)
-    torch.manual_seed(seed)
-
-
-def limit_per_class(samples: list[Sample], n: int | None, seed: int) -> list[Sample]:
-    if n is None:
-        return samples
-    rng = random.Random(seed)
-    out = []
-    for label in (0, 1):
-        of_class = [s for s in samples if s.label == label]
-        rng.shuffle(of_class)
-        out.extend(of_class[:n])
-    return out
-
-
-def folder_splits(cfg: TrainConfig) -> list[tuple[list[Sample], list[Sample]]]:
-    """(train, validation) samples of each folder of ``cfg.data.path``, exactly as ``fit`` splits them."""
-    d = cfg.data
-    return [stratified_split(limit_per_class(discover_samples(p), d.max_per_class, d.seed), d.val_fraction, d.seed)
-            for p in d.path]
-
-
-def image_datasets(cfg: TrainConfig, pre: Preprocess) -> tuple[ImageDataset, ImageDataset]:
-    """Training and validation datasets; the training one also holds a pseudo-fake entry per training real when
-    ``data.pseudo_fakes`` is on (``train_ds.sources`` names each entry's folder, for per-source balancing)."""
-    splits = folder_splits(cfg)
-    train_s, val_s = [s for t, _ in splits for s in t], [s for _, v in splits for s in v]
-    sources = [i for i, (t, _) in enumerate(splits) for _ in t]
-    pseudo = [False] * len(train_s)
-    if cfg.data.pseudo_fakes > 0:
-        reals = [(s, i) for s, i in zip(train_s, sources) if s.label == 0]
-        train_s, sources, pseudo = (train_s + [s for s, _ in reals], sources + [i for _, i in reals],
-                                    pseudo + [True] * len(reals))
-    cache_dir = (cfg.data.cache_dir or default_cache_dir()) if cfg.data.cache else None
-    targets = _train_pixel_targets(cfg, splits, pseudo) if cfg.mask_loss else None
-    train_ds = ImageDataset(train_s, pre, build_augment(cfg.augment), cache_dir, random_crop=True,
-                            pixel_targets=targets, pseudo=pseudo, sources=sources)
-    return train_ds, ImageDataset(val_s, pre, None, cache_dir)
-
-
-def _train_pixel_targets(cfg: TrainConfig, splits: list[tuple[list[Sample], list[Sample]]],
-                         pseudo: list[bool]) -> list[PixelTarget]:
-    """The training samples' pixel targets, set by set (pseudo-fakes bring their own masks); a mask loss without
-    any set that has masks, and without pseudo-fakes, is an error."""
-    targets: list[PixelTarget] = []
-    for root, (train, _) in zip(cfg.data.path, splits):
-        of_set = pixel_targets(train, root)
-        n_masks = sum(isinstance(t, Path) for t in of_set)
-        log.info("%s: %d training fakes with masks%s", root, n_masks, "" if n_masks else " (image labels only)")
-        targets += of_set
-    if not any(isinstance(t, Path) for t in targets) and not any(pseudo):
-        raise ValueError("mask_loss needs a training set with tampering masks (a masks/ folder beside real/ and "
-                         f"fake/) or pseudo-fakes; none found in {', '.join(map(str, cfg.data.path))}")
-    return targets + [None] * (len(pseudo) - len(targets))
-
-
-def build_loaders(cfg: TrainConfig, pre: Preprocess,
-                  shard: DistInfo | None = None) -> tuple[DataLoader, DataLoader, dict[str, Any]]:
-    """Training and validation loaders; with ``shard`` (data parallelism) each rank draws its own share of every
-    epoch through a ``DistributedSampler``, in batches of ``batch_size / world_size`` (one global batch per step)."""
-    if clip_spec(pre) is not None:  # a video model (Preprocess.extra["clip"]): clips from real/ + fake/ videos
-        from fakescope.video.dataset import video_datasets
-
-        train_ds, val_ds = video_datasets(cfg, pre)
-    else:
-        train_ds, val_ds = image_datasets(cfg, pre)
-    sampler = None
-    if cfg.data.balance in ("sampler", "source"):
-        g = torch.Generator().manual_seed(cfg.seed)
-        sampler = WeightedRandomSampler(torch.as_tensor(_draw_weights(cfg, train_ds)),
-                                        len(train_ds) - sum(getattr(train_ds, "pseudo", [])), generator=g)
-    common = dict(batch_size=cfg.batch_size, num_workers=cfg.data.workers, collate_fn=collate_skip,
-                  persistent_workers=cfg.data.workers > 0)
-    batch, n_train = cfg.batch_size, len(train_ds)
-    if shard is not None:
-        sampler = DistributedSampler(train_ds, shard.world_size, shard.rank, shuffle=True, seed=cfg.seed)
-        batch, n_train = cfg.batch_size // shard.world_size, len(sampler)
-    train_dl = DataLoader(train_ds, sampler=sampler, shuffle=sampler is None, drop_last=n_train > batch,
-                          generator=torch.Generator().manual_seed(cfg.seed), **{**common, "batch_size": batch})
-    val_dl = DataLoader(val_ds, shuffle=False, **common)
-    counts = {
-        "train": {"real": train_ds.labels.count(0), "fake": train_ds.labels.count(1),
-                  **({"pseudo_fake": n} if (n := sum(getattr(train_ds, "pseudo", []))) else {})},
-        "val": {"real": val_ds.labels.count(0), "fake": val_ds.labels.count(1)},
-    }
-    return train_dl, val_dl, counts
-
-
-def _draw_weights(cfg: TrainConfig, train_ds) -> np.ndarray:
-    """The sampler's per-item weights: by class, or by source and class (pseudo-fakes need the latter)."""
-    pseudo = getattr(train_ds, "pseudo", [])
-    if cfg.data.balance == "source" or any(pseudo):
-        return source_sample_weights(train_ds.sources, train_ds.labels, pseudo, cfg.data.pseudo_fakes)
-    return sample_weights(train_ds.labels)
-
-
-def seed_epoch(loader: DataLoader, seed: int, epoch: int) -> None:
-    """Seed epoch ``epoch``'s draw (order, balanced sampling, worker augmentation seeds) from (seed, epoch) alone,
-    so a resumed run sees the epochs an uninterrupted one would, not epoch 1's order again."""
-    if isinstance(loader.sampler, DistributedSampler):
-        loader.sampler.set_epoch(epoch)  # a new shuffle, the same on every rank
-    elif getattr(loader.sampler, "generator", None) is not None:
-        loader.sampler.generator.manual_seed(seed * 100_003 + epoch)
-    if loader.generator is not None:
-        loader.generator.manual_seed(seed * 100_003 + epoch)
 
 
 def _loss_fn(cfg: TrainConfig, labels: list[int]) -> nn.Module:
@@ -240,7 +119,7 @@ def _resume(path: Path, model: nn.Module, optimizer, scheduler, device: torch.de
 
 def _calibrated_metrics(logits: torch.Tensor, labels: torch.Tensor, temperature: float,
                         threshold: float = 0.5) -> dict[str, Any]:
-    probs = torch.softmax(logits / temperature, 1)[:, 1].numpy()
+    probs = softmax_fake(logits.numpy(), temperature)
     return compute_metrics(labels.numpy(), probs, threshold)
 
 
@@ -369,6 +248,8 @@ def fit(cfg: TrainConfig, track: Track = _no_track, on_epoch=None) -> FitResult:
         from timm.utils import ModelEmaV3
         ema = ModelEmaV3(model, decay=cfg.ema)
 
+    epoch_opts = EpochOptions(optimizer, loss_fn, to_input, scheduler if per_batch else None, cfg.optim.grad_clip,
+                              cfg.amp, scaler, ema, track)
     history: list[dict[str, float]] = []
     best, bad_epochs, start_epoch = float("inf"), 0, 1
     best_path = out / "best.safetensors"
@@ -378,12 +259,11 @@ def fit(cfg: TrainConfig, track: Track = _no_track, on_epoch=None) -> FitResult:
     for epoch in range(start_epoch, cfg.epochs + 1):
         t0 = time.perf_counter()
         seed_epoch(train_dl, cfg.seed, epoch)
-        tr = strategy.train_one_epoch(train_dl, optimizer, loss_fn, to_input, scheduler if per_batch else None,
-                                      cfg.optim.grad_clip, cfg.amp, scaler, ema, track, len(train_dl))
+        tr = strategy.train_one_epoch(train_dl, epoch_opts, len(train_dl))
         eval_model = ema.module if ema is not None else strategy.eval_model()
         logits, labels = strategy.predict(eval_model, val_dl, to_input, cfg.amp, track)
         val_loss = float(nn.functional.cross_entropy(logits, labels)) if len(labels) else float("nan")
-        val = compute_metrics(labels.numpy(), torch.softmax(logits, 1)[:, 1].numpy()) if len(labels) else {}
+        val = compute_metrics(labels.numpy(), softmax_fake(logits.numpy(), 1.0)) if len(labels) else {}
         if scheduler is not None and not per_batch:
             scheduler.step(val_loss) if cfg.optim.schedule == "plateau" else scheduler.step()
         row = {"epoch": epoch, "train_loss": tr["loss"], "train_accuracy": tr["accuracy"], "val_loss": val_loss,
@@ -411,13 +291,12 @@ def fit(cfg: TrainConfig, track: Track = _no_track, on_epoch=None) -> FitResult:
 
 
 def _join(cfg: TrainConfig) -> tuple[TrainConfig, DistInfo]:
-    """Join the torchrun process group for a parallel strategy (one process without one), check the config."""
+    """Check the config, then join the torchrun process group for a parallel strategy (one process without one)."""
+    validate(cfg)
     if cfg.strategy != "none" and not in_torchrun_env() and not torch.distributed.is_initialized():
         raise ValueError(f"strategy {cfg.strategy!r} runs under torchrun or with --nproc N")
     info = init_distributed(cfg.device) if cfg.strategy != "none" else DistInfo()
     check_config(cfg, info.world_size)
-    if cfg.keep not in KEEP:
-        raise ValueError(f"keep must be one of {', '.join(KEEP)}, got {cfg.keep!r}")
     return prepare_config(cfg), info
 
 
@@ -440,7 +319,7 @@ def _finish(cfg: TrainConfig, pre: Preprocess, counts: dict, history: list, best
     elif "patch" in patch_info(pre):
         threshold, metrics = _patch_validation(cfg, model, pre, val_dl.dataset.samples, temperature)
     else:
-        threshold, held_out = _threshold(cfg, labels.numpy(), torch.softmax(logits / temperature, 1)[:, 1].numpy(),
+        threshold, held_out = _threshold(cfg, labels.numpy(), softmax_fake(logits.numpy(), temperature),
                                          [s.path for s in val_dl.dataset.samples])
         metrics = _calibrated_metrics(logits, labels, temperature, threshold)
         metrics["fpr_held_out"] = held_out

@@ -100,7 +100,7 @@ def validation_samples(data: Sequence[str | Path], val_fraction: float = 0.2, se
     return split_folders([discover_samples(d) for d in data], val_fraction, seed)[1]
 
 
-def fit_ensemble(members: Sequence[str], method: str, data: Sequence[str | Path],
+def fit_ensemble(members: Sequence[str], method: str, data: Sequence[str | Path], *,
                  weights: Sequence[float] | None = None, features: bool = False, n_components: int = 16,
                  val_fraction: float = 0.2, seed: int = 0, batch_size: int = 32, workers: int | None = None,
                  device: str = "auto") -> EnsembleFit:

@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING
 
 from PIL import Image
 
-from fakescope import __version__
+from fakescope._version import __version__
 from fakescope.explain.cam import CAM_LABELS, DEFAULT_CAM, ExplainError, cam_heatmap
 from fakescope.explain.overlay import overlay
 from fakescope.explain.views import ela_view

@@ -9,8 +9,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from fakescope.generators._registry import register_generator
 from fakescope.generators.base import ImageGenerator, down_stack, up_stack
-from fakescope.generators.registry import register_generator
 
 
 class ConvEncoder(nn.Module):

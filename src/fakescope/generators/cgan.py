@@ -9,8 +9,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from fakescope.generators._registry import register_generator
 from fakescope.generators.dcgan import DCGAN
-from fakescope.generators.registry import register_generator
 
 
 class ConditionalGAN(DCGAN):

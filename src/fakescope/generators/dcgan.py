@@ -10,8 +10,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from fakescope.generators._registry import register_generator
 from fakescope.generators.base import ImageGenerator, dcgan_init, down_stack, up_stack
-from fakescope.generators.registry import register_generator
 
 
 class Discriminator(nn.Module):

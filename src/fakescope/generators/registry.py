@@ -6,42 +6,14 @@ sampling, checkpoints and the CLI never branch on the model's name.
 """
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass, field
 from typing import Any
 
 from torch import nn
 
-GeneratorFactory = Callable[..., nn.Module]
+from fakescope.generators._registry import GENERATORS, GeneratorFactory, GeneratorSpec, register_generator
 
-
-@dataclass(frozen=True)
-class GeneratorSpec:
-    """What the registry knows about a generator."""
-
-    name: str
-    factory: GeneratorFactory
-    description: str = ""
-    #: Whether the model takes class labels (training reads them from the folder layout).
-    conditional: bool = False
-    #: Default keyword arguments for the factory (widths, latent size, loss weights).
-    kwargs: dict[str, Any] = field(default_factory=dict)
-
-
-_GENERATORS: dict[str, GeneratorSpec] = {}
-
-
-def register_generator(name: str, *, description: str = "", conditional: bool = False,
-                       **kwargs: Any) -> Callable[[GeneratorFactory], GeneratorFactory]:
-    """Decorator registering ``factory(size=..., channels=..., num_classes=..., **kwargs) -> nn.Module``."""
-
-    def wrap(factory: GeneratorFactory) -> GeneratorFactory:
-        if name in _GENERATORS:
-            raise ValueError(f"generator {name!r} is already registered")
-        _GENERATORS[name] = GeneratorSpec(name, factory, description, conditional, kwargs)
-        return factory
-
-    return wrap
+__all__ = ["GeneratorFactory", "GeneratorSpec", "create_generator", "get_generator_spec", "list_generators",
+           "register_generator"]
 
 
 def _ensure_loaded() -> None:
@@ -51,15 +23,15 @@ def _ensure_loaded() -> None:
 def list_generators() -> list[str]:
     """Names of every registered generator, sorted."""
     _ensure_loaded()
-    return sorted(_GENERATORS)
+    return sorted(GENERATORS)
 
 
 def get_generator_spec(name: str) -> GeneratorSpec:
     _ensure_loaded()
     try:
-        return _GENERATORS[name]
+        return GENERATORS[name]
     except KeyError:
-        raise KeyError(f"unknown generator {name!r}; registered: {', '.join(sorted(_GENERATORS))}") from None
+        raise KeyError(f"unknown generator {name!r}; registered: {', '.join(sorted(GENERATORS))}") from None
 
 
 def create_generator(name: str, *, size: int = 64, channels: int = 3, num_classes: int = 1,

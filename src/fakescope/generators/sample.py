@@ -36,7 +36,7 @@ def to_pil(images: torch.Tensor) -> list[Image.Image]:
     return [Image.fromarray(np.ascontiguousarray(a), "RGB") for a in arrays]
 
 
-def generate_images(checkpoint: str | Path, num_images: int, out: str | Path, seed: int = 0,
+def generate_images(checkpoint: str | Path, num_images: int, out: str | Path, *, seed: int = 0,
                     label: str | int | None = None, batch_size: int = 64, image_format: str = "png",
                     quality: int = 95, resize: int | None = None, prefix: str = "gen",
                     device: str = "cpu") -> list[Path]:

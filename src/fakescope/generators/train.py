@@ -24,7 +24,7 @@ from fakescope.data.discovery import (
     discover_samples,
     iter_image_files,
 )
-from fakescope.engine.train import seed_everything
+from fakescope.engine.loaders import seed_everything
 from fakescope.forensics.io import ImageLoadError, load_image
 from fakescope.generators.base import ImageGenerator
 from fakescope.generators.checkpoint import save_generator

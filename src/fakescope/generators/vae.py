@@ -9,9 +9,9 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from fakescope.generators._registry import register_generator
 from fakescope.generators.autoencoder import ConvEncoder
 from fakescope.generators.base import ImageGenerator, up_stack
-from fakescope.generators.registry import register_generator
 
 
 class VAE(ImageGenerator):

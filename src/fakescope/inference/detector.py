@@ -21,7 +21,7 @@ from fakescope.allocator import reuse_freed_memory
 from fakescope.checkpoint import CheckpointError, CheckpointMeta
 from fakescope.data.preprocess import Preprocess
 from fakescope.familiarity import FeatureModel
-from fakescope.inference.kinds import SINGLE, get_kind, kind_of, list_kinds
+from fakescope.inference.kinds import get_kind, kind_of, list_kinds
 
 if TYPE_CHECKING:
     import torch
@@ -33,8 +33,16 @@ log = logging.getLogger(__name__)
 DEFAULT_DETECTOR = "efficientnet_lite2"
 
 
+#: ``Detector.load(backend=...)``: ``auto`` is ONNX Runtime when the detector can use it, else PyTorch.
+BACKENDS = ("auto", "onnx", "torch")
+
+
 class DetectorError(ValueError):
     """The requested detector cannot be used (unknown name, no weights, bad checkpoint)."""
+
+
+class BackendUnavailable(DetectorError):
+    """This detector cannot run on the requested backend; the message says why."""
 
 
 def shipped_weights(name: str) -> Path | None:
@@ -93,8 +101,8 @@ class Detector:
     subclass registered with ``register_kind`` that overrides what it does differently and keeps the rest.
     """
 
-    #: Set by ``register_kind``; a Detector built directly around one model is of the single-model kind.
-    kind: str = SINGLE
+    #: Set by ``register_kind``; a Detector built directly around a model belongs to no registered kind.
+    kind: str = "unregistered"
     #: The checkpoint file the detector was loaded from, if any (names its cached ONNX export).
     checkpoint: Path | None = None
 
@@ -113,18 +121,13 @@ class Detector:
         (ONNX Runtime when installed and the export works, else PyTorch with one log line).
         """
         reuse_freed_memory()
+        if backend not in BACKENDS:
+            raise DetectorError(f"unknown backend {backend!r}; use one of {', '.join(BACKENDS)}")
         if backend != "torch" or str(name_or_path).endswith(".onnx"):
-            from fakescope.inference.onnx import ready_onnx
-
-            found = ready_onnx(name_or_path, device)  # an .onnx file, or the shipped or cached one: no PyTorch
+            found = get_kind("onnx").ready(name_or_path, device)  # an .onnx file, the shipped or cached one: no torch
             if found is not None:
                 return found
-        detector = cls._load_kind(name_or_path, device)
-        if backend == "torch":
-            return detector
-        from fakescope.inference.onnx import to_backend
-
-        return to_backend(detector, backend)
+        return cls._load_kind(name_or_path, device).on_backend(backend)
 
     @classmethod
     def _load_kind(cls, name_or_path: str, device: str) -> "Detector":
@@ -162,8 +165,32 @@ class Detector:
 
     @classmethod
     def from_checkpoint(cls, path: str | Path, name: str, device: str = "auto") -> "Detector":
-        """The detector a checkpoint of this kind holds (each registered kind implements it)."""
-        raise NotImplementedError(f"{cls.__name__} is not a registered detector kind")
+        """The detector a checkpoint of this kind holds; by default one registered model and its weights (kinds
+        stored otherwise override it)."""
+        from fakescope.checkpoint import load_checkpoint
+
+        model, meta = load_checkpoint(path)
+        return cls(model, meta, name, device)
+
+    def on_backend(self, backend: str = "auto") -> "Detector":
+        """This detector on ``backend``: ``torch`` as it is, ``onnx`` through ONNX Runtime (an error saying why
+        when it cannot), ``auto`` ONNX Runtime when it can be used, else as it is with one log line saying why."""
+        if backend not in BACKENDS:
+            raise DetectorError(f"unknown backend {backend!r}; use one of {', '.join(BACKENDS)}")
+        if backend == "torch":
+            return self
+        try:
+            return self.onnx_detector()
+        except BackendUnavailable as err:
+            if backend == "onnx":
+                raise DetectorError(f"{self.name}: cannot use the onnx backend: {err}") from None
+            log.info("using the PyTorch backend for %s (%s)", self.name, err)
+            return self
+
+    def onnx_detector(self) -> "Detector":
+        """This detector run by ONNX Runtime; ``BackendUnavailable`` saying why when there is none (the default:
+        only a single model exports)."""
+        raise BackendUnavailable(f"checkpoint kind {self.kind!r} has no ONNX export")
 
     @property
     def preprocess(self) -> Preprocess:

@@ -8,7 +8,7 @@ a dynamic batch axis; if it fails on some other registered architecture, the Tor
 The fakescope checkpoint metadata (preprocessing, temperature, threshold, ...) is stored in the ONNX model's
 ``metadata_props`` under ``fakescope``, so an ``.onnx`` file alone can be scanned with.
 
-Choosing the backend imports no PyTorch when the ONNX file is at hand: :func:`ready_onnx` finds it from the
+Choosing the backend imports no PyTorch when the ONNX file is at hand: ``OnnxDetector.ready`` finds it from the
 checkpoint file alone (shipped beside the weights, see :mod:`fakescope.inference.shipped`, or exported to the cache
 before). Only exporting imports torch.
 """
@@ -17,24 +17,21 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import io
+import json
 import logging
 import os
-import platform
-import re
-import shutil
-import sys
 from collections.abc import Iterator
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from fakescope.checkpoint import CheckpointError, CheckpointMeta, read_meta
-from fakescope.data.cache import default_cache_dir, file_digest
-from fakescope.inference.detector import Detector, DetectorError, resolve_checkpoint
-from fakescope.inference.kinds import SINGLE
-from fakescope.inference.kinds.onnx import META_KEY, OnnxDetector, make_session, onnx_available
+from fakescope.checkpoint import CheckpointMeta
+from fakescope.data.cache import file_digest
+from fakescope.inference.detector import BackendUnavailable, Detector, DetectorError, shipped_weights
+from fakescope.inference.kinds.onnx import META_KEY, OnnxDetector, cached_onnx_path, make_session, onnx_available
+from fakescope.inference.shipped import SHIPPED_KEY, sha256_hex, write_header_entry
 
 if TYPE_CHECKING:
     import torch
@@ -43,7 +40,6 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 OPSET = 18
-BACKENDS = ("auto", "onnx", "torch")
 #: Largest difference in fake probability accepted between PyTorch and the fp32 ONNX model.
 FP32_TOLERANCE = 1e-4
 
@@ -56,13 +52,6 @@ def weights_digest(model: nn.Module, meta: CheckpointMeta) -> str:
         h.update(name.encode())
         h.update(tensor.detach().cpu().contiguous().numpy().tobytes())
     return h.hexdigest()[:16]
-
-
-def cached_onnx_path(name: str, digest: str, quantize: str | None = None) -> Path:
-    """``<cache>/onnx/<name>-<digest>[-int8].onnx``."""
-    stem = re.sub(r"[^A-Za-z0-9_.-]+", "_", Path(name).stem)
-    suffix = f"-{quantize}" if quantize else ""
-    return default_cache_dir() / "onnx" / f"{stem}-{digest}{suffix}.onnx"
 
 
 def default_onnx_path(detector: Detector, quantize: str | None = None) -> Path:
@@ -192,68 +181,18 @@ def max_probability_difference(detector: Detector, onnx_path: str | Path, arrays
     return float(max(diffs))
 
 
-def to_backend(detector: Detector, backend: str = "auto") -> Detector:
-    """``detector`` on ``backend``: ``torch`` as it is, ``onnx`` through ONNX Runtime (exported on first use),
-    ``auto`` ONNX Runtime when it can be used, else PyTorch with one log line saying why."""
-    if backend not in BACKENDS:
-        raise DetectorError(f"unknown backend {backend!r}; use one of {', '.join(BACKENDS)}")
-    if backend == "torch" or isinstance(detector, OnnxDetector):
-        return detector
-    reason = _onnx_unusable(detector)
-    if reason is None:
-        try:
-            return onnx_twin(detector)
-        except Exception as err:  # noqa: BLE001  export can fail in many ways; auto falls back on any of them
-            reason = f"ONNX export failed: {type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}"
-    if backend == "onnx":
-        raise DetectorError(f"{detector.name}: cannot use the onnx backend: {reason}")
-    log.info("using the PyTorch backend for %s (%s)", detector.name, reason)
-    return detector
-
-
-def ready_onnx(name_or_path: str, device: str = "auto") -> OnnxDetector | None:
-    """The ONNX detector of an ``.onnx`` file, or of a checkpoint (shipped name or path) whose ONNX file is at
-    hand: shipped beside it (checksum checked) or exported to the cache before. Built without PyTorch; the PyTorch
-    model is loaded only if something asks for it (Grad-CAM). None when there is no such file, when the checkpoint
-    is not a single model, or when ``device`` asks for (``auto``: the machine has) a GPU, which PyTorch serves."""
-    from fakescope.inference.shipped import read_shipped_onnx
-
-    if str(name_or_path).endswith(".onnx"):
-        return OnnxDetector.from_onnx(name_or_path)
-    if device not in ("auto", "cpu") or (device == "auto" and gpu_present()) or not onnx_available():
-        return None
-    found = resolve_checkpoint(name_or_path)
-    if found is None:
-        return None
-    path, name = found
-    try:
-        if read_meta(path).info.get("kind", SINGLE) != SINGLE:
-            return None
-    except (CheckpointError, KeyError, ValueError):
-        return None  # the PyTorch loader reports it
-    shipped = read_shipped_onnx(path)
-    if shipped is not None:
-        return OnnxDetector.from_onnx(shipped[0], name, checkpoint=path, data=shipped[1])
-    cached = cached_onnx_path(name, file_digest(path)[:16])
-    return OnnxDetector.from_onnx(cached, name, checkpoint=path) if cached.is_file() else None
-
-
-def gpu_present() -> bool:
-    """Whether PyTorch's ``auto`` device would be a GPU, judged without importing torch: an NVIDIA driver is
-    loaded (Linux, Windows) or the machine is Apple silicon (MPS)."""
-    if sys.platform == "darwin":
-        return platform.machine() == "arm64"
-    return os.path.exists("/proc/driver/nvidia/version") or shutil.which("nvidia-smi") is not None
-
-
-def _onnx_unusable(detector: Detector) -> str | None:
+def onnx_backend(detector: Detector) -> OnnxDetector:
+    """The ONNX Runtime twin of a single-model PyTorch detector (exported on first use); ``BackendUnavailable``
+    saying why when it cannot be used."""
     if not onnx_available():
-        return "onnxruntime is not installed; pip install onnxruntime"
-    if detector.kind != SINGLE:
-        return f"checkpoint kind {detector.kind!r} has no ONNX export"
+        raise BackendUnavailable("onnxruntime is not installed; pip install onnxruntime")
     if detector.device.type != "cpu":
-        return f"PyTorch runs on {detector.device.type}"
-    return None
+        raise BackendUnavailable(f"PyTorch runs on {detector.device.type}")
+    try:
+        return onnx_twin(detector)
+    except Exception as err:  # noqa: BLE001  export can fail in many ways; auto falls back on any of them
+        first = str(err).splitlines()[0] if str(err) else ""
+        raise BackendUnavailable(f"ONNX export failed: {type(err).__name__}: {first}") from None
 
 
 def export_detector(model: str = "default", out: str | Path | None = None) -> tuple[Path, float]:
@@ -266,3 +205,29 @@ def export_detector(model: str = "default", out: str | Path | None = None) -> tu
     if diff > FP32_TOLERANCE:
         raise DetectorError(f"{detector.name}: ONNX export differs from PyTorch by {diff:.2e} (> {FP32_TOLERANCE:g})")
     return path, diff
+
+
+@dataclass
+class ShippedOnnx:
+    path: Path
+    sha256: str
+    #: Largest fake-probability difference to PyTorch on the verification inputs.
+    max_difference: float
+
+
+def ship_onnx(model: str = "default") -> ShippedOnnx:
+    """Export a shipped detector's weights to ``weights/<name>.onnx`` beside them, verify it against PyTorch and
+    record its checksum in the safetensors header (tensors unchanged). Needs PyTorch."""
+    detector = Detector.load(model, device="cpu", backend="torch")
+    checkpoint = shipped_weights(detector.name)
+    if checkpoint is None:
+        raise DetectorError(f"{model}: not a detector with shipped weights; export it with 'fakescope export'")
+    out = checkpoint.with_suffix(".onnx")
+    export_onnx(detector.model, detector.meta, out)
+    diff = max_probability_difference(detector, out)
+    if diff > FP32_TOLERANCE:
+        out.unlink()
+        raise DetectorError(f"{detector.name}: ONNX export differs from PyTorch by {diff:.2e} (> {FP32_TOLERANCE:g})")
+    digest = sha256_hex(out.read_bytes())
+    write_header_entry(checkpoint, SHIPPED_KEY, json.dumps({"file": out.name, "sha256": digest}))
+    return ShippedOnnx(out, digest, diff)

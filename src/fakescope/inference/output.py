@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import csv
-import io
 import json
 import os
 import sys
@@ -186,9 +185,3 @@ def provenance_cell(r: ScanResult) -> str:
     else:
         who = p.generator
     return escape(p.verdict + (f" ({who})" if who else ""))
-
-
-def to_string(results: list[ScanResult], fmt: str) -> str:
-    buf = io.StringIO()
-    write_results(results, fmt, buf)
-    return buf.getvalue()

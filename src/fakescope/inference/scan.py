@@ -23,11 +23,9 @@ from typing import Any
 
 import numpy as np
 
-from fakescope.data.discovery import (
-    _SKIP_DIRS as SKIP_DIRS,  # one rule for mask folders, in discovery
-)
+from fakescope.data.discovery import is_image_name, walk
 from fakescope.familiarity import decide
-from fakescope.forensics.io import MediaLoadError, is_image_file, load_image, open_image
+from fakescope.forensics.io import MediaLoadError, load_image, open_image
 from fakescope.forensics.provenance import Provenance, read_provenance
 from fakescope.inference.detector import Detector
 from fakescope.inference.paths import PATH_BYTES, path_fields, path_from_record, path_text
@@ -157,42 +155,21 @@ def _ancestors(abspath: str) -> Iterator[str]:
         abspath, parent = parent, os.path.dirname(parent)
 
 
-def walk_image_files(roots: Iterable[str | Path]) -> Iterator[Path]:
-    """Image and video files below ``roots``, streamed as listed: memory does not grow with the file count.
+def is_media_name(name: str) -> bool:
+    """An image or a video, by its name: what a folder scan reads."""
+    return is_image_name(name) or is_video_file(name)
 
-    ``os.scandir`` order is used as it comes (no sorting, which would hold a whole folder's names); it is the
-    same on every call for an unchanged folder, which is what lets each worker take its own share. Mask and
-    hidden folders are skipped as :func:`fakescope.data.discovery.iter_image_files` does; a path given
-    explicitly is yielded as it is, so a missing file becomes an error entry.
-    """
+
+def walk_image_files(roots: Iterable[str | Path]) -> Iterator[Path]:
+    """Image and video files below ``roots``, streamed as listed (:func:`fakescope.data.discovery.walk` unsorted):
+    memory does not grow with the file count, and the order is the same on every call for an unchanged folder,
+    which is what lets each worker take its own share. A path given explicitly is yielded as it is, so a missing
+    file becomes an error entry."""
     for root in roots:
-        root = Path(root)
-        if not root.is_dir():
-            yield root
-            continue
-        stack = [str(root)]
-        while stack:
-            folder = stack.pop()
-            subdirs: list[str] = []
-            try:
-                entries = os.scandir(folder)
-            except OSError as err:
-                log.warning("cannot list %s: %s", folder, err.strerror or err)
-                continue
-            with entries:
-                for entry in entries:
-                    if entry.name.startswith("."):
-                        continue
-                    try:
-                        is_dir = entry.is_dir(follow_symlinks=False)
-                    except OSError:
-                        continue
-                    if is_dir:
-                        if not SKIP_DIRS.match(entry.name):
-                            subdirs.append(entry.path)
-                    elif is_image_file(Path(entry.name)) or is_video_file(entry.name):
-                        yield Path(entry.path)
-            stack.extend(reversed(subdirs))
+        if Path(root).is_dir():
+            yield from walk(root, is_media_name, sort=False)
+        else:
+            yield Path(root)
 
 
 def count_files(roots: Iterable[str | Path], skip: Container[str] | None = None) -> int:

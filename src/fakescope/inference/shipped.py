@@ -3,7 +3,7 @@
 ``weights/<name>.onnx`` is the export of ``weights/<name>.safetensors`` with the same fakescope metadata. The
 safetensors header records the ONNX file's name and SHA-256 under :data:`SHIPPED_KEY`; a scan checks it before
 using the file, so an ONNX model left over from older weights is never scored with (it is skipped with a warning,
-and the checkpoint is exported to the cache as any other). :func:`ship_onnx` (``fakescope export --ship``) makes
+and the checkpoint is exported to the cache as any other). :func:`fakescope.inference.onnx.ship_onnx` (``fakescope export --ship``) makes
 both files agree again after the weights change.
 """
 from __future__ import annotations
@@ -13,7 +13,6 @@ import json
 import logging
 import os
 import shutil
-from dataclasses import dataclass
 from pathlib import Path
 
 from fakescope.checkpoint import read_header
@@ -51,35 +50,6 @@ def read_shipped_onnx(checkpoint: str | Path) -> tuple[Path, bytes] | None:
                     Path(checkpoint).stem)
         return None
     return path, data
-
-
-@dataclass
-class ShippedOnnx:
-    path: Path
-    sha256: str
-    #: Largest fake-probability difference to PyTorch on the verification inputs.
-    max_difference: float
-
-
-def ship_onnx(model: str = "default") -> ShippedOnnx:
-    """Export a shipped detector's weights to ``weights/<name>.onnx`` beside them, verify it against PyTorch and
-    record its checksum in the safetensors header (tensors unchanged). Needs PyTorch."""
-    from fakescope.inference.detector import Detector, DetectorError, shipped_weights
-    from fakescope.inference.onnx import FP32_TOLERANCE, export_onnx, max_probability_difference
-
-    detector = Detector.load(model, device="cpu", backend="torch")
-    checkpoint = shipped_weights(detector.name)
-    if checkpoint is None:
-        raise DetectorError(f"{model}: not a detector with shipped weights; export it with 'fakescope export'")
-    out = checkpoint.with_suffix(".onnx")
-    export_onnx(detector.model, detector.meta, out)
-    diff = max_probability_difference(detector, out)
-    if diff > FP32_TOLERANCE:
-        out.unlink()
-        raise DetectorError(f"{detector.name}: ONNX export differs from PyTorch by {diff:.2e} (> {FP32_TOLERANCE:g})")
-    digest = sha256_hex(out.read_bytes())
-    write_header_entry(checkpoint, SHIPPED_KEY, json.dumps({"file": out.name, "sha256": digest}))
-    return ShippedOnnx(out, digest, diff)
 
 
 def write_header_entry(path: Path, key: str, value: str) -> None:

@@ -1,13 +1,4 @@
-"""Detector families, one per file; importing this package registers them all."""
-from fakescope.models import (  # noqa: F401
-    backbones,  # timm backbones: resnet, vgg, densenet, xception, efficientnet(-lite)
-    ela_cnn,  # the classic ELA-CNN
-    hybrid,  # ResNet + DenseNet
-    npr,  # trace detectors: npr, npr_resnet18
-    scratch,  # scratch-cnn, the from-scratch NumPy/CuPy CNN
-    spectral,  # spectral
-    srm,  # srm, bayar
-    temporal,  # frame CNN + bidirectional LSTM over video clips
-)
-
-__all__ = ["backbones", "ela_cnn", "hybrid", "npr", "scratch", "spectral", "srm", "temporal"]
+"""Detector architectures (``nn.Module`` s and their factories), one family per file, each registering its members
+with ``@register_detector`` (:mod:`._registry`). The package itself imports none of them, so reading the registry
+needs no PyTorch; :mod:`.families` imports them all.
+"""

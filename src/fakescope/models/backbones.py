@@ -11,8 +11,8 @@ import timm
 from torch import nn
 
 from fakescope.data.preprocess import Preprocess
+from fakescope.models._registry import register_detector
 from fakescope.models.pretrained import cached_weights_file, load_pretrained, packaged_weights_file
-from fakescope.registry import register_detector
 
 log = logging.getLogger(__name__)
 

@@ -12,7 +12,7 @@ import torch
 from torch import nn
 
 from fakescope.data.preprocess import Preprocess
-from fakescope.registry import register_detector
+from fakescope.models._registry import register_detector
 
 log = logging.getLogger(__name__)
 

@@ -9,8 +9,8 @@ import torch
 from torch import nn
 
 from fakescope.data.preprocess import Preprocess
+from fakescope.models._registry import register_detector
 from fakescope.models.backbones import build_timm
-from fakescope.registry import register_detector
 
 
 class HybridResNetDenseNet(nn.Module):

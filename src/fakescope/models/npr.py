@@ -16,8 +16,8 @@ from torch import nn
 
 from fakescope.data.preprocess import Preprocess
 from fakescope.forensics.traces import npr_residual
+from fakescope.models._registry import register_detector
 from fakescope.models.backbones import build_timm
-from fakescope.registry import register_detector
 
 
 class NPRResidual(nn.Module):

@@ -16,8 +16,8 @@ from torch import nn
 
 from fakescope.data.preprocess import Preprocess
 from fakescope.forensics.traces import LAPLACIAN, highpass_residual, log_spectrum
+from fakescope.models._registry import register_detector
 from fakescope.models.srm import TraceCNN, warn_no_pretrained
-from fakescope.registry import register_detector
 
 
 class LogSpectrum(nn.Module):

@@ -21,7 +21,7 @@ from torch import nn
 
 from fakescope.data.preprocess import Preprocess
 from fakescope.forensics.traces import SRM_KERNELS, bayar_constrain, highpass_residual
-from fakescope.registry import register_detector
+from fakescope.models._registry import register_detector
 
 log = logging.getLogger(__name__)
 

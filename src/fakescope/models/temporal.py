@@ -18,8 +18,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from fakescope.models._registry import register_detector
 from fakescope.models.backbones import build_timm
-from fakescope.registry import register_detector
 from fakescope.video.clips import ClipSpec, clip_preprocess
 
 

@@ -11,7 +11,7 @@ from fastapi import Depends, FastAPI
 from fastapi.responses import FileResponse
 from fastapi.staticfiles import StaticFiles
 
-from fakescope import __version__
+from fakescope._version import __version__
 from fakescope.serve.deps import require_api_key
 from fakescope.serve.errors import install_error_handlers
 from fakescope.serve.gate import RequestGate

@@ -7,8 +7,7 @@ settings), so epochs after the first skip decoding and face detection.
 from __future__ import annotations
 
 import logging
-import os
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -16,9 +15,9 @@ import numpy as np
 from torch.utils.data import Dataset
 
 from fakescope.data.cache import ArrayCache, default_cache_dir
-from fakescope.data.discovery import _SKIP_DIRS, LayoutError, Sample, folder_label
+from fakescope.data.discovery import Sample, discover_labelled
 from fakescope.data.preprocess import Preprocess
-from fakescope.data.splits import split_folders
+from fakescope.data.splits import limit_per_class, split_folders
 from fakescope.video.clips import ClipPreparer
 from fakescope.video.frames import VideoLoadError, is_video_file
 
@@ -28,30 +27,10 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 
-def _walk_videos(root: Path) -> Iterator[Path]:
-    """Video files below ``root``, sorted, skipping hidden and mask folders."""
-    for dirpath, dirnames, filenames in os.walk(root):
-        dirnames[:] = sorted(d for d in dirnames if not d.startswith(".") and not _SKIP_DIRS.match(d))
-        yield from (Path(dirpath) / n for n in sorted(filenames) if not n.startswith(".") and is_video_file(n))
-
-
 def discover_videos(root: str | Path) -> list[Sample]:
     """Labelled videos below ``root`` (class folders such as real/ + fake/); :class:`LayoutError` if none."""
-    root = Path(root)
-    if not root.is_dir():
-        raise LayoutError(f"{root}: {'not a folder' if root.exists() else 'path does not exist'}")
-    samples: list[Sample] = []
-    for dirpath, dirnames, _ in os.walk(root):
-        dirnames[:] = sorted(d for d in dirnames if not d.startswith(".") and not _SKIP_DIRS.match(d))
-        for d in list(dirnames):
-            label = folder_label(d)
-            if label is not None:
-                dirnames.remove(d)  # a class folder is consumed whole
-                samples.extend(Sample(p, label) for p in _walk_videos(Path(dirpath) / d))
-    if not samples:
-        raise LayoutError(f"{root}: no labelled videos found; expected real/ and fake/ folders holding "
-                          "video files (.mp4, .avi, .mov, .mkv, .webm)")
-    return samples
+    return discover_labelled(root, is_video_file, "videos", "expected real/ and fake/ folders holding video files "
+                             "(.mp4, .avi, .mov, .mkv, .webm)")
 
 
 class VideoDataset(Dataset):
@@ -87,8 +66,6 @@ def video_datasets(cfg: TrainConfig, pre: Preprocess) -> tuple[VideoDataset, Vid
     """Training and validation clip datasets from ``cfg.data.path`` (each folder split on its own, seeded).
 
     Image augmentation (``cfg.augment``) is not applied to clips."""
-    from fakescope.engine.train import limit_per_class
-
     per_folder = [limit_per_class(discover_videos(p), cfg.data.max_per_class, cfg.data.seed) for p in cfg.data.path]
     train_s, val_s = split_folders(per_folder, cfg.data.val_fraction, cfg.data.seed)
     cache_dir = (cfg.data.cache_dir or default_cache_dir()) if cfg.data.cache else None

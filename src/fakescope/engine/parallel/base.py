@@ -2,15 +2,14 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator
-from typing import Any
 
 import torch
 from torch import nn
 from torch.utils.data import DataLoader, Subset
 
 from fakescope.config import TrainConfig
-from fakescope.engine.distributed import DistInfo, all_gather_objects
-from fakescope.engine.loops import Track, _no_track, predict_loader, train_one_epoch
+from fakescope.distributed import DistInfo, all_gather_objects
+from fakescope.engine.loops import EpochOptions, Track, _no_track, predict_loader, train_one_epoch
 
 #: Training-loop features a strategy handles; ``fit`` refuses the others with a clear message.
 #: ``mask_loss`` needs the whole model on every rank (the training-only head reads a backbone layer).
@@ -40,12 +39,8 @@ class Strategy:
     def attach(self, optimizer: torch.optim.Optimizer) -> None:
         """Hook into the optimizer (local SGD averages after its steps)."""
 
-    def train_one_epoch(self, loader: Iterable, optimizer: torch.optim.Optimizer, loss_fn: nn.Module,
-                        to_input: Callable[[torch.Tensor], torch.Tensor], scheduler: Any = None,
-                        grad_clip: float | None = None, amp: bool = False, scaler: Any = None, ema: Any = None,
-                        track: Track = _no_track, total: int = 0) -> dict[str, float]:
-        return train_one_epoch(self.train_module, loader, optimizer, loss_fn, self.device, to_input, scheduler,
-                               grad_clip, amp, scaler, ema, track, total)
+    def train_one_epoch(self, loader: Iterable, opts: EpochOptions, total: int = 0) -> dict[str, float]:
+        return train_one_epoch(self.train_module, loader, self.device, opts, total)
 
     def eval_model(self) -> nn.Module:
         """The whole plain model with the current weights, on every rank (collective for model parallelism)."""

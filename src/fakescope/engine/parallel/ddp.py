@@ -8,7 +8,7 @@ replica normalises with its own share of the batch and DDP broadcasts rank 0's r
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -19,8 +19,9 @@ from torch.distributed.algorithms.ddp_comm_hooks import default_hooks
 from torch.nn.parallel import DistributedDataParallel
 
 from fakescope.config import TrainConfig
-from fakescope.engine.distributed import DistInfo, reduce_epoch_stats
-from fakescope.engine.loops import Track, _no_track
+from fakescope.distributed import DistInfo
+from fakescope.engine.distributed import reduce_epoch_stats
+from fakescope.engine.loops import EpochOptions
 from fakescope.engine.parallel.base import ALL_FEATURES, Strategy, tensor_bytes
 
 log = logging.getLogger(__name__)
@@ -67,12 +68,8 @@ class DDPStrategy(Strategy):
     def _count_step(self, *_: Any) -> None:
         self.steps += 1
 
-    def train_one_epoch(self, loader: Iterable, optimizer: torch.optim.Optimizer, loss_fn: nn.Module,
-                        to_input: Callable[[torch.Tensor], torch.Tensor], scheduler: Any = None,
-                        grad_clip: float | None = None, amp: bool = False, scaler: Any = None, ema: Any = None,
-                        track: Track = _no_track, total: int = 0) -> dict[str, float]:
-        stats = super().train_one_epoch(loader, optimizer, loss_fn, to_input, scheduler, grad_clip, amp, scaler, ema,
-                                        track, total)
+    def train_one_epoch(self, loader: Iterable, opts: EpochOptions, total: int = 0) -> dict[str, float]:
+        stats = super().train_one_epoch(loader, opts, total)
         return reduce_epoch_stats(stats)
 
     def bytes_per_step(self) -> dict[str, float]:

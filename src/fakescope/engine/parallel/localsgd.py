@@ -21,7 +21,8 @@ from torch.distributed.algorithms.ddp_comm_hooks.post_localSGD_hook import (
 from torch.distributed.algorithms.model_averaging.averagers import PeriodicModelAverager
 
 from fakescope.config import TrainConfig
-from fakescope.engine.distributed import DistInfo, average_tensors
+from fakescope.distributed import DistInfo
+from fakescope.engine.distributed import average_tensors
 from fakescope.engine.parallel.base import tensor_bytes
 from fakescope.engine.parallel.ddp import DDPStrategy
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from typing import Any
 
 import torch
@@ -28,8 +28,9 @@ from torch.distributed.pipelining import (
 from torch.utils.flop_counter import FlopCounterMode
 
 from fakescope.config import TrainConfig
-from fakescope.engine.distributed import DistInfo, all_gather_objects, broadcast_batches
-from fakescope.engine.loops import Track, _no_track
+from fakescope.distributed import DistInfo, all_gather_objects
+from fakescope.engine.distributed import broadcast_batches
+from fakescope.engine.loops import EpochOptions
 from fakescope.engine.parallel.base import Strategy
 
 log = logging.getLogger(__name__)
@@ -97,28 +98,25 @@ class PipelineStrategy(Strategy):
             self._schedule = SCHEDULES[self.cfg.parallel.schedule](self.stage, n_microbatches=self.n_mb, loss_fn=loss_fn)
         return self._schedule
 
-    def train_one_epoch(self, loader: Iterable, optimizer: torch.optim.Optimizer, loss_fn: nn.Module,
-                        to_input: Callable[[torch.Tensor], torch.Tensor], scheduler: Any = None,
-                        grad_clip: float | None = None, amp: bool = False, scaler: Any = None, ema: Any = None,
-                        track: Track = _no_track, total: int = 0) -> dict[str, float]:
+    def train_one_epoch(self, loader: Iterable, opts: EpochOptions, total: int = 0) -> dict[str, float]:
         """Rank 0 reads the data and feeds the first stage; the labels go to the last stage."""
         self.train_module.train()
-        schedule, stage = self.schedule(loss_fn), self.stage
+        schedule, stage = self.schedule(opts.loss_fn), self.stage
         loss_sum, correct, seen = 0.0, 0, 0
         start = time.perf_counter()
-        for arrays, labels in track(broadcast_batches(loader, total, False, self.device), total, "train"):
+        for arrays, labels in opts.track(broadcast_batches(loader, total, False, self.device), total, "train"):
             if len(labels) != self.batch_size:  # the stages were traced for full batches
                 log.warning("pipeline: skipping a batch of %d (unreadable images)", len(labels))
                 continue
-            optimizer.zero_grad(set_to_none=True)
-            args = (to_input(arrays).to(self.device).contiguous(),) if stage.is_first else ()
+            opts.optimizer.zero_grad(set_to_none=True)
+            args = (opts.to_input(arrays).to(self.device).contiguous(),) if stage.is_first else ()
             losses: list[torch.Tensor] = []
             out = schedule.step(*args, target=labels if stage.is_last else None, losses=losses)
-            if grad_clip:
-                clip_grad_norm_global(list(self.train_module.parameters()), grad_clip)
-            optimizer.step()
-            if scheduler is not None:
-                scheduler.step()
+            if opts.grad_clip:
+                clip_grad_norm_global(list(self.train_module.parameters()), opts.grad_clip)
+            opts.optimizer.step()
+            if opts.scheduler is not None:
+                opts.scheduler.step()
             if stage.is_last:
                 loss_sum += float(torch.stack(losses).detach().mean()) * len(labels)
                 correct += int((out.argmax(1) == labels).sum())

@@ -14,8 +14,7 @@ from __future__ import annotations
 
 import copy
 import logging
-from collections.abc import Callable, Iterable
-from typing import Any
+from collections.abc import Iterable
 
 import torch
 from torch import nn
@@ -28,8 +27,9 @@ from torch.distributed.tensor.parallel import (
 )
 
 from fakescope.config import TrainConfig
-from fakescope.engine.distributed import DistInfo, broadcast_batches
-from fakescope.engine.loops import Track, _no_track, train_one_epoch
+from fakescope.distributed import DistInfo
+from fakescope.engine.distributed import broadcast_batches
+from fakescope.engine.loops import EpochOptions, train_one_epoch
 from fakescope.engine.parallel.base import Strategy
 
 log = logging.getLogger(__name__)
@@ -62,14 +62,10 @@ class TensorStrategy(Strategy):
         self.input_shape: tuple[int, ...] = ()
         log.info("tensor parallel: %s column-wise, %s row-wise over %d ranks", first, second, info.world_size)
 
-    def train_one_epoch(self, loader: Iterable, optimizer: torch.optim.Optimizer, loss_fn: nn.Module,
-                        to_input: Callable[[torch.Tensor], torch.Tensor], scheduler: Any = None,
-                        grad_clip: float | None = None, amp: bool = False, scaler: Any = None, ema: Any = None,
-                        track: Track = _no_track, total: int = 0) -> dict[str, float]:
+    def train_one_epoch(self, loader: Iterable, opts: EpochOptions, total: int = 0) -> dict[str, float]:
         """The single-process loop over batches that rank 0 reads and broadcasts (all ranks see the same data)."""
         batches = self._remember_shape(broadcast_batches(loader, total, True, self.device))
-        return train_one_epoch(self.train_module, batches, optimizer, loss_fn, self.device, to_input, scheduler,
-                               grad_clip, amp, scaler, ema, track, total)
+        return train_one_epoch(self.train_module, batches, self.device, opts, total)
 
     def _remember_shape(self, batches: Iterable) -> Iterable:
         for arrays, labels in batches:

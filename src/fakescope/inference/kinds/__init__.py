@@ -14,6 +14,7 @@ file suffix (``.onnx``). ``Detector.load`` asks :func:`kind_of` and :func:`get_k
 from __future__ import annotations
 
 import importlib
+import importlib.util
 import pkgutil
 from collections.abc import Callable
 from pathlib import Path
@@ -58,7 +59,12 @@ def list_kinds() -> list[str]:
 
 
 def get_kind(name: str) -> type[Detector]:
-    """The Detector class of kind ``name``; KeyError naming the known kinds otherwise."""
+    """The Detector class of kind ``name``; KeyError naming the known kinds otherwise. A kind defined in a module
+    of its own name (``onnx`` in ``kinds/onnx.py``) is found by importing that module alone, so looking up a kind
+    that needs no PyTorch imports none."""
+    module = f"{__name__}.{name.replace('-', '_')}"
+    if name not in _KINDS and importlib.util.find_spec(module) is not None:
+        importlib.import_module(module)
     if name not in _KINDS:
         _ensure_loaded()
     try:

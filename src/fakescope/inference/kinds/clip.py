@@ -7,13 +7,13 @@ from __future__ import annotations
 
 import numpy as np
 
+from fakescope.inference.detector import Detector
 from fakescope.inference.kinds import register_kind
-from fakescope.inference.kinds.single import SingleDetector
 from fakescope.video.clips import CLIP_KIND, ClipSpec, clip_spec, fit_length
 
 
 @register_kind(CLIP_KIND)
-class ClipDetector(SingleDetector):
+class ClipDetector(Detector):
     """A detector whose model reads clips."""
 
     @property

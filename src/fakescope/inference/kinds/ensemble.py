@@ -37,6 +37,7 @@ from fakescope.checkpoint import CheckpointMeta, build_model, float_state, read_
 from fakescope.ensemble.combine import Combiner, Stacker
 from fakescope.inference.detector import Detector, DetectorError
 from fakescope.inference.kinds import SINGLE, register_kind
+from fakescope.inference.kinds.single import SingleDetector
 
 log = logging.getLogger(__name__)
 
@@ -165,7 +166,7 @@ class EnsembleDetector(Detector):
             member_meta = CheckpointMeta.from_json(json.dumps(m["meta"]))
             model = build_model(member_meta)
             model.load_state_dict(float_state(tensors, f"members.{i}."), strict=True)
-            members.append(Detector(model, member_meta, m["name"], device))
+            members.append(SingleDetector(model, member_meta, m["name"], device))
         stacker_arrays = {k[len("stacker."):]: v.numpy() for k, v in tensors.items() if k.startswith("stacker.")}
         info = meta.info
         weights = None if info.get("weights") is None else np.asarray(info["weights"], dtype=np.float64)

@@ -21,8 +21,8 @@ from torch.ao.nn.quantized import dynamic as nnqd
 from torch.ao.quantization import quantize_dynamic
 
 from fakescope.checkpoint import CheckpointError, CheckpointMeta, build_model, read_meta, unwrap
+from fakescope.inference.detector import Detector
 from fakescope.inference.kinds import register_kind
-from fakescope.inference.kinds.single import SingleDetector
 
 DYNAMIC_KIND = "dynamic-int8"
 _INT8, _SCALE, _ZERO = ".weight.int8", ".weight.scale", ".weight.zero_point"
@@ -83,7 +83,7 @@ def load_dynamic(path: str | Path) -> tuple[nn.Module, CheckpointMeta]:
 
 
 @register_kind(DYNAMIC_KIND)
-class DynamicQuantDetector(SingleDetector):
+class DynamicQuantDetector(Detector):
     """A detector whose Linear layers run in int8 (PyTorch dynamic quantization, CPU)."""
 
     @classmethod

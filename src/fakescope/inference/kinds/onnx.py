@@ -11,15 +11,22 @@ from __future__ import annotations
 
 import contextlib
 import importlib.util
+import os
+import platform
+import re
+import shutil
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from fakescope.checkpoint import CheckpointError, CheckpointMeta
-from fakescope.inference.detector import Detector, DetectorError, available_cores
-from fakescope.inference.kinds import register_kind
+from fakescope.checkpoint import CheckpointError, CheckpointMeta, read_meta
+from fakescope.data.cache import default_cache_dir, file_digest
+from fakescope.inference.detector import Detector, DetectorError, available_cores, resolve_checkpoint
+from fakescope.inference.kinds import SINGLE, register_kind
+from fakescope.inference.shipped import read_shipped_onnx
 
 if TYPE_CHECKING:
     import torch
@@ -31,6 +38,21 @@ META_KEY = "fakescope"
 def onnx_available() -> bool:
     """Whether onnx and onnxruntime are installed (the ``onnx`` backend needs both)."""
     return all(importlib.util.find_spec(m) is not None for m in ("onnx", "onnxruntime"))
+
+
+def cached_onnx_path(name: str, digest: str, quantize: str | None = None) -> Path:
+    """``<cache>/onnx/<name>-<digest>[-int8].onnx``."""
+    stem = re.sub(r"[^A-Za-z0-9_.-]+", "_", Path(name).stem)
+    suffix = f"-{quantize}" if quantize else ""
+    return default_cache_dir() / "onnx" / f"{stem}-{digest}{suffix}.onnx"
+
+
+def gpu_present() -> bool:
+    """Whether PyTorch's ``auto`` device would be a GPU, judged without importing torch: an NVIDIA driver is
+    loaded (Linux, Windows) or the machine is Apple silicon (MPS)."""
+    if sys.platform == "darwin":
+        return platform.machine() == "arm64"
+    return os.path.exists("/proc/driver/nvidia/version") or shutil.which("nvidia-smi") is not None
 
 
 def make_session(model: str | Path | bytes, threads: int | None = None, spinning: bool = True) -> Any:
@@ -106,8 +128,36 @@ class OnnxDetector(Detector):
         return cls(session, read_onnx_meta(session, path), name or str(path), onnx_path=path, checkpoint=checkpoint)
 
     @classmethod
+    def ready(cls, name_or_path: str, device: str = "auto") -> OnnxDetector | None:
+        """The ONNX detector of an ``.onnx`` file, or of a checkpoint (shipped name or path) whose ONNX file is at
+        hand: shipped beside it (checksum checked) or exported to the cache before. Built without PyTorch; the PyTorch
+        model is loaded only if something asks for it (Grad-CAM). None when there is no such file, when the checkpoint
+        is not a single model, or when ``device`` asks for (``auto``: the machine has) a GPU, which PyTorch serves."""
+        if str(name_or_path).endswith(".onnx"):
+            return cls.from_onnx(name_or_path)
+        if device not in ("auto", "cpu") or (device == "auto" and gpu_present()) or not onnx_available():
+            return None
+        found = resolve_checkpoint(name_or_path)
+        if found is None:
+            return None
+        path, name = found
+        try:
+            if read_meta(path).info.get("kind", SINGLE) != SINGLE:
+                return None
+        except (CheckpointError, KeyError, ValueError):
+            return None  # the PyTorch loader reports it
+        shipped = read_shipped_onnx(path)
+        if shipped is not None:
+            return cls.from_onnx(shipped[0], name, checkpoint=path, data=shipped[1])
+        cached = cached_onnx_path(name, file_digest(path)[:16])
+        return cls.from_onnx(cached, name, checkpoint=path) if cached.is_file() else None
+
+    @classmethod
     def from_checkpoint(cls, path: str | Path, name: str, device: str = "cpu") -> OnnxDetector:
         return cls.from_onnx(path, name)
+
+    def onnx_detector(self) -> OnnxDetector:
+        return self
 
     @contextlib.contextmanager
     def alongside_workers(self, workers: int) -> Iterator[None]:

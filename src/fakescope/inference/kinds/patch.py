@@ -26,8 +26,8 @@ from torch import nn
 
 from fakescope.checkpoint import CheckpointMeta, load_checkpoint
 from fakescope.data.preprocess import Preprocess, grid_origins, pad_to
+from fakescope.inference.detector import Detector
 from fakescope.inference.kinds import register_kind
-from fakescope.inference.kinds.single import SingleDetector
 
 log = logging.getLogger(__name__)
 
@@ -117,7 +117,7 @@ class PatchPreparer:
 
 
 @register_kind(PATCH_KIND)
-class PatchDetector(SingleDetector):
+class PatchDetector(Detector):
     """A detector that scores patches at native resolution and aggregates them per image."""
 
     #: Patches per forward pass: bounds memory whatever the batch size and image sizes.

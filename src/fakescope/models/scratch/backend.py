@@ -43,13 +43,6 @@ def array_module(*arrays: Any) -> ModuleType:
     return np
 
 
-def to_numpy(array: Any) -> np.ndarray:
-    """A NumPy copy (or view) of a NumPy or CuPy array."""
-    if cupy is not None and isinstance(array, cupy.ndarray):
-        return cupy.asnumpy(array)
-    return np.asarray(array)
-
-
 def from_torch(tensor: Any) -> Any:
     """A view of a torch tensor as a NumPy (CPU) or CuPy (CUDA) array; no copy."""
     tensor = tensor.detach()

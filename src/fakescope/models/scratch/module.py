@@ -17,10 +17,10 @@ import torch
 from torch import nn
 
 from fakescope.data.preprocess import Preprocess
+from fakescope.models._registry import register_detector
 from fakescope.models.scratch.backend import from_torch, to_torch
 from fakescope.models.scratch.layers import Dropout, Layer
 from fakescope.models.scratch.network import ela_cnn_layers, ela_cnn_side
-from fakescope.registry import register_detector
 
 log = logging.getLogger(__name__)
 

@@ -6,7 +6,6 @@ ELA-CNN without renaming.
 """
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
@@ -107,9 +106,6 @@ class ScratchNet:
             grads.update({f"{name}.{k}": g for k, g in layer_grads.items()})
         self._caches = []
         return grads
-
-    def named_layers(self) -> Iterator[tuple[str, Layer]]:
-        yield from self.layers
 
 
 def build_ela_cnn(in_chans: int = 3, size: int = 128, num_classes: int = 2, dropout: float = 0.5, seed: int = 0,

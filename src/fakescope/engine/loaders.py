@@ -1,0 +1,123 @@
+"""What training reads: each folder split as ``fit`` splits it, the image (or clip) datasets, and their loaders,
+seeded per epoch so that a resumed run sees the epochs an uninterrupted one would."""
+from __future__ import annotations
+
+import logging
+import random
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, DistributedSampler, WeightedRandomSampler
+
+from fakescope.config import TrainConfig
+from fakescope.data.augment import build_augment
+from fakescope.data.cache import default_cache_dir
+from fakescope.data.dataset import ImageDataset, collate_skip
+from fakescope.data.discovery import Sample, discover_samples
+from fakescope.data.masks import PixelTarget, pixel_targets
+from fakescope.data.preprocess import Preprocess
+from fakescope.data.splits import limit_per_class, sample_weights, source_sample_weights, stratified_split
+from fakescope.distributed import DistInfo
+from fakescope.video.clips import clip_spec
+
+log = logging.getLogger(__name__)
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def folder_splits(cfg: TrainConfig) -> list[tuple[list[Sample], list[Sample]]]:
+    """(train, validation) samples of each folder of ``cfg.data.path``, exactly as ``fit`` splits them."""
+    d = cfg.data
+    return [stratified_split(limit_per_class(discover_samples(p), d.max_per_class, d.seed), d.val_fraction, d.seed)
+            for p in d.path]
+
+
+def image_datasets(cfg: TrainConfig, pre: Preprocess) -> tuple[ImageDataset, ImageDataset]:
+    """Training and validation datasets; the training one also holds a pseudo-fake entry per training real when
+    ``data.pseudo_fakes`` is on (``train_ds.sources`` names each entry's folder, for per-source balancing)."""
+    splits = folder_splits(cfg)
+    train_s, val_s = [s for t, _ in splits for s in t], [s for _, v in splits for s in v]
+    sources = [i for i, (t, _) in enumerate(splits) for _ in t]
+    pseudo = [False] * len(train_s)
+    if cfg.data.pseudo_fakes > 0:
+        reals = [(s, i) for s, i in zip(train_s, sources) if s.label == 0]
+        train_s, sources, pseudo = (train_s + [s for s, _ in reals], sources + [i for _, i in reals],
+                                    pseudo + [True] * len(reals))
+    cache_dir = (cfg.data.cache_dir or default_cache_dir()) if cfg.data.cache else None
+    targets = _train_pixel_targets(cfg, splits, pseudo) if cfg.mask_loss else None
+    train_ds = ImageDataset(train_s, pre, build_augment(cfg.augment), cache_dir, random_crop=True,
+                            pixel_targets=targets, pseudo=pseudo, sources=sources)
+    return train_ds, ImageDataset(val_s, pre, None, cache_dir)
+
+
+def _train_pixel_targets(cfg: TrainConfig, splits: list[tuple[list[Sample], list[Sample]]],
+                         pseudo: list[bool]) -> list[PixelTarget]:
+    """The training samples' pixel targets, set by set (pseudo-fakes bring their own masks); a mask loss without
+    any set that has masks, and without pseudo-fakes, is an error."""
+    targets: list[PixelTarget] = []
+    for root, (train, _) in zip(cfg.data.path, splits):
+        of_set = pixel_targets(train, root)
+        n_masks = sum(isinstance(t, Path) for t in of_set)
+        log.info("%s: %d training fakes with masks%s", root, n_masks, "" if n_masks else " (image labels only)")
+        targets += of_set
+    if not any(isinstance(t, Path) for t in targets) and not any(pseudo):
+        raise ValueError("mask_loss needs a training set with tampering masks (a masks/ folder beside real/ and "
+                         f"fake/) or pseudo-fakes; none found in {', '.join(map(str, cfg.data.path))}")
+    return targets + [None] * (len(pseudo) - len(targets))
+
+
+def build_loaders(cfg: TrainConfig, pre: Preprocess,
+                  shard: DistInfo | None = None) -> tuple[DataLoader, DataLoader, dict[str, Any]]:
+    """Training and validation loaders; with ``shard`` (data parallelism) each rank draws its own share of every
+    epoch through a ``DistributedSampler``, in batches of ``batch_size / world_size`` (one global batch per step)."""
+    if clip_spec(pre) is not None:  # a video model (Preprocess.extra["clip"]): clips from real/ + fake/ videos
+        from fakescope.video.dataset import video_datasets
+
+        train_ds, val_ds = video_datasets(cfg, pre)
+    else:
+        train_ds, val_ds = image_datasets(cfg, pre)
+    sampler = None
+    if cfg.data.balance in ("sampler", "source"):
+        g = torch.Generator().manual_seed(cfg.seed)
+        sampler = WeightedRandomSampler(torch.as_tensor(_draw_weights(cfg, train_ds)),
+                                        len(train_ds) - sum(getattr(train_ds, "pseudo", [])), generator=g)
+    common = dict(batch_size=cfg.batch_size, num_workers=cfg.data.workers, collate_fn=collate_skip,
+                  persistent_workers=cfg.data.workers > 0)
+    batch, n_train = cfg.batch_size, len(train_ds)
+    if shard is not None:
+        sampler = DistributedSampler(train_ds, shard.world_size, shard.rank, shuffle=True, seed=cfg.seed)
+        batch, n_train = cfg.batch_size // shard.world_size, len(sampler)
+    train_dl = DataLoader(train_ds, sampler=sampler, shuffle=sampler is None, drop_last=n_train > batch,
+                          generator=torch.Generator().manual_seed(cfg.seed), **{**common, "batch_size": batch})
+    val_dl = DataLoader(val_ds, shuffle=False, **common)
+    counts = {
+        "train": {"real": train_ds.labels.count(0), "fake": train_ds.labels.count(1),
+                  **({"pseudo_fake": n} if (n := sum(getattr(train_ds, "pseudo", []))) else {})},
+        "val": {"real": val_ds.labels.count(0), "fake": val_ds.labels.count(1)},
+    }
+    return train_dl, val_dl, counts
+
+
+def _draw_weights(cfg: TrainConfig, train_ds) -> np.ndarray:
+    """The sampler's per-item weights: by class, or by source and class (pseudo-fakes need the latter)."""
+    pseudo = getattr(train_ds, "pseudo", [])
+    if cfg.data.balance == "source" or any(pseudo):
+        return source_sample_weights(train_ds.sources, train_ds.labels, pseudo, cfg.data.pseudo_fakes)
+    return sample_weights(train_ds.labels)
+
+
+def seed_epoch(loader: DataLoader, seed: int, epoch: int) -> None:
+    """Seed epoch ``epoch``'s draw (order, balanced sampling, worker augmentation seeds) from (seed, epoch) alone,
+    so a resumed run sees the epochs an uninterrupted one would, not epoch 1's order again."""
+    if isinstance(loader.sampler, DistributedSampler):
+        loader.sampler.set_epoch(epoch)  # a new shuffle, the same on every rank
+    elif getattr(loader.sampler, "generator", None) is not None:
+        loader.sampler.generator.manual_seed(seed * 100_003 + epoch)
+    if loader.generator is not None:
+        loader.generator.manual_seed(seed * 100_003 + epoch)
