@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import csv
+import io
 import json
 import os
 import sys
@@ -185,3 +186,9 @@ def provenance_cell(r: ScanResult) -> str:
     else:
         who = p.generator
     return escape(p.verdict + (f" ({who})" if who else ""))
+
+
+def to_string(results: list[ScanResult], fmt: str) -> str:
+    buf = io.StringIO()
+    write_results(results, fmt, buf)
+    return buf.getvalue()
