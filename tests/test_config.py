@@ -135,6 +135,14 @@ def test_shipped_recipes_load(name):
     assert cfg.model.name and cfg.epochs > 0
 
 
+def test_train_cli_rejects_an_unknown_choice_before_training(tmp_path):
+    args = ["train", "--data", str(tmp_path), "--out", str(tmp_path / "run"), "--parallel.schedule", "zigzag"]
+    result = CliRunner().invoke(app, args)
+    said = " ".join(result.output.replace("│", " ").split())
+    assert result.exit_code == 2 and "config key parallel.schedule: 'zigzag' is not one of gpipe, 1f1b" in said
+    assert not (tmp_path / "run").exists()
+
+
 def test_train_cli_rejects_unknown_override_before_training(tmp_path):
     result = CliRunner().invoke(app, ["train", "--data", str(tmp_path), "--optim.lrr", "1", "--out", str(tmp_path / "run")])
     assert result.exit_code == 2 and "unknown config key" in result.output

@@ -345,8 +345,6 @@ def test_ddp_run_checkpoint_loads_in_one_process_and_scores_the_same(results):
 
 @pytest.mark.parametrize(("args", "message"), [
     (["--strategy", "tensor", "--nproc", "2", "--ema", "0.99"], "does not support ema"),
-    (["--strategy", "pipeline", "--nproc", "2", "--parallel.schedule", "zigzag"],
-     "config key parallel.schedule: 'zigzag' is not one of gpipe, 1f1b"),
     (["--strategy", "ddp", "--nproc", "2", "--batch-size", "5"], "not divisible by 2 ranks"),
     (["--nproc", "2"], "--nproc needs a parallel --strategy"),
     (["--strategy", "ddp"], "runs under torchrun or with --nproc N"),
