@@ -36,7 +36,7 @@ def test_choices_match_the_library_lists():
     from fakescope.evaluation.robustness import PERTURBATIONS
     from fakescope.explain import DEFAULT_CAM, METHODS
     from fakescope.generators import list_generators
-    from fakescope.inference.onnx import BACKENDS
+    from fakescope.inference.detector import BACKENDS
     from fakescope.inference.output import FORMATS
 
     assert set(get_args(u.Backend)) == set(BACKENDS)
