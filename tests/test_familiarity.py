@@ -99,3 +99,63 @@ def test_scan_summary_counts_uncertain_results():
 
     assert tally(Counter(fake=2, real=3, error=1)) == "2 flagged fake, 3 real, 1 errors"
     assert tally(Counter(fake=2, real=3, uncertain=4)) == "2 flagged fake, 3 real, 4 uncertain, 0 errors"
+
+
+@pytest.fixture(scope="module")
+def described_checkpoint(tmp_path_factory, tiny_timm_checkpoint) -> Path:
+    """The tiny Lite0 with a description of 'training' features from a few made-up images."""
+    folder = tmp_path_factory.mktemp("described")
+    samples = []
+    for i in range(24):
+        path = folder / f"{i}.png"
+        make_image((72, 64), seed=200 + i).save(path)
+        samples.append(Sample(path, i % 2))
+    out = folder / "described.safetensors"
+    out.write_bytes(tiny_timm_checkpoint.read_bytes())
+    add_familiarity(out, [(samples[:16], samples[16:])], per_cell=8, workers=0)
+    return out
+
+
+def test_service_returns_the_detectors_familiarity(described_checkpoint, tmp_path):
+    pytest.importorskip("fastapi")
+    import io
+
+    from fastapi.testclient import TestClient
+    from test_serve import wait_ready
+
+    from fakescope.serve import Settings, create_app
+
+    img = make_image((72, 64), seed=7)
+    buf = io.BytesIO()
+    img.save(buf, format="PNG")
+    detector = Detector.load(str(described_checkpoint), device="cpu")
+    _, expected = detector.score_batch([detector.prepare(img)])
+    with TestClient(create_app(Settings(model=str(described_checkpoint)))) as client:
+        assert wait_ready(client)["ready"]
+        one = client.post("/v1/detect", files={"file": ("a.png", buf.getvalue(), "image/png")}).json()
+        batch = client.post("/v1/detect/batch", files=[("files", ("a.png", buf.getvalue(), "image/png"))]).json()
+    assert one["familiarity"] == pytest.approx(float(expected[0]), abs=1e-3)
+    assert batch["results"][0]["familiarity"] == pytest.approx(one["familiarity"], abs=1e-6)
+    assert one["label"] == decide(one["fake_probability"], one["familiarity"], one["threshold"])
+
+
+def test_report_shows_familiarity_under_each_score(described_checkpoint, tmp_path):
+    from fakescope.evaluation.report import write_report
+    from fakescope.inference.scan import scan
+
+    path = tmp_path / "a.png"
+    make_image((72, 64), seed=8).save(path)
+    detector = Detector.load(str(described_checkpoint), device="cpu")
+    results = list(scan([path], detector, workers=0))
+    page = write_report(results, detector, tmp_path / "report.html").read_text()
+    assert f"familiarity {results[0].familiarity:.2f}" in page
+
+
+def test_pseudo_fakes_need_per_source_draws():
+    from fakescope.config import load_config
+
+    with pytest.raises(ValueError, match="data.pseudo_fakes.*needs data.balance source"):
+        load_config(None, {"data.pseudo_fakes": 0.5})
+    with pytest.raises(ValueError, match="between 0 and 1"):
+        load_config(None, {"data.pseudo_fakes": 1.5, "data.balance": "source"})
+    assert load_config(None, {"data.pseudo_fakes": 0.5, "data.balance": "source"}).data.pseudo_fakes == 0.5

@@ -264,7 +264,18 @@ def load_config(path: str | Path | None = None, overrides: dict[str, Any] | None
             raise ValueError(f"{path}: a config file must be a YAML mapping")
         for key, value in data.items():
             _set(cfg, key, value)
-    return validate(apply_overrides(cfg, overrides or {}))
+    return check_pseudo_fakes(validate(apply_overrides(cfg, overrides or {})))
+
+
+def check_pseudo_fakes(cfg: TrainConfig) -> TrainConfig:
+    """``data.pseudo_fakes`` is a share of each folder's fake draws, so it needs per-folder draws (``source``)."""
+    share = cfg.data.pseudo_fakes
+    if not 0.0 <= share <= 1.0:
+        raise ValueError(f"config key data.pseudo_fakes: {share!r} is not a share between 0 and 1")
+    if share > 0 and cfg.data.balance != "source":
+        raise ValueError(f"config key data.pseudo_fakes: {share!r} needs data.balance source "
+                         f"(got {cfg.data.balance!r}): the share is drawn per folder")
+    return cfg
 
 
 def to_dict(cfg: TrainConfig) -> dict[str, Any]:

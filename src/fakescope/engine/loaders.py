@@ -105,10 +105,9 @@ def build_loaders(cfg: TrainConfig, pre: Preprocess,
 
 
 def _draw_weights(cfg: TrainConfig, train_ds) -> np.ndarray:
-    """The sampler's per-item weights: by class, or by source and class (pseudo-fakes need the latter)."""
-    pseudo = getattr(train_ds, "pseudo", [])
-    if cfg.data.balance == "source" or any(pseudo):
-        return source_sample_weights(train_ds.sources, train_ds.labels, pseudo, cfg.data.pseudo_fakes)
+    """The sampler's per-item weights: by class (``sampler``), or by folder and class (``source``)."""
+    if cfg.data.balance == "source":
+        return source_sample_weights(train_ds.sources, train_ds.labels, train_ds.pseudo, cfg.data.pseudo_fakes)
     return sample_weights(train_ds.labels)
 
 
