@@ -44,7 +44,7 @@ def features(model: str, sample: int, cache: Path) -> dict[str, np.ndarray]:
             "val": [s for _, v in splits for s in v],
             "wildfaces": random.Random(0).sample(discover_samples(data_root() / "wildfaces"), sample),
             "cameras": discover_samples(data_root() / "cameras")}
-    out = {name: sample_features(det, samples)[0] for name, samples in sets.items()}
+    out = {name: sample_features(det, samples) for name, samples in sets.items()}
     out["train_labels"] = np.asarray([s.label for s in sets["train"]])
     cache.parent.mkdir(parents=True, exist_ok=True)
     np.savez(cache, **out)

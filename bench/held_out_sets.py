@@ -115,10 +115,9 @@ def left_out_row(name: str, rows: list, threshold: float) -> tuple[str, float | 
     return " | ".join(cells), auc
 
 
-def in_set_cell(detector: Detector, cfg: TrainConfig, name: str, cache_dir: Path) -> str:
-    """Validation ROC-AUC (or reals flagged, for a real-only set) of a run on a set it trained on."""
-    index = [Path(p).name for p in cfg.data.path].index(name)
-    val = folder_splits(cfg)[index][1]
+def in_set_cell(detector: Detector, val: list[Sample], name: str, cache_dir: Path) -> str:
+    """Validation ROC-AUC (or reals flagged, for a real-only set) of a run on a set it trained on; ``val`` is that
+    set's validation split as the run made it."""
     y, p, _ = columns(list(scored(detector, val, cache_dir / f"scores-val-{name}.json").values()))
     if len(set(y.tolist())) < 2:
         return f"{np.mean(p >= detector.threshold):.3f} flagged"
@@ -157,7 +156,9 @@ def main() -> None:
     in_set = []
     for key, (checkpoint, cfg) in runs.items():
         model = Detector.load(str(checkpoint), backend="auto")
-        cells = ["(left out)" if key == name else in_set_cell(model, cfg, name, checkpoint.parent) for name in SETS]
+        val = {Path(root).name: v for root, (_, v) in zip(cfg.data.path, folder_splits(cfg))}  # one walk per run
+        cells = ["(left out)" if name not in val else in_set_cell(model, val[name], name, checkpoint.parent)
+                 for name in SETS]
         in_set.append(f"{'all five' if key == 'all' else 'without ' + key} | " + " | ".join(cells))
         print(in_set[-1], flush=True)
     body = report(left, aucs, base_rows, in_set, args, time.time() - t0)

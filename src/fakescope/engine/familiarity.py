@@ -21,24 +21,18 @@ log = logging.getLogger(__name__)
 
 
 def sample_features(detector: Detector, samples: Sequence[Sample], workers: int = 2,
-                    batch_size: int = 32) -> tuple[np.ndarray, np.ndarray]:
-    """(features (N, D), labels (N,)) of the readable ``samples``, through the scan's decode pipeline."""
-    labels = {str(s.path): s.label for s in samples}
-    feats, ys, batch = [], [], []
-
-    def flush() -> None:
-        feats.append(detector.logits_and_features(np.stack([b.array for b in batch]))[1])
-        ys.extend(labels[b.path] for b in batch)
-        batch.clear()
-
+                    batch_size: int = 32) -> np.ndarray:
+    """Pooled features (N, D) of the readable ``samples``, through the scan's decode pipeline."""
+    feats, batch = [], []
     for item in iter_prepared([s.path for s in samples], detector.preparer, workers):
         if item.error is None:
-            batch.append(item)
-            if len(batch) == batch_size:
-                flush()
+            batch.append(item.array)
+        if len(batch) == batch_size:
+            feats.append(detector.logits_and_features(np.stack(batch))[1])
+            batch = []
     if batch:
-        flush()
-    return np.concatenate(feats), np.asarray(ys)
+        feats.append(detector.logits_and_features(np.stack(batch))[1])
+    return np.concatenate(feats)
 
 
 def capped(samples: Sequence[Sample], sources: Sequence[int], per_cell: int, seed: int = 0) -> list[Sample]:
@@ -52,9 +46,7 @@ def capped(samples: Sequence[Sample], sources: Sequence[int], per_cell: int, see
 
 def describe(detector: Detector, train: Sequence[Sample], val: Sequence[Sample], workers: int = 2) -> FeatureModel:
     """The :class:`FeatureModel` of ``detector`` from its training and validation images."""
-    train_x, _ = sample_features(detector, train, workers)
-    val_x, _ = sample_features(detector, val, workers)
-    return fit_feature_model(train_x, val_x)
+    return fit_feature_model(sample_features(detector, train, workers), sample_features(detector, val, workers))
 
 
 def add_familiarity(checkpoint: str | Path, splits: Sequence[tuple[Sequence[Sample], Sequence[Sample]]],
