@@ -41,6 +41,7 @@ pytestmark = pytest.mark.slow
 LR = 0.05
 DDP_STEPS, DDP_BATCH = 3, 8
 LOCALSGD_PERIOD, LOCALSGD_STEPS = 2, 4
+SOURCE_EPOCHS = 20
 
 
 # ---- shared by the workers and the references -------------------------------------------------------------------
@@ -85,7 +86,7 @@ def _grads(module: nn.Module) -> dict[str, torch.Tensor]:
 
 # ---- what each of the 2 processes runs ---------------------------------------------------------------------------
 
-def _everything(cfg: TrainConfig, checkpoint: str, images: str, scan_out: str) -> dict:
+def _everything(cfg: TrainConfig, checkpoint: str, images: str, scan_out: str, source_cfg: TrainConfig) -> dict:
     import torch.distributed as dist
 
     from fakescope.distributed import init_distributed
@@ -93,11 +94,23 @@ def _everything(cfg: TrainConfig, checkpoint: str, images: str, scan_out: str) -
 
     torch.set_num_threads(1)
     info = init_distributed("cpu")
-    out = {"fit": fit(cfg), "ddp": _ddp(info), "localsgd": _localsgd(info), "tensor": _tensor(info),
+    out = {"fit": fit(cfg), "source_fit": fit(source_cfg), "source_draws": _draws(source_cfg, info), "ddp": _ddp(info), "localsgd": _localsgd(info), "tensor": _tensor(info),
            "pipeline": {name: _pipeline(info, name, size) for name, size in (("ela-cnn", 64), ("resnet18", 32))},
            "scan": _scan(checkpoint, images, scan_out)}
     dist.destroy_process_group()
     return out
+
+
+def _draws(cfg: TrainConfig, info=None) -> list[list[int]]:
+    """The training indices each of ``SOURCE_EPOCHS`` epochs draws (this rank's share with ``info``)."""
+    from fakescope.engine.loaders import build_loaders, seed_epoch
+
+    train_dl, _, _ = build_loaders(cfg, create_detector(cfg.model.name)[1], info)
+    draws = []
+    for epoch in range(1, SOURCE_EPOCHS + 1):
+        seed_epoch(train_dl, cfg.seed, epoch)
+        draws.append(list(train_dl.sampler))
+    return draws
 
 
 def _ddp(info) -> dict:
@@ -189,13 +202,27 @@ def _ddp_config(tmp: Path) -> TrainConfig:
                               "augment.enabled": "false", "data.cache_dir": str(tmp / "cache"), "optim.lr": "1e-4"})
 
 
+def _source_config(tmp: Path) -> TrainConfig:
+    """Per-source balance with pseudo-fakes over two folders of unequal size: 40 real + 40 fake, and 6 reals only
+    (a real-only folder: its fakes are all pseudo-fakes)."""
+    big, small = tmp / "source_big", tmp / "source_small"
+    _write_images(big / "real", 40, seed=4)
+    _write_images(big / "fake", 40, seed=5, size=40)
+    _write_images(small / "real", 6, seed=6)
+    return load_config(None, {"data.path": [str(big), str(small)], "model.name": "ela-cnn", "strategy": "ddp",
+                              "epochs": "1", "batch_size": "8", "out": str(tmp / "source_run"), "device": "cpu",
+                              "data.workers": "0", "augment.enabled": "false", "data.cache_dir": str(tmp / "cache"),
+                              "data.balance": "source", "data.pseudo_fakes": "0.5"})
+
+
 @pytest.fixture(scope="module")
 def results(tmp_path_factory, tiny_ela_checkpoint) -> dict:
     tmp = tmp_path_factory.mktemp("distributed")
-    cfg = _ddp_config(tmp)
+    cfg, source_cfg = _ddp_config(tmp), _source_config(tmp)
     _write_images(tmp / "imgs", 9, seed=3)
-    out = launch(_everything, 2, cfg, str(tiny_ela_checkpoint), str(tmp / "imgs"), str(tmp / "merged.csv"))
-    return {"ranks": out, "folder": tmp, "checkpoint": tiny_ela_checkpoint, "cfg": cfg}
+    out = launch(_everything, 2, cfg, str(tiny_ela_checkpoint), str(tmp / "imgs"), str(tmp / "merged.csv"),
+                 source_cfg)
+    return {"ranks": out, "folder": tmp, "checkpoint": tiny_ela_checkpoint, "cfg": cfg, "source_cfg": source_cfg}
 
 
 def _write_images(folder: Path, n: int, seed: int, size: int = 48) -> list[Path]:
@@ -233,6 +260,48 @@ def test_ddp_matches_single_process_on_the_global_batch(results):
     sent = results["ranks"][0]["ddp"]["bytes"]
     grads = sum(p.numel() * 4 for p in model.parameters())
     assert sent["gradient all-reduce (measured by comm hook)"] == sent["gradient all-reduce (model)"] == grads
+
+
+# ---- per-source balance on data-parallel ranks ------------------------------------------------------------------
+
+def test_ranks_together_draw_the_single_process_sample(results):
+    """Each rank keeps every other item of the seeded weighted draw: interleaved, the ranks' shares are exactly
+    what one process draws, epoch by epoch (the last rank's share padded with the draw's first item)."""
+    single = _draws(results["source_cfg"])
+    ranks = [results["ranks"][r]["source_draws"] for r in (0, 1)]
+    for epoch, draw in enumerate(single):
+        mine = ranks[0][epoch], ranks[1][epoch]
+        assert len(mine[0]) == len(mine[1]) == -(-len(draw) // 2)
+        interleaved = [i for pair in zip(*mine) for i in pair]
+        assert interleaved[:len(draw)] == draw and interleaved[len(draw):] == draw[:len(interleaved) - len(draw)]
+    assert single[0] != single[1]  # a new draw each epoch
+
+
+def test_ranks_draw_each_source_and_pseudo_fake_share_by_the_weights(results):
+    from fakescope.data.splits import source_sample_weights
+    from fakescope.engine.loaders import image_datasets
+
+    cfg = results["source_cfg"]
+    ds, _ = image_datasets(cfg, create_detector(cfg.model.name)[1])
+    src, y, pseudo = np.asarray(ds.sources), np.asarray(ds.labels), np.asarray(ds.pseudo)
+    cell = src * 3 + np.where(pseudo, 2, y)  # (source, real / fake / pseudo-fake)
+    weights = source_sample_weights(ds.sources, ds.labels, ds.pseudo, cfg.data.pseudo_fakes)
+    expected = np.bincount(cell, weights, minlength=6) / weights.sum()
+    uniform = np.bincount(cell, minlength=6) / len(cell)  # what a DistributedSampler shuffle would give
+    assert expected[3:].sum() > 2 * uniform[3:].sum() and expected[2] < 0.8 * uniform[2]  # the check can fail
+    drawn = np.array([i for r in (0, 1) for epoch in results["ranks"][r]["source_draws"] for i in epoch])
+    shares = np.bincount(cell[drawn], minlength=6) / len(drawn)
+    assert len(drawn) > 1000 and np.abs(shares - expected).max() < 0.04, (shares, expected)
+
+
+def test_ddp_fit_with_pseudo_fakes_and_source_balance(results):
+    cfg = results["source_cfg"]
+    fits = results["ranks"][0]["source_fit"], results["ranks"][1]["source_fit"]
+    assert fits[0].metrics and np.isfinite(fits[0].history[0]["train_loss"])
+    saved = yaml.safe_load((Path(cfg.out) / "config.yaml").read_text())
+    assert saved["data"]["balance"] == "source" and saved["data"]["pseudo_fakes"] == 0.5
+    counts = json.loads((Path(cfg.out) / "metrics.json").read_text())["counts"]["train"]
+    assert counts["pseudo_fake"] == counts["real"] > 0  # one pseudo-fake entry per training real
 
 
 # ---- local SGD ----------------------------------------------------------------------------------------------------
@@ -320,7 +389,7 @@ def test_ddp_run_checkpoint_loads_in_one_process_and_scores_the_same(results):
     same = [{k: v for k, v in row.items() if k != "seconds"} for row in fits[0].history]
     assert same == [{k: v for k, v in row.items() if k != "seconds"} for row in fits[1].history]  # one decision
     saved = yaml.safe_load((out / "config.yaml").read_text())
-    assert saved["strategy"] == "ddp" and saved["data"]["balance"] == "weights"  # sampler -> weighted loss
+    assert saved["strategy"] == "ddp" and saved["data"]["balance"] == "sampler"  # the single-process draw
     with open(out / "history.csv") as f:
         history = list(csv.DictReader(f))
     assert [int(r["epoch"]) for r in history] == [1, 2]  # written once, by rank 0

@@ -9,7 +9,7 @@ from typing import Any
 
 import numpy as np
 import torch
-from torch.utils.data import DataLoader, DistributedSampler, WeightedRandomSampler
+from torch.utils.data import DataLoader, DistributedSampler, Sampler, WeightedRandomSampler
 
 from fakescope.config import TrainConfig
 from fakescope.data.augment import build_augment
@@ -75,23 +75,18 @@ def _train_pixel_targets(cfg: TrainConfig, splits: list[tuple[list[Sample], list
 def build_loaders(cfg: TrainConfig, pre: Preprocess,
                   shard: DistInfo | None = None) -> tuple[DataLoader, DataLoader, dict[str, Any]]:
     """Training and validation loaders; with ``shard`` (data parallelism) each rank draws its own share of every
-    epoch through a ``DistributedSampler``, in batches of ``batch_size / world_size`` (one global batch per step)."""
+    epoch, in batches of ``batch_size / world_size`` (one global batch per step)."""
     if clip_spec(pre) is not None:  # a video model (Preprocess.extra["clip"]): clips from real/ + fake/ videos
         from fakescope.video.dataset import video_datasets
 
         train_ds, val_ds = video_datasets(cfg, pre)
     else:
         train_ds, val_ds = image_datasets(cfg, pre)
-    sampler = None
-    if cfg.data.balance in ("sampler", "source"):
-        g = torch.Generator().manual_seed(cfg.seed)
-        sampler = WeightedRandomSampler(torch.as_tensor(_draw_weights(cfg, train_ds)),
-                                        len(train_ds) - sum(getattr(train_ds, "pseudo", [])), generator=g)
+    sampler = _train_sampler(cfg, train_ds, shard)
     common = dict(batch_size=cfg.batch_size, num_workers=cfg.data.workers, collate_fn=collate_skip,
                   persistent_workers=cfg.data.workers > 0)
     batch, n_train = cfg.batch_size, len(train_ds)
     if shard is not None:
-        sampler = DistributedSampler(train_ds, shard.world_size, shard.rank, shuffle=True, seed=cfg.seed)
         batch, n_train = cfg.batch_size // shard.world_size, len(sampler)
     train_dl = DataLoader(train_ds, sampler=sampler, shuffle=sampler is None, drop_last=n_train > batch,
                           generator=torch.Generator().manual_seed(cfg.seed), **{**common, "batch_size": batch})
@@ -102,6 +97,41 @@ def build_loaders(cfg: TrainConfig, pre: Preprocess,
         "val": {"real": val_ds.labels.count(0), "fake": val_ds.labels.count(1)},
     }
     return train_dl, val_dl, counts
+
+
+class DistributedWeightedSampler(WeightedRandomSampler):
+    """A data-parallel rank's share of the single-process weighted draw: every rank draws the whole epoch with the
+    same seed (:func:`seed_epoch` seeds ``generator`` alike on all ranks) and keeps every ``world_size``-th item
+    from its rank on, so the ranks together train on exactly the sample one process would (the draw's first
+    items repeated, as ``DistributedSampler`` pads, to give every rank as many)."""
+
+    def __init__(self, weights: torch.Tensor, num_samples: int, shard: DistInfo, generator: torch.Generator):
+        super().__init__(weights, num_samples, replacement=True, generator=generator)
+        self.rank, self.world_size = shard.rank, shard.world_size
+
+    def __len__(self) -> int:
+        return -(-self.num_samples // self.world_size)
+
+    def __iter__(self):
+        draw = list(super().__iter__())
+        draw += draw[:len(self) * self.world_size - len(draw)]
+        return iter(draw[self.rank::self.world_size])
+
+
+def _train_sampler(cfg: TrainConfig, train_ds, shard: DistInfo | None) -> Sampler | None:
+    """The training draw: weighted (``sampler``, ``source``; a pseudo-fake entry is drawn instead of, not besides,
+    the real fakes, so an epoch is as long as the non-pseudo entries), else a shuffle (``DistributedSampler``'s
+    on data-parallel ranks)."""
+    if cfg.data.balance in ("sampler", "source"):
+        weights = torch.as_tensor(_draw_weights(cfg, train_ds))
+        n_draws = len(train_ds) - sum(getattr(train_ds, "pseudo", []))
+        g = torch.Generator().manual_seed(cfg.seed)
+        if shard is None:
+            return WeightedRandomSampler(weights, n_draws, generator=g)
+        return DistributedWeightedSampler(weights, n_draws, shard, g)
+    if shard is not None:
+        return DistributedSampler(train_ds, shard.world_size, shard.rank, shuffle=True, seed=cfg.seed)
+    return None
 
 
 def _draw_weights(cfg: TrainConfig, train_ds) -> np.ndarray:

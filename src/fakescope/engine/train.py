@@ -34,7 +34,6 @@ from fakescope.engine.parallel import (
     STRATEGIES,
     build_strategy,
     check_config,
-    prepare_config,
 )
 from fakescope.engine.pixel import DetectorLoss, MaskSupervised
 from fakescope.evaluation.metrics import HELD_OUT_FOLDS, compute_metrics, held_out_fpr, threshold_at_fpr
@@ -297,7 +296,7 @@ def _join(cfg: TrainConfig) -> tuple[TrainConfig, DistInfo]:
         raise ValueError(f"strategy {cfg.strategy!r} runs under torchrun or with --nproc N")
     info = init_distributed(cfg.device) if cfg.strategy != "none" else DistInfo()
     check_config(cfg, info.world_size)
-    return prepare_config(cfg), info
+    return cfg, info
 
 
 def _finish(cfg: TrainConfig, pre: Preprocess, counts: dict, history: list, best_path: Path,

@@ -10,9 +10,6 @@ through :class:`Strategy`.
 """
 from __future__ import annotations
 
-import dataclasses
-import logging
-
 import torch
 from torch import nn
 
@@ -24,12 +21,10 @@ from fakescope.engine.parallel.localsgd import LocalSGDStrategy
 from fakescope.engine.parallel.pipeline import PipelineStrategy
 from fakescope.engine.parallel.tensor import TensorStrategy
 
-log = logging.getLogger(__name__)
-
 STRATEGIES: dict[str, type[Strategy]] = {"none": Strategy, "ddp": DDPStrategy, "localsgd": LocalSGDStrategy,
                                          "pipeline": PipelineStrategy, "tensor": TensorStrategy}
 
-__all__ = ["STRATEGIES", "Strategy", "build_strategy", "check_config", "prepare_config"]
+__all__ = ["STRATEGIES", "Strategy", "build_strategy", "check_config"]
 
 
 def check_config(cfg: TrainConfig, world_size: int) -> None:
@@ -43,15 +38,6 @@ def check_config(cfg: TrainConfig, world_size: int) -> None:
         raise ValueError(f"strategy {cfg.strategy!r} does not support {', '.join(unsupported)}")
     if cls.data_parallel and cfg.batch_size % world_size:
         raise ValueError(f"batch_size {cfg.batch_size} (the global batch) is not divisible by {world_size} ranks")
-
-
-def prepare_config(cfg: TrainConfig) -> TrainConfig:
-    """Data-parallel ranks draw from a ``DistributedSampler``, which cannot also re-weight classes: the
-    ``sampler`` balance becomes a class-weighted loss (recorded in the saved config)."""
-    if STRATEGIES[cfg.strategy].data_parallel and cfg.data.balance == "sampler":
-        log.info("%s: class balance by weighted loss instead of a weighted sampler", cfg.strategy)
-        return dataclasses.replace(cfg, data=dataclasses.replace(cfg.data, balance="weights"))
-    return cfg
 
 
 def build_strategy(cfg: TrainConfig, model: nn.Module, device: torch.device, info: DistInfo,

@@ -23,7 +23,8 @@ class Strategy:
     """
 
     name = "none"
-    #: Each rank trains on its own share of every epoch (DistributedSampler, global batch split across ranks).
+    #: Each rank trains on its own share of every epoch (its share of the weighted draw with ``data.balance``
+    #: sampler or source, else of a ``DistributedSampler`` shuffle; the global batch split across ranks).
     data_parallel = False
     supports: frozenset[str] = ALL_FEATURES
 

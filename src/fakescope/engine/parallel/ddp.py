@@ -72,6 +72,14 @@ class DDPStrategy(Strategy):
         stats = super().train_one_epoch(loader, opts, total)
         return reduce_epoch_stats(stats)
 
+    def eval_model(self) -> nn.Module:
+        """The model with rank 0's BatchNorm statistics on every rank: DDP sends them only at the next forward, so
+        after an epoch each rank still holds the statistics of its own last half-batch, and the ranks' shares of
+        the validation set would be scored by models that differ from the one rank 0 saves."""
+        for buffer in self.model.buffers():
+            dist.broadcast(buffer, 0)
+        return self.model
+
     def bytes_per_step(self) -> dict[str, float]:
         grads = tensor_bytes(p for p in self.model.parameters() if p.requires_grad)
         out = {"gradient all-reduce (model)": float(grads)}
