@@ -22,6 +22,7 @@ from fakescope.data.preprocess import Preprocess
 from fakescope.engine.parallel import check_config
 from fakescope.engine.pixel import DetectorLoss, MaskSupervised, pixel_loss
 from fakescope.engine.train import fit
+from fakescope.forensics.io import ImageLoadError
 from fakescope.registry import create_detector, get_spec, list_detectors
 from fakescope.video.clips import clip_spec
 
@@ -197,3 +198,18 @@ def test_training_loop_hands_the_masks_to_the_loss(known):
                     EpochOptions(optimizer, DetectorLoss(nn.CrossEntropyLoss(), 1.0), pre.to_tensor))
     moved = model.head.weight.abs().sum() > 0
     assert bool(moved) == bool(known)
+
+
+def test_mask_is_decoded_as_its_image_is(tmp_path):
+    """A mask goes through the one decode function: turned by its EXIF orientation as the image is (not stretched
+    to fit), and a malformed file is one line naming it, whatever Pillow raised (a TypeError here)."""
+    exif = Image.Exif()
+    exif[0x0112] = 6  # shown turned 90 degrees clockwise
+    stored = np.array([[255, 255, 0, 0], [255, 255, 0, 0]], np.uint8)  # 4 wide, 2 high: left half tampered
+    Image.fromarray(stored).save(tmp_path / "turned.png", exif=exif)
+    assert load_mask(tmp_path / "turned.png", (2, 4)).tolist() == [[255, 255], [255, 255], [0, 0], [0, 0]]
+    bad = tmp_path / "bad_mask.webp"
+    bad.write_bytes((Path(__file__).parent / "fixtures" / "malformed" / "WEBP_TypeError.bin").read_bytes())
+    with pytest.raises(ImageLoadError) as err:
+        load_mask(bad, (4, 4))
+    assert str(err.value).startswith(f"{bad}: unreadable mask (") and "\n" not in str(err.value)

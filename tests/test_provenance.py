@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+import struct
 import time
 from pathlib import Path
 
@@ -15,6 +16,7 @@ from provenance_files import (
     a1111_png,
     camera_jpeg,
     comfyui_png,
+    exif_with_thumbnail,
     fixture,
     jpeg_with_xmp,
     malformed_manifest_jpeg,
@@ -274,3 +276,21 @@ def test_record_json_shape() -> None:
     d = read_provenance(signed_image("JPEG")).to_dict()
     assert set(SUMMARY) <= set(d) and d["verdict"] in VERDICTS
     assert json.loads(json.dumps(d)) == d
+
+
+def test_thumbnail_declaring_a_huge_image_is_not_decoded(tmp_path: Path) -> None:
+    """The 64 KB EXIF block can hold a JPEG header declaring 10000 x 10000: refused from its header, a one-line
+    finding (Pillow would decode it, 300 MB, from a 16 x 16 picture's data)."""
+    buf = io.BytesIO()
+    Image.new("RGB", (16, 16), (90, 90, 90)).save(buf, format="JPEG", quality=90)  # as exif_with_thumbnail
+    small = buf.getvalue()
+    exif = exif_with_thumbnail(Image.new("RGB", (16, 16), (90, 90, 90)))
+    assert exif.endswith(small)
+    sof = small.index(b"\xff\xc0")
+    bomb = small[:sof + 5] + struct.pack(">HH", 10_000, 10_000) + small[sof + 9:]
+    img_buf = io.BytesIO()
+    make_image((64, 48)).save(img_buf, format="JPEG", exif=exif[: -len(small)] + bomb)
+    r = read_provenance(img_buf.getvalue(), name="cam.jpg")
+    assert r.camera is None or r.camera.thumbnail is None
+    assert any("EXIF thumbnail: image is 10000x10000 = 100,000,000 pixels, over the limit of 1,000,000" in e
+               for e in r.errors), r.errors

@@ -16,7 +16,7 @@ import numpy as np
 from PIL import Image
 
 from fakescope.data.discovery import Sample, is_mask_folder
-from fakescope.forensics.io import ImageLoadError, is_image_file
+from fakescope.forensics.io import ImageLoadError, is_image_file, load_image
 
 #: The pixel target of a real image of a set with masks: no tampered pixel.
 CLEAN = "clean"
@@ -58,10 +58,9 @@ def load_mask(target: PixelTarget, size: tuple[int, int]) -> np.ndarray | None:
     if target == CLEAN:
         return np.zeros((size[1], size[0]), np.uint8)
     try:
-        with Image.open(target) as im:
-            mask = im.convert("L")
-            if mask.size != size:
-                mask = mask.resize(size, Image.Resampling.NEAREST)
-            return np.where(np.asarray(mask) > 127, 255, 0).astype(np.uint8)
-    except (OSError, ValueError) as e:
-        raise ImageLoadError(target, f"unreadable mask ({e})") from e
+        mask = load_image(target).convert("L")  # decoded as its image is: EXIF orientation applied, bounded
+    except ImageLoadError as err:
+        raise ImageLoadError(target, f"unreadable mask ({err.reason})") from None
+    if mask.size != size:
+        mask = mask.resize(size, Image.Resampling.NEAREST)
+    return np.where(np.asarray(mask) > 127, 255, 0).astype(np.uint8)

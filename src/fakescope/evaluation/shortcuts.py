@@ -26,6 +26,7 @@ from PIL import Image
 from fakescope.data.discovery import Sample
 from fakescope.evaluation.robustness import PERTURBATIONS, SHORTCUT, SHORTCUT_RESAMPLED
 from fakescope.forensics.compression import HEADER_NAMES, compression_history, header_numbers
+from fakescope.forensics.io import ImageLoadError, image_header
 from fakescope.inference.scan import auto_workers, iter_prepared
 
 log = logging.getLogger(__name__)
@@ -51,8 +52,9 @@ class ShortcutNumbers:
 
 
 def file_header(path: str | Path) -> np.ndarray:
-    """:func:`header_numbers` of the file as stored (header only: a decoded copy has lost its tables and EXIF)."""
-    with Image.open(path) as raw:
+    """:func:`header_numbers` of the file as stored (header only: a decoded copy has lost its tables and EXIF);
+    :class:`ImageLoadError` for a file that cannot be opened as the decoder would."""
+    with image_header(path) as raw:
         return header_numbers(raw)
 
 
@@ -66,7 +68,10 @@ def extract(paths: Sequence[str | Path], transform: Callable | None, workers: in
         if item.error is not None:
             errors[item.path] = item.error
         elif transform is None:
-            feats[item.path] = np.concatenate([file_header(item.path), item.array[BASELINES["compression history"]]])
+            try:
+                feats[item.path] = np.concatenate([file_header(item.path), item.array[BASELINES["compression history"]]])
+            except ImageLoadError as err:  # changed on disk since it was decoded
+                errors[item.path] = err.reason
         else:
             feats[item.path] = item.array
         if on_file is not None:

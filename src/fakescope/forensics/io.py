@@ -162,13 +162,24 @@ def _decoding(label: str, max_pixels: int) -> Iterator[None]:
         raise ImageLoadError(label, _decode_reason(err, max_pixels)) from None
 
 
+@contextmanager
+def image_header(source: str | Path | bytes | BinaryIO, max_pixels: int = MAX_PIXELS,
+                 name: str | None = None) -> Iterator[Image.Image]:
+    """The opened image with its pixels not decoded (size, mode, EXIF, quantisation tables, text chunks), for
+    reading what a file declares. It opens as :func:`open_image` does (only :func:`decoder_formats`, over
+    ``max_pixels`` refused before anything is allocated) and every failure in the block, reading a malformed
+    header included, is one :class:`ImageLoadError`."""
+    label, source = _labelled(source, name)
+    with _decoding(label, max_pixels), Image.open(source, formats=decoder_formats()) as img:
+        _check_pixels(label, img.size, max_pixels)
+        yield img
+
+
 def image_size(source: str | Path | bytes | BinaryIO, max_pixels: int = MAX_PIXELS,
                name: str | None = None) -> tuple[int, int]:
     """(width, height) from the header alone, nothing decoded; fails as :func:`open_image` would on the header
     (including over ``max_pixels``). For admitting an image before spending memory on it."""
-    label, source = _labelled(source, name)
-    with _decoding(label, max_pixels), Image.open(source, formats=decoder_formats()) as img:
-        _check_pixels(label, img.size, max_pixels)
+    with image_header(source, max_pixels, name) as img:
         return img.size
 
 

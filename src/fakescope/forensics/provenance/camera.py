@@ -10,12 +10,13 @@ as ``PIL.JpegPresets``); camera and phone firmware use tables of their own, whic
 from __future__ import annotations
 
 import functools
-import io
 from dataclasses import asdict, dataclass
 from typing import Any
 
 import numpy as np
 from PIL import ExifTags, Image, ImageOps, JpegPresets
+
+from fakescope.forensics.io import image_header
 
 #: ITU-T T.81 Annex K tables K.1 (luminance) and K.2 (chrominance), natural order, as libjpeg's jcparam.c has them.
 ANNEX_K_LUMINANCE = (16, 11, 10, 16, 24, 40, 51, 61, 12, 12, 14, 19, 26, 58, 60, 55, 14, 13, 16, 24, 40, 57, 69, 56,
@@ -25,6 +26,9 @@ ANNEX_K_CHROMINANCE = (17, 18, 24, 47, 99, 99, 99, 99, 18, 21, 26, 66, 99, 99, 9
                        47, 66, 99, 99, 99, 99, 99, 99) + (99,) * 32
 #: Correlation of grey levels (at thumbnail size) below which the thumbnail does not show this image.
 THUMBNAIL_CORRELATION = 0.8
+#: Pixels an EXIF thumbnail may declare before it is decoded: the standard's is 160 x 120, and the 64 KB EXIF block
+#: can hide a header declaring a hundred million (allocated before the data runs out).
+THUMB_MAX_PIXELS = 1_000_000
 #: Relative aspect-ratio difference within which the thumbnail shows the whole picture without bars.
 ASPECT_TOLERANCE = 0.04
 #: Mean grey level (0..255) under which the strips beside the picture count as the black bars cameras add.
@@ -169,14 +173,19 @@ def thumbnail_check(img: Image.Image, data: bytes, decoded: Image.Image | None =
     thumb_bytes = _thumbnail_bytes(img)
     if thumb_bytes is None or img.format != "JPEG":
         return None, None
-    with Image.open(io.BytesIO(thumb_bytes)) as t:
+    with image_header(thumb_bytes, THUMB_MAX_PIXELS, name="EXIF thumbnail") as t:
         if decoded is not None:
             t.getexif()[ORIENTATION] = img.getexif().get(ORIENTATION, 1)
             t = ImageOps.exif_transpose(t)
         thumb = np.asarray(t.convert("L"), dtype=np.float32)
-    if decoded is None:
-        decoded = Image.open(io.BytesIO(data))
-        decoded.draft("L", (thumb.shape[1], thumb.shape[0]))
+    if decoded is not None:
+        return _thumbnail_verdict(thumb, decoded)
+    with image_header(data) as full:  # the file's own bounds; then decoded at reduced size
+        full.draft("L", (thumb.shape[1], thumb.shape[0]))
+        return _thumbnail_verdict(thumb, full)
+
+
+def _thumbnail_verdict(thumb: np.ndarray, decoded: Image.Image) -> tuple[str, float | None]:
     inner = _content(thumb, decoded.width / decoded.height)
     if inner is None:
         return "inconsistent", None
