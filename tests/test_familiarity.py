@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from fakescope.checkpoint import CheckpointMeta, read_meta, save_checkpoint
+from fakescope.checkpoint import CheckpointMeta, read_header, read_meta, save_checkpoint
 from fakescope.data.discovery import Sample
 from fakescope.engine.familiarity import add_familiarity, capped
 from fakescope.familiarity import FAMILIAR_CUT, FeatureModel, decide, fit_feature_model
@@ -84,6 +84,29 @@ def test_checkpoint_gets_familiarity_and_every_backend_reports_it(tmp_path, tiny
     onnx_probs, onnx_familiar = onnx_det.score_batch(items)
     np.testing.assert_allclose(onnx_probs, probs, atol=1e-4)
     np.testing.assert_allclose(onnx_familiar, familiar, atol=1e-3)
+
+
+def test_in_memory_model_writes_the_same_header_as_the_file(tmp_path):
+    """``fit`` describes the model it holds instead of reading the checkpoint back: the file comes out the same."""
+    torch.manual_seed(0)
+    model, pre = create_detector("efficientnet_lite0", size=64)
+    meta = CheckpointMeta("efficientnet_lite0", pre, threshold=0.4, temperature=1.3, info={"note": "kept"})
+    from_file, in_memory = tmp_path / "file.safetensors", tmp_path / "memory.safetensors"
+    save_checkpoint(from_file, model.eval(), meta)
+    in_memory.write_bytes(from_file.read_bytes())
+    samples = []
+    for i in range(20):
+        samples.append(Sample(tmp_path / f"{i}.png", i % 2))
+        make_image((72, 64), seed=300 + i).save(samples[-1].path)
+    splits = [(samples[:8], samples[8:12]), (samples[12:18], samples[18:])]
+    before = read_header(from_file)
+    add_familiarity(from_file, splits, per_cell=3, workers=0)
+    add_familiarity(in_memory, splits, per_cell=3, workers=0,
+                    detector=Detector(model, meta, str(in_memory), device="cpu"))
+    header = read_header(from_file)
+    assert header == read_header(in_memory) and header != before
+    assert json.loads(header["fakescope"])["info"]["note"] == "kept" and "familiarity" in read_meta(in_memory).info
+    assert from_file.read_bytes() == in_memory.read_bytes() and not list(tmp_path.glob("*.tmp"))
 
 
 def test_detector_without_description_reports_none(tiny_ela_checkpoint):

@@ -286,7 +286,11 @@ def test_real_only_and_fake_only_folders_train_with_pseudo_fakes_and_familiarity
                              "data.workers": 0, "data.cache": False, "data.pseudo_fakes": 0.5,
                              "data.balance": "source", "mask_loss": 1.0, "target_fpr": 0.5,
                              "out": str(tmp_path / "run")})
-    result = fit(cfg)
+    loads = []
+    with pytest.MonkeyPatch.context() as mp:  # the features are described from the model in memory
+        mp.setattr(Detector, "load", lambda *a, **k: loads.append(a) or pytest.fail("fit read the checkpoint back"))
+        result = fit(cfg)
+    assert not loads
     counts = read_meta(result.checkpoint).info["data"]["counts"]["train"]
     assert counts["pseudo_fake"] == counts["real"] > 0
     detector = Detector.load(str(result.checkpoint), device="cpu")

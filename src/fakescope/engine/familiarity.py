@@ -50,17 +50,22 @@ def describe(detector: Detector, train: Sequence[Sample], val: Sequence[Sample],
 
 
 def add_familiarity(checkpoint: str | Path, splits: Sequence[tuple[Sequence[Sample], Sequence[Sample]]],
-                    per_cell: int = 200, workers: int = 2) -> FeatureModel:
+                    per_cell: int = 200, workers: int = 2, detector: Detector | None = None) -> FeatureModel:
     """Describe the checkpoint's features from its (train, validation) splits, one pair per training folder, and
     store the description in its metadata (``info["familiarity"]``); the weights and the header's other entries are
-    left as they are (a shipped ONNX model's checksum then no longer matches: re-run ``fakescope export --ship``)."""
-    detector = Detector.load(str(checkpoint), device="cpu")
+    left as they are (a shipped ONNX model's checksum then no longer matches: re-run ``fakescope export --ship``).
+
+    ``detector``: the checkpoint's weights already in memory (``fit`` passes the model it has just saved), so they
+    are not read back from the file; without it the checkpoint is loaded on the CPU."""
+    detector = detector or Detector.load(str(checkpoint), device="cpu")
     train = capped([s for t, _ in splits for s in t], [i for i, (t, _) in enumerate(splits) for _ in t], per_cell)
     model = describe(detector, train, [s for _, v in splits for s in v], workers)
     meta = read_meta(checkpoint)
     meta.info["familiarity"] = model.to_dict()
     tensors, header = load_file(str(checkpoint)), read_header(checkpoint)
-    save_file(tensors, str(checkpoint), metadata={**header, "fakescope": meta.to_json()})
+    tmp = Path(checkpoint).with_suffix(".tmp")  # replaced in one step: an interrupted write keeps the checkpoint
+    save_file(tensors, str(tmp), metadata={**header, "fakescope": meta.to_json()})
+    tmp.replace(checkpoint)
     log.info("%s: familiarity from %d training and %d validation images", checkpoint, len(train),
              sum(len(v) for _, v in splits))
     return model
