@@ -3,6 +3,8 @@ reads are tried, and fakescope's pixel limit (not Pillow's) is the one that appl
 from __future__ import annotations
 
 import struct
+import subprocess
+import sys
 import zlib
 from pathlib import Path
 
@@ -53,6 +55,19 @@ def test_formats_follow_the_extensions_fakescope_reads(tmp_path: Path) -> None:
     assert not {"EPS", "DDS", "SPIDER", "PPM"} & set(fio.decoder_formats())
     make_image((16, 16)).save(tmp_path / "a.ppm")
     assert "not a recognised image file" in one_line_error(tmp_path / "a.ppm").reason
+
+
+def test_decoder_formats_import_only_their_plugins_and_match_pillows_full_registry() -> None:
+    """Start-up: the formats come without importing Pillow's 45 plugins, and equal what the full registry says."""
+    code = ("import sys\n"
+            "from fakescope.forensics.io import decoder_formats\n"
+            "mine = decoder_formats()\n"
+            "from PIL import Image\n"
+            "others = sorted(m for m in ('PIL.EpsImagePlugin', 'PIL.PdfImagePlugin', 'PIL.DdsImagePlugin') if m in sys.modules)\n"
+            "print(mine == tuple(sorted({Image.registered_extensions()[e] for e in __import__('fakescope.forensics.io', "
+            "fromlist=['x']).IMAGE_EXTENSIONS if e in Image.registered_extensions()})), others)\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.split() == ["True", "[]"]
 
 
 @pytest.mark.parametrize("kind", [NotImplementedError, AttributeError, TypeError, struct.error, IndexError, KeyError])

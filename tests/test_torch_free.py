@@ -97,6 +97,27 @@ def test_a_shipped_onnx_with_another_checksum_is_not_used(tmp_path: Path, monkey
     assert any("checksum differs" in r.getMessage() for r in caplog.records)
 
 
+def test_the_optimised_graph_is_cached_and_scores_as_the_shipped_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                                        caplog: pytest.LogCaptureFixture) -> None:
+    import onnxruntime as ort
+
+    monkeypatch.setenv("FAKESCOPE_CACHE", str(tmp_path))
+    images = [load_image(p) for p in EXAMPLES[:4]]
+    expected = OnnxDetector.from_onnx(shipped_weights("efficientnet_lite2").with_suffix(".onnx")).predict_images(images)
+    first = Detector.load("default", backend="auto", device="cpu")  # optimises, and writes the graph
+    assert first.optimized is not None and first.optimized.is_file() and tmp_path in first.optimized.parents
+    second = Detector.load("default", backend="auto", device="cpu")  # loads the graph, optimises nothing
+    level = second.session.get_session_options().graph_optimization_level
+    assert level == ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+    first.optimized.write_bytes(b"torn")
+    with caplog.at_level("WARNING"):
+        third = Detector.load("default", backend="auto", device="cpu")  # unusable: optimised and written again
+    assert any("cannot load the optimised model" in r.getMessage() for r in caplog.records)
+    assert first.optimized.stat().st_size > 1_000_000
+    for det in (first, second, third):
+        np.testing.assert_array_equal(det.predict_images(images), expected)
+
+
 def _run_without_torch(args: list[str], cwd: Path, code: str = GUARD) -> subprocess.CompletedProcess:
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO / "src"), os.environ.get("PYTHONPATH", "")])}
     return subprocess.run([sys.executable, "-c", code, *args], cwd=cwd, env=env, capture_output=True, text=True,

@@ -5,12 +5,13 @@ CMYK, palette, alpha) and malformed files are handled once.
 """
 from __future__ import annotations
 
+import importlib
 import io
 import re
 import struct
 import warnings
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import BinaryIO
 
@@ -91,9 +92,19 @@ _BOMB_PIXELS = re.compile(r"\((\d+) pixels\)")
 def decoder_formats() -> tuple[str, ...]:
     """The Pillow formats an image may be decoded as: those of :data:`IMAGE_EXTENSIONS` (read when called, so a
     plugin registered later for one of them, e.g. HEIF, counts). Pillow's other 30-odd formats (EPS through
-    Ghostscript, DDS, SPIDER, ...) are never tried on untrusted bytes."""
-    by_ext = Image.registered_extensions()
-    return tuple(sorted({by_ext[ext] for ext in IMAGE_EXTENSIONS if ext in by_ext}))
+    Ghostscript, DDS, SPIDER, ...) are never tried on untrusted bytes, nor imported: only the plugins of these
+    extensions are (``Image.registered_extensions`` would import all 45, a tenth of a one-image scan's start-up)."""
+    for ext in IMAGE_EXTENSIONS:
+        if ext not in Image.EXTENSION and ext in _PLUGIN_OF:
+            with suppress(ImportError):  # as Pillow's own init(): a plugin whose codec is missing
+                importlib.import_module(f"PIL.{_PLUGIN_OF[ext]}")
+    return tuple(sorted({Image.EXTENSION[ext] for ext in IMAGE_EXTENSIONS if ext in Image.EXTENSION}))
+
+
+#: Pillow's plugin module for each of :data:`IMAGE_EXTENSIONS` that Pillow itself decodes (HEIF: pillow-heif).
+_PLUGIN_OF = {".jpg": "JpegImagePlugin", ".jpeg": "JpegImagePlugin", ".jpe": "JpegImagePlugin",
+              ".png": "PngImagePlugin", ".bmp": "BmpImagePlugin", ".gif": "GifImagePlugin", ".tif": "TiffImagePlugin",
+              ".tiff": "TiffImagePlugin", ".webp": "WebPImagePlugin", ".avif": "AvifImagePlugin"}
 
 
 def _check_pixels(label: str, size: tuple[int, int], max_pixels: int) -> None:

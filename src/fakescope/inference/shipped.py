@@ -33,9 +33,9 @@ def shipped_record(checkpoint: str | Path) -> dict[str, str] | None:
     return json.loads(entry) if entry else None
 
 
-def read_shipped_onnx(checkpoint: str | Path) -> tuple[Path, bytes] | None:
-    """(path, bytes) of the ONNX model shipped beside ``checkpoint`` when its checksum is the one the checkpoint
-    records; None (with a warning if a recorded file is missing or differs) otherwise."""
+def read_shipped_onnx(checkpoint: str | Path) -> tuple[Path, bytes, str] | None:
+    """(path, bytes, SHA-256) of the ONNX model shipped beside ``checkpoint`` when its checksum is the one the
+    checkpoint records; None (with a warning if a recorded file is missing or differs) otherwise."""
     record = shipped_record(checkpoint)
     if record is None:
         return None
@@ -49,7 +49,7 @@ def read_shipped_onnx(checkpoint: str | Path) -> tuple[Path, bytes] | None:
                     "exporting instead. Re-run 'fakescope export --model %s --ship'", path, Path(checkpoint).name,
                     Path(checkpoint).stem)
         return None
-    return path, data
+    return path, data, record["sha256"]
 
 
 def write_header_entry(path: Path, key: str, value: str) -> None:

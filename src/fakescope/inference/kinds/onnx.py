@@ -10,7 +10,9 @@ and the PyTorch model, which only Grad-CAM needs, is built from the checkpoint o
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import importlib.util
+import logging
 import os
 import platform
 import re
@@ -31,6 +33,8 @@ from fakescope.inference.shipped import read_shipped_onnx
 if TYPE_CHECKING:
     import torch
     from torch import nn
+
+log = logging.getLogger(__name__)
 
 META_KEY = "fakescope"
 
@@ -55,10 +59,10 @@ def gpu_present() -> bool:
     return os.path.exists("/proc/driver/nvidia/version") or shutil.which("nvidia-smi") is not None
 
 
-def make_session(model: str | Path | bytes, threads: int | None = None, spinning: bool = True) -> Any:
-    """An ONNX Runtime CPU session for a model file (or its bytes): intra-op threads = available cores, full graph
-    optimisation. ``spinning``: idle intra-op threads busy-wait for work (ONNX Runtime's default, lowest latency);
-    off, they sleep, which leaves the cores to other busy processes."""
+def session_options(threads: int | None = None, spinning: bool = True) -> Any:
+    """ONNX Runtime CPU session options: intra-op threads = available cores, full graph optimisation. ``spinning``:
+    idle intra-op threads busy-wait for work (ONNX Runtime's default, lowest latency); off, they sleep, which
+    leaves the cores to other busy processes."""
     import onnxruntime as ort
 
     opts = ort.SessionOptions()
@@ -67,8 +71,64 @@ def make_session(model: str | Path | bytes, threads: int | None = None, spinning
     opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     if not spinning:
         opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
-    source = model if isinstance(model, bytes) else str(model)
-    return ort.InferenceSession(source, sess_options=opts, providers=["CPUExecutionProvider"])
+    return opts
+
+
+def make_session(model: str | Path | bytes, threads: int | None = None, spinning: bool = True,
+                 optimized: Path | None = None) -> Any:
+    """An ONNX Runtime CPU session for a model file (or its bytes), with :func:`session_options`.
+
+    ``optimized`` (:func:`optimized_model_path`): where ONNX Runtime's optimised graph of this model is kept. When
+    the file is there the session loads it and optimises nothing (about half the session's start-up; the graph
+    and so every score are the same); otherwise this session writes it there for the next one."""
+    import onnxruntime as ort
+
+    providers = ["CPUExecutionProvider"]
+    if optimized is not None and optimized.is_file():
+        opts = session_options(threads, spinning)
+        opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+        try:
+            return ort.InferenceSession(str(optimized), sess_options=opts, providers=providers)
+        except Exception as err:  # noqa: BLE001  (ONNX Runtime raises its own unrelated types for a bad file)
+            log.warning("%s: cannot load the optimised model (%s); optimising again", optimized, err)
+    opts = session_options(threads, spinning)
+    tmp = _writable_temp(optimized) if optimized is not None else None
+    if tmp is not None:
+        opts.optimized_model_filepath = str(tmp)
+        opts.log_severity_level = 3  # its warning that the file suits this machine only: the file's name says so
+    session = ort.InferenceSession(model if isinstance(model, bytes) else str(model), sess_options=opts,
+                                   providers=providers)
+    if tmp is not None:
+        with contextlib.suppress(OSError):  # a read-only or vanished cache costs the next start-up, nothing else
+            tmp.replace(optimized)
+    return session
+
+
+def _writable_temp(path: Path) -> Path | None:
+    """A temporary name beside ``path`` (the optimised model is written there, then renamed into place, so a
+    concurrent scan never reads half a file); None when the folder cannot be made."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError:
+        return None
+    return path.with_name(f".{path.name}.{os.getpid()}.tmp")
+
+
+def optimized_model_path(sha256: str) -> Path:
+    """Where the optimised graph of the ONNX model with this checksum is cached. ONNX Runtime's full optimisation
+    lays convolutions out for this CPU's vector width, so the name also holds ONNX Runtime's version and a digest
+    of the machine and its CPU flags: another machine sharing the cache optimises its own."""
+    import onnxruntime as ort
+
+    return default_cache_dir() / "onnx" / "optimized" / f"{sha256[:16]}-ort{ort.__version__}-{_cpu_tag()}.onnx"
+
+
+def _cpu_tag() -> str:
+    flags = ""
+    with contextlib.suppress(OSError):
+        with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as f:
+            flags = next((line for line in f if line.startswith(("flags", "Features"))), "")
+    return hashlib.sha256(f"{platform.machine()} {flags}".encode()).hexdigest()[:8]
 
 
 def read_onnx_meta(session: Any, path: str | Path) -> CheckpointMeta:
@@ -89,6 +149,9 @@ class OnnxDetector(Detector):
     ``model`` is the PyTorch module it was exported from (Grad-CAM needs it): given, or built from ``checkpoint``
     on first use (importing torch then), else None.
     """
+
+    #: Where ONNX Runtime's optimised graph of the model is cached (:func:`optimized_model_path`), if anywhere.
+    optimized: Path | None = None
 
     def __init__(self, session: Any, meta: CheckpointMeta, name: str, model: nn.Module | None = None,
                  onnx_path: str | Path | None = None, checkpoint: str | Path | None = None):
@@ -117,15 +180,21 @@ class OnnxDetector(Detector):
 
     @classmethod
     def from_onnx(cls, path: str | Path, name: str | None = None, threads: int | None = None,
-                  checkpoint: str | Path | None = None, data: bytes | None = None) -> OnnxDetector:
+                  checkpoint: str | Path | None = None, data: bytes | None = None,
+                  sha256: str | None = None) -> OnnxDetector:
         """Load an exported ``.onnx`` file on its own (its metadata says how to feed it); ``data``: its bytes,
-        already read (and checked); ``checkpoint``: the safetensors file it was exported from, if known."""
+        already read (and checked); ``checkpoint``: the safetensors file it was exported from, if known;
+        ``sha256``: the file's checksum, when known (then ONNX Runtime's optimised graph is cached under it)."""
         if not onnx_available():
             raise DetectorError("the onnx backend needs onnxruntime: pip install onnx onnxruntime onnxscript")
         if data is None and not Path(path).is_file():
             raise DetectorError(f"{path}: ONNX file does not exist")
-        session = make_session(path if data is None else data, threads)
-        return cls(session, read_onnx_meta(session, path), name or str(path), onnx_path=path, checkpoint=checkpoint)
+        optimized = optimized_model_path(sha256) if sha256 else None
+        session = make_session(path if data is None else data, threads, optimized=optimized)
+        detector = cls(session, read_onnx_meta(session, path), name or str(path), onnx_path=path,
+                       checkpoint=checkpoint)
+        detector.optimized = optimized
+        return detector
 
     @classmethod
     def ready(cls, name_or_path: str, device: str = "auto") -> OnnxDetector | None:
@@ -142,13 +211,17 @@ class OnnxDetector(Detector):
             return None
         path, name = found
         try:
+            shipped = read_shipped_onnx(path)
+        except CheckpointError:
+            return None  # the PyTorch loader reports it
+        if shipped is not None:  # its metadata is the checkpoint's: the kind is read from it, not parsed twice
+            detector = cls.from_onnx(shipped[0], name, checkpoint=path, data=shipped[1], sha256=shipped[2])
+            return detector if detector.meta.info.get("kind", SINGLE) == SINGLE else None
+        try:
             if read_meta(path).info.get("kind", SINGLE) != SINGLE:
                 return None
         except (CheckpointError, KeyError, ValueError):
             return None  # the PyTorch loader reports it
-        shipped = read_shipped_onnx(path)
-        if shipped is not None:
-            return cls.from_onnx(shipped[0], name, checkpoint=path, data=shipped[1])
         cached = cached_onnx_path(name, file_digest(path)[:16])
         return cls.from_onnx(cached, name, checkpoint=path) if cached.is_file() else None
 
@@ -170,7 +243,7 @@ class OnnxDetector(Detector):
             return
         if self._sleeping_session is None:
             threads = self.session.get_session_options().intra_op_num_threads
-            self._sleeping_session = make_session(self.onnx_path, threads, spinning=False)
+            self._sleeping_session = make_session(self.onnx_path, threads, spinning=False, optimized=self.optimized)
         session, self.session = self.session, self._sleeping_session
         try:
             yield
