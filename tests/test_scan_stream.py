@@ -67,24 +67,50 @@ def test_skip_and_pathset(tiny_images, tmp_path: Path, tiny_detector_path: Path)
     assert len(from_file) == 5 and str(files[4]) in from_file and str(files[5]) not in from_file
 
 
-def _start_scan(folder: Path, out: Path, ckpt: Path, resume: bool) -> subprocess.Popen:
-    cmd = [sys.executable, "-c", "from fakescope.cli import app; app()", "scan", str(folder), "--model", str(ckpt),
+#: Seconds each batch waits before it is scored in the interrupted scans, so that a run takes at least
+#: (files / batch size) x PACE: the signal, sent as soon as the wanted lines are seen, lands mid-run however long
+#: this test process waits for the CPU between seeing them and signalling.
+PACE = 0.1
+#: Bounds on the waits (start-up, importing torch, can take most of a minute on a loaded 2-core machine).
+START_TIMEOUT, STOP_TIMEOUT = 300, 180
+_PACED_CLI = ("import time\nfrom fakescope.inference.detector import Detector\nscore = Detector.score_batch\n"
+              f"Detector.score_batch = lambda self, items: (time.sleep({PACE}), score(self, items))[1]\n"
+              "from fakescope.cli import app\napp()")
+
+
+def _start_scan(folder: Path, out: Path, ckpt: Path, resume: bool) -> tuple[subprocess.Popen, Path]:
+    """The scan CLI in a child process, and the file its stdout and stderr go to (a pipe nobody reads while it
+    runs can fill and stall it)."""
+    cmd = [sys.executable, "-c", _PACED_CLI, "scan", str(folder), "--model", str(ckpt),
            "--format", "jsonl", "--output", str(out), "--backend", "torch", "--workers", "1", "--batch-size", "2"]
     env = {**os.environ, "FAKESCOPE_CACHE": str(out.parent / "cache"), "OMP_NUM_THREADS": "1"}
-    return subprocess.Popen(cmd + (["--resume"] if resume else []), env=env, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
+    log = out.with_name(f"{out.stem}-{'resume' if resume else 'first'}.log")
+    with open(log, "w") as f:
+        return subprocess.Popen(cmd + (["--resume"] if resume else []), env=env, stdout=f,
+                                stderr=subprocess.STDOUT), log
 
 
 def _lines(path: Path) -> int:
     return path.read_bytes().count(b"\n") if path.exists() else 0
 
 
-def _interrupt_after(proc: subprocess.Popen, out: Path, n_lines: int, sig: int) -> None:
-    deadline = time.monotonic() + 60
+def _interrupt_after(proc: subprocess.Popen, log: Path, out: Path, n_lines: int, sig: int) -> str:
+    """Send ``sig`` once ``out`` holds ``n_lines`` lines (the scan is then past its start-up and writing), wait
+    for the process to end and return the end of its output; fail, saying why, if the lines never come."""
+    deadline = time.monotonic() + START_TIMEOUT
     while _lines(out) < n_lines and proc.poll() is None and time.monotonic() < deadline:
         time.sleep(0.01)
+    if _lines(out) < n_lines:
+        why = f"exiting with {proc.returncode}" if proc.poll() is not None else f"{START_TIMEOUT} s"
+        proc.kill()
+        proc.wait()
+        pytest.fail(f"the scan wrote {_lines(out)} of {n_lines} lines in {why}: {log.read_text()[-2000:]}")
     proc.send_signal(sig)
-    proc.communicate(timeout=60)
+    try:
+        proc.wait(timeout=STOP_TIMEOUT)
+    finally:
+        proc.kill()  # a no-op once it has ended
+    return log.read_text()[-2000:]
 
 
 def test_resume_after_sigint_and_sigkill_scores_every_file_once(tiny_images, tmp_path: Path,
@@ -92,14 +118,14 @@ def test_resume_after_sigint_and_sigkill_scores_every_file_once(tiny_images, tmp
     files = tiny_images(200, "imgs", size=(120, 90))
     out = tmp_path / "results.jsonl"
 
-    first = _start_scan(tmp_path / "imgs", out, tiny_detector_path, resume=False)
-    _interrupt_after(first, out, 20, signal.SIGINT)
-    assert first.returncode == 130, first.stderr[-2000:]
+    first, log = _start_scan(tmp_path / "imgs", out, tiny_detector_path, resume=False)
+    said = _interrupt_after(first, log, out, 20, signal.SIGINT)
+    assert first.returncode == 130 and "rerun with --resume to continue" in said, said
     after_sigint = _lines(out)
     assert 20 <= after_sigint < len(files)  # stopped mid-run
 
-    second = _start_scan(tmp_path / "imgs", out, tiny_detector_path, resume=True)
-    _interrupt_after(second, out, after_sigint + 20, signal.SIGKILL)
+    second, log = _start_scan(tmp_path / "imgs", out, tiny_detector_path, resume=True)
+    _interrupt_after(second, log, out, after_sigint + 20, signal.SIGKILL)
     assert second.returncode == -signal.SIGKILL
     after_sigkill = _lines(out)
     assert after_sigint < after_sigkill < len(files)
