@@ -257,6 +257,29 @@ def test_temporal_training_gives_a_checkpoint_that_scans(tmp_path: Path) -> None
     assert still.error is None and 0.0 <= still.fake_probability <= 1.0 and still.frames is None
 
 
+def test_clip_training_draws_per_source_and_refuses_pseudo_fakes(tmp_path: Path) -> None:
+    """``data.balance source`` weighs each video folder as it weighs image folders; pseudo-fakes need images."""
+    from fakescope.config import load_config
+    from fakescope.data.splits import source_sample_weights
+    from fakescope.engine.loaders import build_loaders
+    from fakescope.registry import create_detector
+
+    for name, n in (("big", 8), ("small", 4)):
+        for label in ("real", "fake"):
+            for i in range(n):
+                write_video(tmp_path / name / label / f"{label}{i}.mp4", pattern_frames(2, seed=i, size=32))
+    overrides = {"model.name": "temporal", "model.size": 32, "data.path": [str(tmp_path / "big"), str(tmp_path / "small")],
+                 "data.balance": "source", "data.workers": 0, "data.cache": False, "data.val_fraction": 0.25}
+    pre = create_detector("temporal", size=32)[1]
+    train_dl, _, _ = build_loaders(load_config(None, overrides), pre)
+    ds = train_dl.dataset
+    assert sorted(set(ds.sources)) == [0, 1] and ds.sources.count(0) > ds.sources.count(1)
+    expected = source_sample_weights(ds.sources, ds.labels, ds.pseudo, 0.0)
+    np.testing.assert_allclose(train_dl.sampler.weights.numpy(), expected)
+    with pytest.raises(ValueError, match="data.pseudo_fakes: 0.5 makes fakes from still images"):
+        build_loaders(load_config(None, {**overrides, "data.pseudo_fakes": 0.5}), pre)
+
+
 def test_report_shows_the_frames_of_a_video(tmp_path: Path, tiny_detector: Path) -> None:
     from fakescope.evaluation.report import write_report
 

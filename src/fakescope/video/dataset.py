@@ -17,7 +17,7 @@ from torch.utils.data import Dataset
 from fakescope.data.cache import ArrayCache, default_cache_dir
 from fakescope.data.discovery import Sample, discover_labelled
 from fakescope.data.preprocess import Preprocess
-from fakescope.data.splits import limit_per_class, split_folders
+from fakescope.data.splits import limit_per_class, stratified_split
 from fakescope.video.clips import ClipPreparer
 from fakescope.video.frames import VideoLoadError, is_video_file
 
@@ -35,10 +35,14 @@ def discover_videos(root: str | Path) -> list[Sample]:
 
 class VideoDataset(Dataset):
     """Items are ``(uint8 (T, H, W, C) clip, label)``; an unreadable video gives ``None`` (dropped by
-    :func:`fakescope.data.dataset.collate_skip`)."""
+    :func:`fakescope.data.dataset.collate_skip`). ``sources`` names each clip's training folder (per-source
+    balancing); clips have no pseudo-fakes."""
 
-    def __init__(self, samples: Sequence[Sample], preprocess: Preprocess, cache_dir: str | Path | None = None):
+    def __init__(self, samples: Sequence[Sample], preprocess: Preprocess, cache_dir: str | Path | None = None,
+                 sources: Sequence[int] | None = None):
         self.samples = list(samples)
+        self.sources = [0] * len(self.samples) if sources is None else list(sources)
+        self.pseudo = [False] * len(self.samples)
         self.preparer = ClipPreparer(preprocess)
         self.cache = ArrayCache(cache_dir, preprocess.key()) if cache_dir else None
 
@@ -65,8 +69,14 @@ class VideoDataset(Dataset):
 def video_datasets(cfg: TrainConfig, pre: Preprocess) -> tuple[VideoDataset, VideoDataset]:
     """Training and validation clip datasets from ``cfg.data.path`` (each folder split on its own, seeded).
 
-    Image augmentation (``cfg.augment``) is not applied to clips."""
-    per_folder = [limit_per_class(discover_videos(p), cfg.data.max_per_class, cfg.data.seed) for p in cfg.data.path]
-    train_s, val_s = split_folders(per_folder, cfg.data.val_fraction, cfg.data.seed)
-    cache_dir = (cfg.data.cache_dir or default_cache_dir()) if cfg.data.cache else None
-    return VideoDataset(train_s, pre, cache_dir), VideoDataset(val_s, pre, cache_dir)
+    Image augmentation (``cfg.augment``) is not applied to clips, and pseudo-fakes are made from images only."""
+    if cfg.data.pseudo_fakes > 0:
+        raise ValueError(f"config key data.pseudo_fakes: {cfg.data.pseudo_fakes!r} makes fakes from still images; "
+                         "a clip model trains on videos (set it to 0)")
+    d = cfg.data
+    splits = [stratified_split(limit_per_class(discover_videos(p), d.max_per_class, d.seed), d.val_fraction, d.seed)
+              for p in d.path]
+    cache_dir = (d.cache_dir or default_cache_dir()) if d.cache else None
+    train = VideoDataset([s for t, _ in splits for s in t], pre, cache_dir,
+                         sources=[i for i, (t, _) in enumerate(splits) for _ in t])
+    return train, VideoDataset([s for _, v in splits for s in v], pre, cache_dir)
