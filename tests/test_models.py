@@ -4,13 +4,15 @@ A new detector registered with ``@register_detector`` is picked up here without 
 """
 from __future__ import annotations
 
+import json
+
 import pytest
 import torch
 from torch import nn
 
 from fakescope.checkpoint import CheckpointMeta, load_checkpoint, read_meta, save_checkpoint
 from fakescope.data.preprocess import Preprocess
-from fakescope.inference.catalog import count_params
+from fakescope.inference.catalog import CATALOG, count_params, registry_rows
 from fakescope.registry import create_detector, get_spec, list_detectors
 
 #: Smallest input each model is tested at: timm backbones work at 64 px; vgg16 (134M parameters) at 32 px to stay
@@ -103,6 +105,13 @@ def test_ela_cnn_parameter_count():
     assert trainable == 7_392_770
     assert trainable + running == 7_392_962
     assert count_params("ela-cnn") == 7_392_962
+
+
+def test_the_catalog_fakescope_models_reads_is_the_registrys():
+    """Fails after a detector is added or changed until the catalog is written again (it lists detectors without
+    importing PyTorch, so it cannot ask the registry)."""
+    assert json.loads(CATALOG.read_text()) == registry_rows(), (
+        "models/catalog.json is stale: python -c 'from fakescope.inference.catalog import write_catalog; write_catalog()'")
 
 
 def test_fixed_size_and_unknown_detector_errors():

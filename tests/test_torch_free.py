@@ -148,6 +148,22 @@ def test_folder_scan_with_decode_workers_without_torch(tmp_path: Path) -> None:
     assert all(r["fake_probability"] is not None for name, r in rows.items() if name != "broken.jpg")
 
 
+def test_fakescope_models_lists_every_detector_with_torch_unimportable(tmp_path: Path,
+                                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    from fakescope.registry import list_detectors
+
+    res = _run_without_torch(["models", "--format", "json"], tmp_path)
+    assert res.returncode == 0, res.stderr[-3000:]
+    rows = json.loads(res.stdout)
+    assert [r["name"] for r in rows] == list_detectors()
+    assert all(isinstance(r["params"], int) and r["params"] > 0 for r in rows)
+    assert [r["name"] for r in rows if r["default"]] == [shipped_weights("efficientnet_lite2").stem]
+    monkeypatch.setenv("COLUMNS", "200")  # the table's name column holds the longest name
+    table = _run_without_torch(["models"], tmp_path)
+    assert table.returncode == 0, table.stderr[-3000:]
+    assert all(f"│ {name} " in table.stdout for name in list_detectors())
+
+
 def test_python_detect_api_without_torch(tmp_path: Path) -> None:
     code = GUARD.split("sys.argv =")[0] + (
         "import fakescope, sys\n"

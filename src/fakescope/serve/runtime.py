@@ -128,7 +128,7 @@ class ModelRuntime:
         return await self.run_model(self.detector.score_batch, items)
 
     def catalog(self) -> list[dict[str, Any]]:
-        """Every registered detector (computed once: counting parameters builds each model on the meta device)."""
+        """Every registered detector (read once from the catalog file, :mod:`fakescope.inference.catalog`)."""
         from fakescope.inference.catalog import detector_catalog
 
         with self._catalog_lock:
