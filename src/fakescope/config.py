@@ -131,6 +131,9 @@ class TrainConfig:
     #: ``fakescope synth`` output) also teach a training-only head *where* each image was tampered; see
     #: ``fakescope.engine.pixel``. Sets without masks train on the image label alone.
     mask_loss: float = 0.0
+    #: Weight of the reversed gradient from a source classifier on the pooled features (0: off): the backbone is
+    #: pushed to make the ``data.path`` folders indistinguishable (:mod:`fakescope.engine.adversary`).
+    source_adversary: float = 0.0
     device: str = "auto"
     #: Mixed precision: bf16 autocast on CPU, fp16 with a GradScaler on CUDA.
     amp: bool = False
@@ -264,7 +267,7 @@ def load_config(path: str | Path | None = None, overrides: dict[str, Any] | None
             raise ValueError(f"{path}: a config file must be a YAML mapping")
         for key, value in data.items():
             _set(cfg, key, value)
-    return check_pseudo_fakes(validate(apply_overrides(cfg, overrides or {})))
+    return check_source_adversary(check_pseudo_fakes(validate(apply_overrides(cfg, overrides or {}))))
 
 
 def check_pseudo_fakes(cfg: TrainConfig) -> TrainConfig:
@@ -275,6 +278,16 @@ def check_pseudo_fakes(cfg: TrainConfig) -> TrainConfig:
     if share > 0 and cfg.data.balance != "source":
         raise ValueError(f"config key data.pseudo_fakes: {share!r} needs data.balance source "
                          f"(got {cfg.data.balance!r}): the share is drawn per folder")
+    return cfg
+
+
+def check_source_adversary(cfg: TrainConfig) -> TrainConfig:
+    """The source head tells the ``data.path`` folders apart, so it needs two of them at least."""
+    if cfg.source_adversary < 0:
+        raise ValueError(f"config key source_adversary: {cfg.source_adversary!r} is negative")
+    if cfg.source_adversary > 0 and len(cfg.data.path) < 2:
+        raise ValueError(f"config key source_adversary: {cfg.source_adversary!r} needs two data.path folders at "
+                         f"least (got {len(cfg.data.path)}): it learns to make them indistinguishable")
     return cfg
 
 

@@ -36,7 +36,8 @@ class ImageDataset(Dataset):
 
     def __init__(self, samples: Sequence[Sample], preprocess: Preprocess, augment=None, cache_dir: str | Path | None = None,
                  random_crop: bool = False, pixel_targets: Sequence[PixelTarget] | None = None,
-                 pseudo: Sequence[bool] | None = None, sources: Sequence[int] | None = None):
+                 pseudo: Sequence[bool] | None = None, sources: Sequence[int] | None = None,
+                 with_source: bool = False):
         if pixel_targets is not None:
             if preprocess.resize != "squash":
                 raise ValueError("pixel-level (mask) targets need a whole-image detector, not resize='crop'")
@@ -49,6 +50,8 @@ class ImageDataset(Dataset):
         self.samples = [Sample(s.path, 1) if p else s for s, p in zip(samples, self.pseudo)]
         #: the training folder each sample came from (per-source balancing)
         self.sources = [0] * len(samples) if sources is None else list(sources)
+        #: items end with their source index (a source-adversarial head's target)
+        self.with_source = with_source
         self.preprocess = preprocess
         self.augment = augment
         # Crop preprocessing (``resize="crop"``): a random native-resolution window per item (training) instead of
@@ -96,7 +99,7 @@ class ImageDataset(Dataset):
         try:
             if self.pixel_targets is not None:
                 arr, mask, known = self._compute_with_mask(index)
-                return arr, sample.label, mask, known
+                return (arr, sample.label, mask, known, *([self.sources[index]] if self.with_source else []))
             if self.cache is not None:
                 arr = self.cache.get(sample.path, lambda: self._compute(index))
             else:
@@ -104,13 +107,14 @@ class ImageDataset(Dataset):
         except ImageLoadError as err:
             log.warning("skipping %s", err)
             return None
-        return arr, sample.label
+        return (arr, sample.label, self.sources[index]) if self.with_source else (arr, sample.label)
 
 
 def collate_skip(batch: list[tuple | None]) -> tuple[torch.Tensor, ...] | None:
     """Stack a batch, dropping unreadable items; None when nothing in the batch was readable.
 
-    ``(arrays, labels)``, or ``(arrays, labels, masks, known)`` from a dataset with pixel targets."""
+    ``(arrays, labels)``, or ``(arrays, labels, masks, known)`` from a dataset with pixel targets; each followed by
+    the source indices from a dataset ``with_source``."""
     batch = [b for b in batch if b is not None]
     if not batch:
         return None

@@ -66,17 +66,26 @@ def pixel_loss(cell_logits: torch.Tensor, masks: torch.Tensor, known: torch.Tens
 
 class DetectorLoss(nn.Module):
     """The image-level loss (``image_loss(logits, labels)``), plus ``mask_weight`` x :func:`pixel_loss` when the
-    model returns cell logits and the batch carries masks."""
+    model returns cell logits and the batch carries masks, plus the source head's loss when ``sources`` is set (the
+    model's last output is then the source logits and the batch's last target each image's training folder:
+    :mod:`fakescope.engine.adversary`)."""
 
-    def __init__(self, image_loss: nn.Module, mask_weight: float = 0.0):
+    def __init__(self, image_loss: nn.Module, mask_weight: float = 0.0, sources: bool = False):
         super().__init__()
         self.image_loss = image_loss
         self.mask_weight = mask_weight
+        self.sources = sources
 
-    def forward(self, output: torch.Tensor | tuple[torch.Tensor, torch.Tensor], labels: torch.Tensor,
-                masks: torch.Tensor | None = None, known: torch.Tensor | None = None) -> torch.Tensor:
-        logits, cells = output if isinstance(output, tuple) else (output, None)
-        loss = self.image_loss(logits.float(), labels)
-        if cells is not None and masks is not None:  # masks and known come together from the dataset
+    def forward(self, output: torch.Tensor | tuple[torch.Tensor, ...], labels: torch.Tensor,
+                *targets: torch.Tensor) -> torch.Tensor:
+        outputs, extra = (list(output) if isinstance(output, tuple) else [output]), 0.0
+        if self.sources:
+            from fakescope.engine.adversary import source_loss
+
+            extra, targets = source_loss(outputs.pop(), targets[-1]), targets[:-1]
+        logits, cells = outputs[0], (outputs[1] if len(outputs) > 1 else None)
+        loss = self.image_loss(logits.float(), labels) + extra
+        if cells is not None and targets:  # masks and known come together from the dataset
+            masks, known = targets
             loss = loss + self.mask_weight * pixel_loss(cells.float(), masks, known)
         return loss

@@ -21,12 +21,13 @@ from torch.utils.data import DataLoader
 
 from fakescope._version import __version__
 from fakescope.allocator import reuse_freed_memory
-from fakescope.checkpoint import CheckpointMeta, save_checkpoint
+from fakescope.checkpoint import CheckpointMeta, save_checkpoint, unwrap
 from fakescope.config import TrainConfig, save_config, to_dict, validate
 from fakescope.data.discovery import Sample
 from fakescope.data.preprocess import Preprocess
 from fakescope.data.splits import class_weights
 from fakescope.distributed import DistInfo, barrier, device_for, in_torchrun_env, init_distributed
+from fakescope.engine.adversary import SourceAdversary
 from fakescope.engine.loaders import build_loaders, folder_splits, seed_epoch, seed_everything
 from fakescope.engine.loops import EpochOptions, Track, _no_track, fit_temperature, predict_loader
 from fakescope.engine.optim import build_optimizer, build_scheduler, parameter_groups
@@ -38,6 +39,7 @@ from fakescope.engine.parallel import (
 from fakescope.engine.pixel import DetectorLoss, MaskSupervised
 from fakescope.evaluation.metrics import HELD_OUT_FOLDS, compute_metrics, held_out_fpr, threshold_at_fpr
 from fakescope.inference.detector import Detector, has_pooled_features, resolve_device, softmax_fake
+from fakescope.inference.kinds.ensemble import classifier_module
 from fakescope.inference.kinds.patch import PatchConfig, PatchDetector, aggregate, patch_info
 from fakescope.registry import create_detector, get_spec
 from fakescope.video.clips import clip_info, clip_spec
@@ -59,7 +61,8 @@ class FitResult:
 
 def _loss_fn(cfg: TrainConfig, labels: list[int]) -> nn.Module:
     weight = torch.tensor(class_weights(labels), dtype=torch.float32) if cfg.data.balance == "weights" else None
-    return DetectorLoss(nn.CrossEntropyLoss(weight=weight, label_smoothing=cfg.label_smoothing), cfg.mask_loss)
+    return DetectorLoss(nn.CrossEntropyLoss(weight=weight, label_smoothing=cfg.label_smoothing), cfg.mask_loss,
+                        sources=cfg.source_adversary > 0)
 
 
 def _write_history(path: Path, history: list[dict[str, float]]) -> None:
@@ -237,6 +240,9 @@ def fit(cfg: TrainConfig, track: Track = _no_track, on_epoch=None) -> FitResult:
     example = to_input(torch.zeros(1, pre.size, pre.size, pre.channels))
     if cfg.mask_loss:  # a training-only tampering-map head; the checkpoint holds the plain detector
         model = MaskSupervised(model, get_spec(cfg.model.name).target_layer, example.to(device))
+    if cfg.source_adversary:  # a training-only source head behind gradient reversal; dropped when saving
+        model = SourceAdversary(model, classifier_module(unwrap(model)), len(cfg.data.path), cfg.source_adversary)
+        model.to(device)
     strategy = build_strategy(cfg, model, device, info, example)
     optimizer = build_optimizer(cfg.optim, parameter_groups(cfg.optim, model, strategy.parameters()))
     strategy.attach(optimizer)

@@ -32,7 +32,7 @@ def check_config(cfg: TrainConfig, world_size: int) -> None:
     validate(cfg)
     cls = STRATEGIES[cfg.strategy]
     used = {"ema": cfg.ema, "amp": cfg.amp, "resume": cfg.resume, "grad_clip": cfg.optim.grad_clip,
-            "mask_loss": cfg.mask_loss}
+            "mask_loss": cfg.mask_loss, "source_adversary": cfg.source_adversary}
     unsupported = sorted(k for k, v in used.items() if v and k not in cls.supports)
     if unsupported:
         raise ValueError(f"strategy {cfg.strategy!r} does not support {', '.join(unsupported)}")

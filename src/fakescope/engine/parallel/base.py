@@ -13,7 +13,7 @@ from fakescope.engine.loops import EpochOptions, Track, _no_track, predict_loade
 
 #: Training-loop features a strategy handles; ``fit`` refuses the others with a clear message.
 #: ``mask_loss`` needs the whole model on every rank (the training-only head reads a backbone layer).
-ALL_FEATURES = frozenset({"ema", "amp", "resume", "grad_clip", "mask_loss"})
+ALL_FEATURES = frozenset({"ema", "amp", "resume", "grad_clip", "mask_loss", "source_adversary"})
 
 
 class Strategy:

@@ -31,7 +31,7 @@ log = logging.getLogger(__name__)
 
 class LocalSGDStrategy(DDPStrategy):
     name = "localsgd"
-    supports = frozenset({"amp", "grad_clip", "mask_loss"})
+    supports = frozenset({"amp", "grad_clip", "mask_loss", "source_adversary"})
 
     def __init__(self, model: nn.Module, cfg: TrainConfig, device: torch.device, info: DistInfo):
         self.period = cfg.parallel.localsgd_period
