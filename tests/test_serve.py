@@ -31,7 +31,8 @@ def encode(img: Image.Image, fmt: str = "JPEG") -> bytes:
     return buf.getvalue()
 
 
-def wait_ready(client: TestClient, timeout: float = 30.0) -> dict:
+def wait_ready(client: TestClient, timeout: float = 180.0) -> dict:
+    # Generous: loading exports the ONNX file on first use, which takes over 30 s on two cores shared with training.
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         r = client.get("/readyz")

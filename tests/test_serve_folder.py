@@ -2,7 +2,8 @@
 from __future__ import annotations
 
 import io
-import time
+import struct
+import zlib
 from pathlib import Path
 
 import pytest
@@ -10,6 +11,7 @@ import pytest
 pytest.importorskip("fastapi", reason="the serve extra is not installed")
 from conftest import make_image
 from fastapi.testclient import TestClient
+from test_serve import wait_ready
 from test_video import pattern_frames, write_video
 
 import fakescope
@@ -31,9 +33,7 @@ def jpeg(seed: int) -> bytes:
 @pytest.fixture(scope="module")
 def client(tiny_ela_checkpoint: Path):
     with TestClient(create_app(Settings(model=str(tiny_ela_checkpoint))), raise_server_exceptions=False) as c:
-        deadline = time.monotonic() + 30
-        while c.get("/readyz").status_code != 200 and time.monotonic() < deadline:
-            time.sleep(0.05)
+        assert wait_ready(c)["ready"]
         yield c
 
 
@@ -63,6 +63,25 @@ def test_report_endpoint_returns_the_scan_report(client, tmp_path):
     assert page.count('<tr data-index=') == 3 and page.count('<tr class="error"') == 1
     assert all(f"img{i}.jpg" in page for i in range(3)) and "broken.jpg" in page
     assert "fakescope-report-" not in page  # file cells name the uploads, not the server's temporary folder
+
+
+def png_header(width: int, height: int) -> bytes:
+    """A PNG declaring ``width`` x ``height`` over a few bytes of data: a decompression bomb's header."""
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0))
+            + chunk(b"IDAT", zlib.compress(bytes(100))) + chunk(b"IEND", b""))
+
+
+def test_report_refuses_a_bomb_from_its_header(client):
+    """81 Mpx passes the library's 100 Mpx but not the service's 50 Mpx: a row saying so, nothing decoded (the
+    report used to allocate the 243 MB image before finding the data missing)."""
+    r = client.post("/v1/report", files=[("files", ("bomb.png", png_header(9000, 9000), "image/png")),
+                                         ("files", ("fine.jpg", jpeg(1), "image/jpeg"))])
+    assert r.status_code == 200 and r.text.count("<tr data-index=") == 1
+    assert 'errmsg">image is 9000x9000 = 81,000,000 pixels, over the limit of 50,000,000<' in r.text
+    assert client.app.state.runtime.pixels.used == 0
 
 
 def test_results_are_written_by_the_cli_writer(client, tmp_path):

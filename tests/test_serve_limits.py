@@ -20,6 +20,7 @@ from fastapi.testclient import TestClient
 from starlette.formparsers import MultiPartParser
 from test_serve import KEY, encode, wait_ready
 from test_serve_browser import LiveServer
+from test_video import pattern_frames, write_video
 
 from fakescope.serve import Settings, create_app
 from fakescope.serve import settings as settings_module
@@ -139,6 +140,80 @@ def test_server_full_is_503_with_retry_after_and_pixels_come_back(small: TestCli
     assert small.post("/v1/detect?explain=true", files={"file": ("a.png", img, "image/png")}).status_code == 200
     assert small.post("/v1/detect", files={"file": ("a.png", b"\x89PNG broken", "image/png")}).status_code == 422
     assert budget.used == 0
+
+
+def png_files(sizes: list[int]) -> list[tuple[str, tuple[str, bytes, str]]]:
+    return [("files", (f"{i}.png", encode(make_image((n, n), seed=i), "PNG"), "image/png")) for i, n in enumerate(sizes)]
+
+
+def test_report_and_video_decode_under_the_service_limits(small: TestClient, tmp_path: Path) -> None:
+    """/v1/report and /v1/detect/video decode under FAKESCOPE_MAX_PIXELS (1000 here), not the library's 100 Mpx: an
+    image over it is a row with the reason, a video whose frames pass a third of it is a 422; files passing the
+    request's 2500 together are a 422, before anything is decoded."""
+    r = small.post("/v1/report", files=png_files([40, 20]))  # 1600 and 400 pixels
+    assert r.status_code == 200, r.text
+    assert r.text.count('<tr class="error"') == 1 and r.text.count("<tr data-index=") == 1
+    assert 'errmsg">image is 40x40 = 1,600 pixels, over the limit of 1,000<' in r.text
+    body = assert_error_shape(small.post("/v1/report", files=png_files([30, 30, 30])), 422)  # 2700 pixels
+    assert "limit of 2,500 pixels (FAKESCOPE_MAX_REQUEST_PIXELS)" in body["detail"]
+    large = write_video(tmp_path / "large.mp4", pattern_frames(3, seed=1, size=32))  # 1024 pixels a frame
+    body = assert_error_shape(small.post("/v1/detect/video", files={"file": ("large.mp4", large.read_bytes())}), 422)
+    assert body["detail"] == ("large.mp4: frames are 32x32 = 1,024 pixels, over the limit of 333 for a video's frames "
+                              "(a third of 1,000)")
+    ok = write_video(tmp_path / "ok.mp4", pattern_frames(3, seed=1, size=16))
+    r = small.post("/v1/detect/video", files={"file": ("ok.mp4", ok.read_bytes())})
+    assert r.status_code == 200, r.text
+    assert len(r.json()["frames"]) == 3
+    assert small.app.state.runtime.pixels.used == 0
+
+
+def test_report_and_video_wait_their_turn_for_pixels(small: TestClient, tmp_path: Path) -> None:
+    budget = small.app.state.runtime.pixels
+    video = write_video(tmp_path / "v.mp4", pattern_frames(3, seed=1, size=16)).read_bytes()  # 256 x 3 pixels
+    budget.take(2500)  # other requests hold 2500 of the 3000 pixels
+    try:
+        for path, files in (("/v1/report", png_files([30])), ("/v1/detect/video", {"file": ("v.mp4", video)})):
+            r = small.post(path, files=files)
+            assert_error_shape(r, 503)
+            assert r.headers["retry-after"] == "1" and budget.used == 2500
+    finally:
+        budget.give(2500)
+    assert small.post("/v1/detect/video", files={"file": ("v.mp4", video)}).status_code == 200
+    assert budget.used == 0
+
+
+def test_concurrent_reports_past_the_inflight_budget_get_503(small: TestClient, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Three reports of one 900-pixel image each hold 2700 of the 3000 pixels while they wait for the model (the
+    first one inside it); a fourth is refused at once with Retry-After, and the three finish."""
+    from fakescope.serve.routers import folder
+
+    budget, release, inside = small.app.state.runtime.pixels, threading.Event(), []
+    real = folder.report_html
+
+    def held(*args):
+        inside.append(budget.used)
+        assert release.wait(30)
+        return real(*args)
+
+    monkeypatch.setattr(folder, "report_html", held)
+    statuses: list[int] = []
+    workers = [threading.Thread(target=lambda i=i: statuses.append(
+        small.post("/v1/report", files=png_files([30])).status_code)) for i in range(3)]
+    for w in workers:
+        w.start()
+    deadline = time.monotonic() + 30
+    while budget.used < 2700 and time.monotonic() < deadline:
+        time.sleep(0.02)
+    try:
+        assert budget.used == 2700 and inside
+        r = small.post("/v1/report", files=png_files([30]))
+        assert_error_shape(r, 503)
+        assert r.headers["retry-after"] == "1"
+    finally:
+        release.set()
+        for w in workers:
+            w.join(60)
+    assert statuses == [200, 200, 200] and budget.used == 0
 
 
 @pytest.mark.parametrize(("cores", "threads"), [(1, 1), (2, 1), (4, 2), (8, 4), (64, 4)])

@@ -32,7 +32,7 @@ from fakescope._version import __version__
 from fakescope.explain.cam import CAM_LABELS, DEFAULT_CAM, ExplainError, cam_heatmap
 from fakescope.explain.overlay import overlay
 from fakescope.explain.views import ela_view
-from fakescope.forensics.io import ImageLoadError, load_image
+from fakescope.forensics.io import MAX_PIXELS, ImageLoadError, load_image
 from fakescope.forensics.provenance import Provenance, read_provenance
 from fakescope.inference.paths import path_text
 from fakescope.video.frames import is_video_file
@@ -129,8 +129,9 @@ class ReportWriter:
     """
 
     def __init__(self, out: str | Path, detector, threshold: float | None = None, max_visuals: int = MAX_VISUALS,
-                 title: str = "fakescope scan report", cam_method: str = DEFAULT_CAM):
+                 title: str = "fakescope scan report", cam_method: str = DEFAULT_CAM, max_pixels: int = MAX_PIXELS):
         self.out = Path(out)
+        self.max_pixels = max_pixels
         self.detector = detector
         self.threshold = detector.threshold if threshold is None else threshold
         self.max_visuals = max_visuals
@@ -172,7 +173,7 @@ class ReportWriter:
     def _visual_cells(self, path: str) -> tuple[str, str, str]:
         """(thumbnail, ELA, CAM) cells; ELA and CAM only for the first ``max_visuals`` files."""
         try:
-            img = load_image(path)
+            img = load_image(path, self.max_pixels)
         except ImageLoadError as err:
             return _na(err.reason), _na("-"), _na("-")
         thumb = _img_tag(data_uri(img), Path(path_text(path)).name)
@@ -194,7 +195,7 @@ class ReportWriter:
         if getattr(result, "frames", None):  # a video: its sampled frames with face boxes, no per-image maps
             from fakescope.video.render import video_cells
 
-            thumb, ela, cam = video_cells(result, self.threshold, data_uri)
+            thumb, ela, cam = video_cells(result, self.threshold, data_uri, self.max_pixels)
         else:
             thumb, ela, cam = self._visual_cells(result.path)
         return (f'<tr data-index="{i}" data-score="{p:.6f}" data-flagged="{int(result.label == "fake")}" '
@@ -267,9 +268,11 @@ class ReportWriter:
 
 
 def write_report(results: Iterable, detector, out: str | Path, threshold: float | None = None,
-                 max_visuals: int = MAX_VISUALS, on_row: Callable[[object], None] | None = None) -> Path:
-    """Write the HTML report of ``results`` (scan results, in any order) to ``out``."""
-    with ReportWriter(out, detector, threshold, max_visuals) as writer:
+                 max_visuals: int = MAX_VISUALS, on_row: Callable[[object], None] | None = None,
+                 max_pixels: int = MAX_PIXELS) -> Path:
+    """Write the HTML report of ``results`` (scan results, in any order) to ``out``; files are decoded again for
+    their pictures under ``max_pixels`` (give the scan's)."""
+    with ReportWriter(out, detector, threshold, max_visuals, max_pixels=max_pixels) as writer:
         for r in results:
             writer.add(r)
             if on_row:

@@ -25,7 +25,7 @@ import numpy as np
 
 from fakescope.data.discovery import is_image_name, walk
 from fakescope.familiarity import decide
-from fakescope.forensics.io import MediaLoadError, load_image, open_image
+from fakescope.forensics.io import MAX_PIXELS, MediaLoadError, load_image, open_image
 from fakescope.forensics.provenance import Provenance, read_provenance
 from fakescope.inference.detector import Detector
 from fakescope.inference.paths import PATH_BYTES, path_fields, path_from_record, path_text
@@ -83,17 +83,17 @@ class Prepared:
     provenance: Provenance | None = None
 
 
-def _prepare_image(path: str | Path, preparer: Any, transform: Callable | None) -> Any:
-    img = load_image(path)
+def _prepare_image(path: str | Path, preparer: Any, transform: Callable | None, max_pixels: int) -> Any:
+    img = load_image(path, max_pixels)
     return preparer.to_array(img if transform is None else transform(img))
 
 
-def _prepare_with_provenance(path: str | Path, data: bytes, preparer: Any,
-                             transform: Callable | None) -> tuple[Any, str | None, Provenance]:
+def _prepare_with_provenance(path: str | Path, data: bytes, preparer: Any, transform: Callable | None,
+                             max_pixels: int) -> tuple[Any, str | None, Provenance]:
     """(array or None, decoding error or None, provenance) from the file's bytes, decoded once: the provenance
     reader's thumbnail check reuses the decoded pixels, and a file whose pixels fail still gets its provenance."""
     try:
-        img = open_image(data, name=str(path))
+        img = open_image(data, max_pixels, name=str(path))
     except MediaLoadError as err:
         return None, err.reason, read_provenance(data, name=str(path))
     prov = read_provenance(data, name=str(path), decoded=img)
@@ -110,19 +110,20 @@ def _file_bytes(path: str | Path) -> bytes | None:
 
 
 def prepare_file(index: int, path: str | Path, preparer: Any, transform: Callable | None = None,
-                 video: VideoOptions | None = None, provenance: bool = False) -> Prepared:
-    """Decode ``path``, apply ``transform`` (e.g. a robustness perturbation) and ``preparer.to_array``; with
-    ``provenance``, also read the image's provenance from the same bytes (kept when the pixels fail to decode).
+                 video: VideoOptions | None = None, provenance: bool = False, max_pixels: int = MAX_PIXELS) -> Prepared:
+    """Decode ``path`` (an image over ``max_pixels``, or a video whose frames are too large for it, is an error),
+    apply ``transform`` (e.g. a robustness perturbation) and ``preparer.to_array``; with ``provenance``, also
+    read the image's provenance from the same bytes (kept when the pixels fail to decode).
 
     A video file (by extension) is sampled as ``video`` says (default :class:`VideoOptions`): its ``array`` is
     a :class:`~fakescope.video.scan.PreparedVideo` holding every frame's face crops, scored as one result."""
     try:
         if is_video_file(path):
-            return Prepared(index, str(path), prepare_video(path, preparer, video, transform), None)
+            return Prepared(index, str(path), prepare_video(path, preparer, video, transform, max_pixels), None)
         data = _file_bytes(path) if provenance else None
         if data is not None:
-            return Prepared(index, str(path), *_prepare_with_provenance(path, data, preparer, transform))
-        return Prepared(index, str(path), _prepare_image(path, preparer, transform), None)
+            return Prepared(index, str(path), *_prepare_with_provenance(path, data, preparer, transform, max_pixels))
+        return Prepared(index, str(path), _prepare_image(path, preparer, transform, max_pixels), None)
     except MediaLoadError as err:
         return Prepared(index, str(path), None, err.reason)
     except Exception as err:  # noqa: BLE001  one odd file must not end a scan of millions
@@ -225,8 +226,10 @@ class _FileStream:
     """
 
     def __init__(self, roots: list[Path], preparer: Any, transform: Callable | None = None,
-                 skip: Container[str] | None = None, video: VideoOptions | None = None, provenance: bool = False):
+                 skip: Container[str] | None = None, video: VideoOptions | None = None, provenance: bool = False,
+                 max_pixels: int = MAX_PIXELS):
         self.roots = roots
+        self.max_pixels = max_pixels
         self.video = video
         self.provenance = provenance
         self.preparer = preparer
@@ -237,7 +240,7 @@ class _FileStream:
         pending = (p for p in walk_image_files(self.roots) if not self.skip or str(p) not in self.skip)
         for i, path in enumerate(pending):
             if i % nw == wid:
-                yield prepare_file(i, path, self.preparer, self.transform, self.video, self.provenance)
+                yield prepare_file(i, path, self.preparer, self.transform, self.video, self.provenance, self.max_pixels)
 
 
 #: Files a worker prepares per message to the main process (fewer, larger messages cost less).
@@ -246,11 +249,11 @@ CHUNK = 8
 
 def iter_prepared(paths: Iterable[str | Path], preparer: Any, workers: int, transform: Callable | None = None,
                   skip: Container[str] | None = None, video: VideoOptions | None = None,
-                  provenance: bool = False) -> Iterator[Prepared]:
+                  provenance: bool = False, max_pixels: int = MAX_PIXELS) -> Iterator[Prepared]:
     """Prepared files, decoded in ``workers`` processes (0: in this process); at most about
     ``workers x 4 x CHUNK`` files are in flight, whatever the input size. ``provenance``: read each image's
-    provenance in the same worker, from the same bytes."""
-    stream = _FileStream(_distinct_roots(paths), preparer, transform, skip, video, provenance)
+    provenance in the same worker, from the same bytes. ``max_pixels``: see :func:`prepare_file`."""
+    stream = _FileStream(_distinct_roots(paths), preparer, transform, skip, video, provenance, max_pixels)
     if workers <= 0:
         yield from stream.shard()
         return
@@ -327,6 +330,7 @@ def scan(
     video: VideoOptions | None = None,
     provenance: bool = False,
     trust_credentials: bool = False,
+    max_pixels: int = MAX_PIXELS,
 ) -> Iterator[ScanResult]:
     """Score every image below ``paths``; yields one :class:`ScanResult` per file, in completion order.
 
@@ -336,12 +340,14 @@ def scan(
     Video files give one result each, with ``frames``; ``video`` sets their sampling (default
     :class:`~fakescope.video.scan.VideoOptions`: 32 frames, faces, mean of the top 5 frame scores).
     ``provenance``: each image result carries its :class:`~fakescope.forensics.provenance.Provenance`;
-    ``trust_credentials`` (needs it): see :func:`trusted_label`.
+    ``trust_credentials`` (needs it): see :func:`trusted_label`. ``max_pixels``: an image over it is an error
+    result, not decoded (a video: frames over a third of it, see :data:`~fakescope.video.frames.FRAME_COST`).
     """
     roots = _distinct_roots(paths)
     if workers is None:
         workers = auto_workers(sum(1 for _ in islice(walk_image_files(roots), 16)))
-    prepared = iter_prepared(roots, detector.preparer, workers, transform, skip, video, provenance or trust_credentials)
+    prepared = iter_prepared(roots, detector.preparer, workers, transform, skip, video, provenance or trust_credentials,
+                             max_pixels)
     with detector.alongside_workers(workers):
         for _, result in score_prepared(prepared, detector, batch_size, threshold, trust_credentials):
             if on_result:

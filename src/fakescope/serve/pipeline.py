@@ -9,16 +9,18 @@ import base64
 import io
 import logging
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from PIL import Image
 
 from fakescope.familiarity import decide
-from fakescope.forensics.io import ImageLoadError, image_size, open_image
+from fakescope.forensics.io import ImageLoadError, MediaLoadError, image_size, open_image
 from fakescope.forensics.provenance import read_provenance
 from fakescope.inference.scan import trusted_label
 from fakescope.serve.runtime import ModelRuntime, PixelBudget, ServerBusy
 from fakescope.serve.schemas import DetectResult, Explanation
+from fakescope.video.frames import is_video_file, video_pixels
 
 log = logging.getLogger(__name__)
 
@@ -73,6 +75,30 @@ def decode(upload: Upload, max_pixels: int) -> Image.Image:
         raise UploadRejected(422, str(err)) from None
 
 
+def media_pixels(path: Path, max_pixels: int) -> int:
+    """What decoding the file at ``path`` costs against the pixel budgets, from its header: an image's pixels, a
+    video's frame pixels x :data:`~fakescope.video.frames.FRAME_COST`; 0 when the header already fails (too many
+    pixels included), since such a file is never decoded and its error is reported where it is scanned."""
+    try:
+        if is_video_file(path):
+            return video_pixels(path, max_pixels)
+        w, h = image_size(path, max_pixels=max_pixels)
+    except MediaLoadError:
+        return 0
+    return w * h
+
+
+async def hold_pixels(runtime: ModelRuntime, paths: list[Path], lease: PixelLease) -> None:
+    """Admission for files decoded one after another in a single model call (a report, a video): each file's
+    header is read in the decoder threads, nothing decoded; the request's limit counts them all and the
+    server's budget holds the largest until ``lease`` ends (:class:`ServerBusy`, answered 503, when it is full)."""
+    max_pixels = runtime.settings.max_pixels
+    costs = [await runtime.run_decoder(media_pixels, p, max_pixels) for p in paths]
+    for path, n in zip(paths, costs):
+        lease.count(n, path.name)
+    lease.hold(max(costs, default=0))
+
+
 @dataclass
 class Reading:
     """What is read besides the pixels: ``provenance`` from the uploaded bytes, and whether a valid C2PA manifest
@@ -89,12 +115,22 @@ class PixelLease:
     def __init__(self, budget: PixelBudget, limit: int):
         self.budget, self.limit, self.spent, self.held = budget, limit, 0, 0
 
-    def take(self, n: int, name: str) -> None:
+    def count(self, n: int, name: str) -> None:
+        """``n`` more pixels against the request's own limit (422 past it), none held yet."""
         if self.spent + n > self.limit:
-            raise UploadRejected(422, f"{name}: the request's images pass its limit of {self.limit:,} pixels "
+            raise UploadRejected(422, f"{name}: the request's files pass its limit of {self.limit:,} pixels "
                                       f"(FAKESCOPE_MAX_REQUEST_PIXELS); send them in several requests")
+        self.spent += n
+
+    def hold(self, n: int) -> None:
+        """Hold ``n`` pixels of the server's budget (:class:`ServerBusy` when it is full) until given back."""
         self.budget.take(n)
-        self.spent, self.held = self.spent + n, self.held + n
+        self.held += n
+
+    def take(self, n: int, name: str) -> None:
+        """Count and hold the pixels of an image about to be decoded."""
+        self.count(n, name)
+        self.hold(n)
 
     def give(self, n: int) -> None:
         self.budget.give(n)

@@ -14,13 +14,17 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from fakescope.forensics.io import MediaLoadError
+from fakescope.forensics.io import MAX_PIXELS, MediaLoadError
 
 log = logging.getLogger(__name__)
 
 VIDEO_EXTENSIONS = frozenset({".mp4", ".avi", ".mov", ".mkv", ".webm"})
 #: Frames sampled per video when nothing else is asked for.
 DEFAULT_FRAMES = 32
+#: Decoding a video holds about this many decoded images' memory per frame pixel (FFmpeg's reference and threading
+#: frames; docs/benchmarks/serve.md), so under an image pixel limit a frame may have a third of it (an 8K frame,
+#: 33.2 Mpx, under the default 100 Mpx) and a video counts three times its frame against a pixel budget.
+FRAME_COST = 3
 
 
 class VideoLoadError(MediaLoadError):
@@ -61,14 +65,19 @@ def _one_line(err: BaseException) -> str:
     return text.split(": '", 1)[0]
 
 
-def _open(path: Path):
-    """``av.open`` with its failures turned into :class:`VideoLoadError`; returns (container, video stream)."""
+def _open(path: Path, max_pixels: int = MAX_PIXELS):
+    """``av.open`` with its failures turned into :class:`VideoLoadError`; returns (container, video stream).
+
+    Frames over ``max_pixels // FRAME_COST`` pixels are refused from the header, and FFmpeg's decoders (those
+    probing the stream while it opens included) are told the same limit, so a small file declaring huge frames,
+    or switching to them midway, is never decoded."""
     import av
 
     if not path.is_file():
         raise VideoLoadError(path, "file does not exist" if not path.exists() else "not a file")
+    limit = {"max_pixels": str(max(1, max_pixels // FRAME_COST))}
     try:
-        container = av.open(str(path))
+        container = av.open(str(path), options=limit)
     except (av.FFmpegError, OSError, ValueError) as err:
         raise VideoLoadError(path, f"not a readable video ({_one_line(err)})") from None
     if not container.streams.video:
@@ -77,15 +86,31 @@ def _open(path: Path):
         found = f"only {' and '.join(kinds)}" if kinds else "no streams at all"
         raise VideoLoadError(path, f"no video stream ({found})")
     stream = container.streams.video[0]
+    w, h = stream.codec_context.width, stream.codec_context.height
+    if w * h * FRAME_COST > max_pixels:
+        container.close()
+        raise VideoLoadError(path, f"frames are {w}x{h} = {w * h:,} pixels, over the limit of "
+                                   f"{max_pixels // FRAME_COST:,} for a video's frames (a third of {max_pixels:,})")
+    # The decoder checks its buffers' width rounded up to FFmpeg's stride alignment (up to 64): let it have the
+    # header's frame so rounded, or the limit, whichever is more.
+    stream.codec_context.options = {"max_pixels": str(max(max_pixels // FRAME_COST, -(-w // 64) * 64 * h))}
     stream.thread_type = "AUTO"
     return container, stream
 
 
-def count_frames(path: str | Path) -> int:
+def video_pixels(path: str | Path, max_pixels: int = MAX_PIXELS) -> int:
+    """What decoding ``path`` costs against an image pixel budget: its frame's pixels x :data:`FRAME_COST`, from
+    the header (nothing decoded); :class:`VideoLoadError` as :func:`iter_frames` would fail on the header."""
+    container, stream = _open(Path(path), max_pixels)
+    with container:
+        return stream.codec_context.width * stream.codec_context.height * FRAME_COST
+
+
+def count_frames(path: str | Path, max_pixels: int = MAX_PIXELS) -> int:
     """Frames in the first video stream: the container's count, or the video packets counted without decoding."""
     import av
 
-    container, stream = _open(Path(path))
+    container, stream = _open(Path(path), max_pixels)
     with container:
         if stream.frames:
             return int(stream.frames)
@@ -105,27 +130,28 @@ def _seconds(frame, stream, index: int) -> float:
 
 
 def iter_frames(path: str | Path, frames: int = DEFAULT_FRAMES, every: int | None = None,
-                max_frames: int | None = None) -> Iterator[VideoFrame]:
+                max_frames: int | None = None, max_pixels: int = MAX_PIXELS) -> Iterator[VideoFrame]:
     """The sampled frames of ``path`` (see :func:`sample_indices`), decoded in order, as RGB images.
 
-    Raises :class:`VideoLoadError` when the file is no video or no frame can be decoded; a stream that breaks
-    after some frames ends the sampling there (one warning) instead of failing the video.
+    Raises :class:`VideoLoadError` when the file is no video, its frames are too large for ``max_pixels`` (an
+    image's limit, see :data:`FRAME_COST`) or no frame can be decoded; a stream that breaks after some frames
+    ends the sampling there (one warning) instead of failing the video.
     """
     path = Path(path)
-    wanted = sample_indices(count_frames(path), frames, every, max_frames)
+    wanted = sample_indices(count_frames(path, max_pixels), frames, every, max_frames)
     if not wanted:
         raise VideoLoadError(path, "the video stream has no frames")
-    yield from frames_at(path, wanted)
+    yield from frames_at(path, wanted, max_pixels)
 
 
-def frames_at(path: str | Path, indices: list[int]) -> Iterator[VideoFrame]:
+def frames_at(path: str | Path, indices: list[int], max_pixels: int = MAX_PIXELS) -> Iterator[VideoFrame]:
     """The frames at positions ``indices`` (0-based, in stream order) of ``path``; positions past the end are
     skipped. Raises :class:`VideoLoadError` when none can be decoded."""
     import av
 
     path = Path(path)
     keep, last, yielded = set(indices), max(indices, default=-1), 0
-    container, stream = _open(path)
+    container, stream = _open(path, max_pixels)
     with container:
         try:
             for i, frame in enumerate(container.decode(stream)):
@@ -143,6 +169,6 @@ def frames_at(path: str | Path, indices: list[int]) -> Iterator[VideoFrame]:
 
 
 def read_frames(path: str | Path, frames: int = DEFAULT_FRAMES, every: int | None = None,
-                max_frames: int | None = None) -> list[VideoFrame]:
+                max_frames: int | None = None, max_pixels: int = MAX_PIXELS) -> list[VideoFrame]:
     """:func:`iter_frames` as a list (short clips, tests, thumbnails)."""
-    return list(iter_frames(path, frames, every, max_frames))
+    return list(iter_frames(path, frames, every, max_frames, max_pixels))

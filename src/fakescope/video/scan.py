@@ -20,6 +20,7 @@ from typing import Any
 
 import numpy as np
 
+from fakescope.forensics.io import MAX_PIXELS
 from fakescope.video.clips import clip_spec
 from fakescope.video.faces import FaceBox, FaceDetector, crop_face
 from fakescope.video.frames import DEFAULT_FRAMES, iter_frames
@@ -70,12 +71,13 @@ class PreparedVideo:
 
 
 def prepare_video(path: str | Path, preparer: Any, options: VideoOptions | None = None,
-                  transform: Callable | None = None) -> PreparedVideo:
-    """Sample, (transform,) find faces and prepare every input of a video; raises ``VideoLoadError``."""
+                  transform: Callable | None = None, max_pixels: int = MAX_PIXELS) -> PreparedVideo:
+    """Sample, (transform,) find faces and prepare every input of a video; raises ``VideoLoadError`` (frames over
+    ``max_pixels``, an image's limit, see :data:`~fakescope.video.frames.FRAME_COST`, included)."""
     options = (options or VideoOptions()).for_preparer(preparer)
     faces = options.face_detector if options.faces else None
     frames = []
-    for vf in iter_frames(path, options.frames, options.every, options.max_frames):
+    for vf in iter_frames(path, options.frames, options.every, options.max_frames, max_pixels):
         img = transform(vf.image) if transform is not None else vf.image
         boxes = faces.detect(img) if faces is not None else []
         crops = [crop_face(img, b, options.margin, options.align) for b in boxes] or [img]

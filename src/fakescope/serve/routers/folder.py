@@ -3,13 +3,18 @@ and per-frame scores), ``POST /v1/results`` (results written as ``fakescope scan
 ``POST /v1/report`` (the HTML report of a set of files, the one ``fakescope scan --report`` writes).
 
 Both go through files: PyAV and the report read media by path. Uploads are written to a private temporary folder
-that is deleted when the answer is ready; the request body is bounded before it is read, as everywhere.
+that is deleted when the answer is ready; the request body is bounded before it is read, as everywhere. Both decode
+under the service's pixel limits, as ``/v1/detect`` does: each file is admitted from its header before anything is
+decoded (the request's limit, and the server's in-flight budget, 503 when full) and decoded under
+``FAKESCOPE_MAX_PIXELS``.
 """
 from __future__ import annotations
 
 import html
 import os
 import tempfile
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -17,11 +22,10 @@ from fastapi import APIRouter, Depends, File, HTTPException, Query, UploadFile
 from fastapi.responses import HTMLResponse, Response
 from pydantic import BaseModel, Field
 
-from fakescope.api import detect
 from fakescope.inference.output import to_string
 from fakescope.inference.scan import ScanResult, scan
 from fakescope.serve.deps import ready_runtime
-from fakescope.serve.pipeline import Upload
+from fakescope.serve.pipeline import PixelLease, Upload, UploadRejected, hold_pixels
 from fakescope.serve.routers.detect import _ERRORS, THRESHOLD_HELP, _read
 from fakescope.serve.runtime import ModelRuntime
 from fakescope.serve.schemas import ErrorMessage, UnprocessableMessage, VideoResult
@@ -47,7 +51,8 @@ def save_uploads(uploads: list[Upload], folder: Path) -> list[Path]:
 
 
 @router.post("/detect/video", response_model=VideoResult, summary="Score one video, frame by frame",
-             responses={**_ERRORS, 422: {"model": UnprocessableMessage, "description": "Not a readable video."}})
+             responses={**_ERRORS, 422: {"model": UnprocessableMessage, "description": "Not a readable video, or "
+                                         "frames too large for FAKESCOPE_MAX_PIXELS (a third of it per frame)."}})
 async def detect_video(
     runtime: Annotated[ModelRuntime, Depends(ready_runtime)],
     file: Annotated[UploadFile, File(description=f"The video ({', '.join(sorted(VIDEO_EXTENSIONS))}).")],
@@ -61,8 +66,10 @@ async def detect_video(
     assert detector is not None and model is not None
     threshold = detector.threshold if threshold is None else threshold
     with tempfile.TemporaryDirectory(prefix="fakescope-video-") as tmp:
-        (path,) = save_uploads([upload], Path(tmp))
-        result = await runtime.run_model(lambda: detect(path, detector, threshold=threshold))  # as the API and scan
+        (path,) = await runtime.run_decoder(save_uploads, [upload], Path(tmp))
+        async with _admitted(runtime, [path]):
+            (result,) = await runtime.run_model(lambda: list(scan([path], detector, workers=0, threshold=threshold,
+                                                                  max_pixels=runtime.settings.max_pixels)))
     if result.error is not None:
         raise HTTPException(422, detail=f"{upload.name}: {result.error}")
     return VideoResult(path=upload.name, fake_probability=result.fake_probability, label=result.label, model=model,
@@ -92,21 +99,32 @@ async def results_file(body: ResultRows, format: Literal["json", "csv"] = "json"
                     headers={"Content-Disposition": f'attachment; filename="fakescope-results.{format}"'})
 
 
-def report_html(uploads: list[Upload], detector, threshold: float | None) -> str:
-    """The HTML report of ``uploads`` (images and videos), file cells naming the uploads, not the temporary folder.
-    The report (its Grad-CAM needs PyTorch) is imported here, so the service starts without PyTorch."""
+def report_html(paths: list[Path], detector, threshold: float | None, max_pixels: int) -> str:
+    """The HTML report of the saved uploads at ``paths`` (images and videos, in one folder), decoded under
+    ``max_pixels``; file cells name the uploads, not the temporary folder. The report (its Grad-CAM needs PyTorch)
+    is imported here, so the service starts without PyTorch."""
     from fakescope.evaluation.report import write_report
 
-    with tempfile.TemporaryDirectory(prefix="fakescope-report-") as tmp:
-        files = Path(tmp) / "files"
-        files.mkdir()
-        paths = save_uploads(uploads, files)
-        out = write_report(scan(paths, detector, workers=0, threshold=threshold), detector, Path(tmp) / "report.html",
-                           threshold)
-        text = out.read_text(encoding="utf-8")
-    for prefix in (str(files) + os.sep, str(files)):  # a path cell, then the folder cell beside a name
+    folder = paths[0].parent
+    out = folder.parent / "report.html"
+    write_report(scan(paths, detector, workers=0, threshold=threshold, max_pixels=max_pixels), detector, out,
+                 threshold, max_pixels=max_pixels)
+    text = out.read_text(encoding="utf-8")
+    for prefix in (str(folder) + os.sep, str(folder)):  # a path cell, then the folder cell beside a name
         text = text.replace(html.escape(prefix), "")
     return text
+
+
+@asynccontextmanager
+async def _admitted(runtime: ModelRuntime, paths: list[Path]) -> AsyncIterator[None]:
+    """Inside the block the request holds its files' pixels (:func:`~fakescope.serve.pipeline.hold_pixels`): 422
+    past the request's limit, 503 with Retry-After when the server holds too many for the largest of them."""
+    with PixelLease(runtime.pixels, runtime.settings.max_request_pixels) as lease:
+        try:
+            await hold_pixels(runtime, paths, lease)
+        except UploadRejected as err:
+            raise HTTPException(err.status, detail=str(err)) from None
+        yield
 
 
 @router.post("/report", response_model=None, summary="The HTML report of several files",
@@ -114,14 +132,21 @@ def report_html(uploads: list[Upload], detector, threshold: float | None) -> str
                                          "content": {"text/html": {"schema": {"type": "string"}}}},
                         400: {"model": ErrorMessage, "description": "No files, or more than "
                                          "FAKESCOPE_MAX_BATCH_FILES."},
-                        422: {"model": UnprocessableMessage, "description": "An invalid request (e.g. threshold)."}})
+                        422: {"model": UnprocessableMessage, "description": "An invalid request (e.g. threshold), "
+                                         "or files passing FAKESCOPE_MAX_REQUEST_PIXELS together."}})
 async def report(
     runtime: Annotated[ModelRuntime, Depends(ready_runtime)],
     files: Annotated[list[UploadFile], File(min_length=1, description="Images and videos, as repeated 'files' fields.")],
     threshold: Annotated[float | None, Query(ge=0.0, le=1.0, description=THRESHOLD_HELP)] = None,
 ) -> HTMLResponse:
     """The self-contained report `fakescope scan --report` writes (thumbnails, scores, ELA and Grad-CAM++ maps,
-    provenance, a video's frames), as a download; unreadable files are rows with their reason."""
+    provenance, a video's frames), as a download; unreadable files, and files over FAKESCOPE_MAX_PIXELS, are rows
+    with their reason."""
     uploads = [await _read(f) for f in files]
-    text = await runtime.run_model(report_html, uploads, runtime.detector, threshold)
+    with tempfile.TemporaryDirectory(prefix="fakescope-report-") as tmp:
+        (Path(tmp) / "files").mkdir()
+        paths = await runtime.run_decoder(save_uploads, uploads, Path(tmp) / "files")
+        async with _admitted(runtime, paths):
+            text = await runtime.run_model(report_html, paths, runtime.detector, threshold,
+                                           runtime.settings.max_pixels)
     return HTMLResponse(text, headers={"Content-Disposition": 'attachment; filename="fakescope-report.html"'})
