@@ -65,7 +65,7 @@ def test_scan_reports_every_mutant(tmp_path: Path, tiny_ela_checkpoint: Path, mo
     assert any(r["error"] for r in rows) and any(r["error"] is None for r in rows)
 
 
-def test_service_answers_every_mutant_then_a_valid_request(tiny_ela_checkpoint: Path) -> None:
+def test_service_answers_every_mutant_then_a_valid_request(tiny_ela_checkpoint: Path, tmp_path: Path) -> None:
     from test_serve_limits import Served
 
     from fakescope.serve import Settings
@@ -96,5 +96,26 @@ def test_service_answers_every_mutant_then_a_valid_request(tiny_ela_checkpoint: 
             assert batch.status_code == 200, batch.text
             for item in batch.json()["results"]:
                 assert (item["error"] is None) == (item["fake_probability"] is not None), item
+        for i in range(0, 24, 4):  # the report: 200, a row per file, scored or with its reason
+            report = client.post("/v1/report", files=[("files", (n, d, "application/octet-stream"))
+                                                      for n, d in cases[i:i + 4]])
+            assert report.status_code == 200, report.text
+            assert report.text.count("<tr data-index=") + report.text.count('<tr class="error"') == 4
+        for name, data in video_mutants(tmp_path):  # a video: its score or one line, and the server goes on
+            r = client.post("/v1/detect/video", files={"file": (name, data, "application/octet-stream")})
+            statuses[r.status_code] = statuses.get(r.status_code, 0) + 1
+            assert r.status_code in (200, 422), (name, r.status_code, r.text)
+            assert r.status_code == 200 or (r.json()["detail"].startswith(f"{name}: ") and "\n" not in r.text)
+            ports.add(r.extensions["network_stream"].get_extra_info("client_addr")[1])
+        assert served.app.state.runtime.pixels.used == 0
     assert statuses.get(200) and statuses.get(422)
     assert len(ports) == 1  # no bad upload cost the client its connection
+
+
+def video_mutants(folder: Path) -> list[tuple[str, bytes]]:
+    """40 mutants of two tiny videos (H.264 in MP4, MPEG-4 part 2 in AVI), named as videos."""
+    from test_video import pattern_frames, write_video
+
+    seeds = {f"clip{ext}": write_video(folder / f"clip{ext}", pattern_frames(4, seed=1, size=32), codec=codec).read_bytes()
+             for ext, codec in ((".mp4", "libx264"), (".avi", "mpeg4"))}
+    return [(c.name + Path(c.name.split("-")[0]).suffix, c.data) for c in mutants(40, seed=36, seeds=seeds)]
