@@ -154,7 +154,7 @@ def test_service_returns_the_detectors_familiarity(described_checkpoint, tmp_pat
     detector = Detector.load(str(described_checkpoint), device="cpu")
     _, expected = detector.score_batch([detector.prepare(img)])
     with TestClient(create_app(Settings(model=str(described_checkpoint)))) as client:
-        assert wait_ready(client)["ready"]
+        assert wait_ready(client, timeout=300)["ready"]  # exporting the ONNX twin can take minutes on a loaded machine
         one = client.post("/v1/detect", files={"file": ("a.png", buf.getvalue(), "image/png")}).json()
         batch = client.post("/v1/detect/batch", files=[("files", ("a.png", buf.getvalue(), "image/png"))]).json()
     assert one["familiarity"] == pytest.approx(float(expected[0]), abs=1e-3)
