@@ -51,6 +51,12 @@ def test_no_face_and_box_scaling():
         FaceDetector(backend="dlib")
 
 
+@pytest.mark.parametrize("backend", ["mtcnn", "haar"])
+def test_a_frame_smaller_than_the_smallest_face_has_none(backend):
+    """A 16 x 12 frame cannot hold a 16-pixel face: no faces (MTCNN raised from an empty pyramid, failing the video)."""
+    assert FaceDetector(backend=backend).detect(Image.new("RGB", (16, 12), (128, 128, 128))) == []
+
+
 def test_haar_is_the_fallback_without_facenet_pytorch(monkeypatch, caplog):
     monkeypatch.setitem(sys.modules, "facenet_pytorch", None)  # import now fails as if not installed
     faces_mod.mtcnn_available.cache_clear()

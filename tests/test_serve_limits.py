@@ -146,9 +146,14 @@ def png_files(sizes: list[int]) -> list[tuple[str, tuple[str, bytes, str]]]:
     return [("files", (f"{i}.png", encode(make_image((n, n), seed=i), "PNG"), "image/png")) for i, n in enumerate(sizes)]
 
 
+def small_frames() -> list:
+    """Three 16 x 12 frames: 192 pixels, within the 200 a video's frame may have under max_pixels=1000."""
+    return [f.crop((0, 0, 16, 12)) for f in pattern_frames(3, seed=1, size=16)]
+
+
 def test_report_and_video_decode_under_the_service_limits(small: TestClient, tmp_path: Path) -> None:
     """/v1/report and /v1/detect/video decode under FAKESCOPE_MAX_PIXELS (1000 here), not the library's 100 Mpx: an
-    image over it is a row with the reason, a video whose frames pass a third of it is a 422; files passing the
+    image over it is a row with the reason, a video whose frames pass a fifth of it is a 422; files passing the
     request's 2500 together are a 422, before anything is decoded."""
     r = small.post("/v1/report", files=png_files([40, 20]))  # 1600 and 400 pixels
     assert r.status_code == 200, r.text
@@ -158,9 +163,9 @@ def test_report_and_video_decode_under_the_service_limits(small: TestClient, tmp
     assert "limit of 2,500 pixels (FAKESCOPE_MAX_REQUEST_PIXELS)" in body["detail"]
     large = write_video(tmp_path / "large.mp4", pattern_frames(3, seed=1, size=32))  # 1024 pixels a frame
     body = assert_error_shape(small.post("/v1/detect/video", files={"file": ("large.mp4", large.read_bytes())}), 422)
-    assert body["detail"] == ("large.mp4: frames are 32x32 = 1,024 pixels, over the limit of 333 for a video's frames "
-                              "(a third of 1,000)")
-    ok = write_video(tmp_path / "ok.mp4", pattern_frames(3, seed=1, size=16))
+    assert body["detail"] == ("large.mp4: frames are 32x32 = 1,024 pixels, over the limit of 200 for a video's frames "
+                              "(1/5 of 1,000: decoding a video holds about 5 frames)")
+    ok = write_video(tmp_path / "ok.mp4", small_frames())
     r = small.post("/v1/detect/video", files={"file": ("ok.mp4", ok.read_bytes())})
     assert r.status_code == 200, r.text
     assert len(r.json()["frames"]) == 3
@@ -169,7 +174,7 @@ def test_report_and_video_decode_under_the_service_limits(small: TestClient, tmp
 
 def test_report_and_video_wait_their_turn_for_pixels(small: TestClient, tmp_path: Path) -> None:
     budget = small.app.state.runtime.pixels
-    video = write_video(tmp_path / "v.mp4", pattern_frames(3, seed=1, size=16)).read_bytes()  # 256 x 3 pixels
+    video = write_video(tmp_path / "v.mp4", small_frames()).read_bytes()  # counts 192 x 5
     budget.take(2500)  # other requests hold 2500 of the 3000 pixels
     try:
         for path, files in (("/v1/report", png_files([30])), ("/v1/detect/video", {"file": ("v.mp4", video)})):

@@ -341,7 +341,7 @@ def scan(
     :class:`~fakescope.video.scan.VideoOptions`: 32 frames, faces, mean of the top 5 frame scores).
     ``provenance``: each image result carries its :class:`~fakescope.forensics.provenance.Provenance`;
     ``trust_credentials`` (needs it): see :func:`trusted_label`. ``max_pixels``: an image over it is an error
-    result, not decoded (a video: frames over a third of it, see :data:`~fakescope.video.frames.FRAME_COST`).
+    result, not decoded (a video: frames over a fifth of it, see :data:`~fakescope.video.frames.FRAME_COST`).
     """
     roots = _distinct_roots(paths)
     if workers is None:

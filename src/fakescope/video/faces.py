@@ -165,6 +165,8 @@ class FaceDetector:
         small = img if scale == 1.0 else img.resize((round(img.width * scale), round(img.height * scale)),
                                                       Image.Resampling.BILINEAR)
         min_side = max(16, int(min(small.size) * self.min_size))
+        if min(small.size) < min_side:  # no face of the smallest size looked for fits (MTCNN raised on it)
+            return []
         boxes = [b.scaled(1.0 / scale) for b in FACE_BACKENDS[self.effective_backend](self, small, min_side)]
         return sorted(boxes, key=lambda b: b.area, reverse=True)[:self.max_faces]
 

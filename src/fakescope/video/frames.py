@@ -21,10 +21,11 @@ log = logging.getLogger(__name__)
 VIDEO_EXTENSIONS = frozenset({".mp4", ".avi", ".mov", ".mkv", ".webm"})
 #: Frames sampled per video when nothing else is asked for.
 DEFAULT_FRAMES = 32
-#: Decoding a video holds about this many decoded images' memory per frame pixel (FFmpeg's reference and threading
-#: frames; docs/benchmarks/serve.md), so under an image pixel limit a frame may have a third of it (an 8K frame,
-#: 33.2 Mpx, under the default 100 Mpx) and a video counts three times its frame against a pixel budget.
-FRAME_COST = 3
+#: Decoding a video takes about this many times the memory of decoding an image of its frame's size (FFmpeg's
+#: reference and threading frames; measured 4.4 on 2 cores by bench/decode_memory.py, docs/benchmarks/serve.md), so
+#: under an image pixel limit a frame may have a fifth of it (20 Mpx under the default 100 Mpx: 4K and 5K video) and
+#: a video counts five times its frame against a pixel budget.
+FRAME_COST = 5
 
 
 class VideoLoadError(MediaLoadError):
@@ -90,7 +91,8 @@ def _open(path: Path, max_pixels: int = MAX_PIXELS):
     if w * h * FRAME_COST > max_pixels:
         container.close()
         raise VideoLoadError(path, f"frames are {w}x{h} = {w * h:,} pixels, over the limit of "
-                                   f"{max_pixels // FRAME_COST:,} for a video's frames (a third of {max_pixels:,})")
+                                   f"{max_pixels // FRAME_COST:,} for a video's frames (1/{FRAME_COST} of "
+                                   f"{max_pixels:,}: decoding a video holds about {FRAME_COST} frames)")
     # The decoder checks its buffers' width rounded up to FFmpeg's stride alignment (up to 64): let it have the
     # header's frame so rounded, or the limit, whichever is more.
     stream.codec_context.options = {"max_pixels": str(max(max_pixels // FRAME_COST, -(-w // 64) * 64 * h))}

@@ -52,7 +52,7 @@ def save_uploads(uploads: list[Upload], folder: Path) -> list[Path]:
 
 @router.post("/detect/video", response_model=VideoResult, summary="Score one video, frame by frame",
              responses={**_ERRORS, 422: {"model": UnprocessableMessage, "description": "Not a readable video, or "
-                                         "frames too large for FAKESCOPE_MAX_PIXELS (a third of it per frame)."}})
+                                         "frames too large for FAKESCOPE_MAX_PIXELS (a fifth of it per frame)."}})
 async def detect_video(
     runtime: Annotated[ModelRuntime, Depends(ready_runtime)],
     file: Annotated[UploadFile, File(description=f"The video ({', '.join(sorted(VIDEO_EXTENSIONS))}).")],
