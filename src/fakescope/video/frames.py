@@ -21,10 +21,10 @@ log = logging.getLogger(__name__)
 VIDEO_EXTENSIONS = frozenset({".mp4", ".avi", ".mov", ".mkv", ".webm"})
 #: Frames sampled per video when nothing else is asked for.
 DEFAULT_FRAMES = 32
-#: Decoding a video takes about this many times the memory of decoding an image of its frame's size (FFmpeg's
-#: reference and threading frames; measured 4.4 on 2 cores by bench/decode_memory.py, docs/benchmarks/serve.md), so
-#: under an image pixel limit a frame may have a fifth of it (20 Mpx under the default 100 Mpx: 4K and 5K video) and
-#: a video counts five times its frame against a pixel budget.
+#: Decoding a video takes up to about this many times the memory of decoding an image of its frame's size (FFmpeg's
+#: reference and threading frames; bench/decode_memory.py, docs/benchmarks/serve.md#videos-and-reports), so under
+#: an image pixel limit a frame may have a fifth of it (20 Mpx under the default 100 Mpx: 4K and 5K video) and a
+#: video counts five times its frame against a pixel budget.
 FRAME_COST = 5
 
 
