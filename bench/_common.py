@@ -43,6 +43,7 @@ PAGES = {
     "Mask head as a detector": "default-detector.md",
     "Held-out sets": "held-out.md",
     "Leave one source out": "held-out.md",
+    "Real-only zero-shot scoring": "held-out.md",
     "Familiarity": "held-out.md",
     "Shortcut baselines": "shortcuts.md",
     "Detector zoo at one budget (bench/accuracy.py)": "zoo.md",
