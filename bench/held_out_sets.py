@@ -1,12 +1,13 @@
 """Leave one source out: a recipe trained without one of the shared sets, scored on the set it never saw.
 
     python bench/held_out_sets.py [--recipe configs/default.yaml] [--runs runs/held-out] [--leave-out SET ...]
-                                  [--baseline default] [--write]
+                                  [--set KEY=VALUE ...] [--baseline default] [--write]
 
 For each shared source (casia1, faces140k, diffusiondb, wildfaces and the real-only cameras, or those named by
 --leave-out) the recipe is trained on all the others into RUNS/without-SET, and (for the whole table) once on all of
-them into RUNS/all, unless the run exists already with that recipe (a run saved with another recipe stops the bench, naming the
-differing options). Each left-out model is scored on every image of the set it never saw: ROC-AUC with a bootstrap
+them into RUNS/all, unless the run exists already with that recipe (a run saved with another recipe stops the bench,
+naming the differing options); ``--set`` changes config keys of the recipe for every run (a budget probe without a new
+recipe file). Each left-out model is scored on every image of the set it never saw: ROC-AUC with a bootstrap
 interval, the share of its reals flagged and of its fakes caught at the threshold it chose on the other sets, its
 ECE there, the share of the set it calls unfamiliar and its ROC-AUC on the familiar part; on cameras, which has no
 fakes, the share flagged. The mean left-out ROC-AUC over the sets with fakes is the number a default is chosen by.
@@ -24,8 +25,10 @@ import shlex
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
+import yaml
 from _common import REPO, SETS, data_root, write_section
 
 from fakescope.checkpoint import read_meta
@@ -43,19 +46,21 @@ from fakescope.inference.scan import scan
 PREVIOUS_RECIPE = {"casia1": 0.566, "faces140k": 0.617, "diffusiondb": 0.491}
 
 
-def run_config(left_out: str | None, runs: Path, recipe: Path) -> TrainConfig:
+def run_config(left_out: str | None, runs: Path, recipe: Path, changes: dict[str, Any] | None = None) -> TrainConfig:
     out = runs / (f"without-{left_out}" if left_out else "all")
-    overrides = {"data.path": [str(data_root() / s) for s in SETS if s != left_out], "out": str(out)}
+    overrides = {**(changes or {}), "data.path": [str(data_root() / s) for s in SETS if s != left_out], "out": str(out)}
     cfg = load_config(recipe, overrides)
     if left_out == "casia1" and not cfg.data.pseudo_fakes:
         cfg.mask_loss = 0.0  # no other set has tampering masks
     return cfg
 
 
-def train_without(left_out: str | None, runs: Path, recipe: Path) -> tuple[Path, TrainConfig]:
-    """The recipe on every shared set but ``left_out`` (None: all of them); an existing run with the same recipe is
-    reused. The checkpoint gets its familiarity description if it has none (runs trained before it existed)."""
-    cfg = run_config(left_out, runs, recipe)
+def train_without(left_out: str | None, runs: Path, recipe: Path,
+                  changes: dict[str, Any] | None = None) -> tuple[Path, TrainConfig]:
+    """The recipe (with ``changes``, config keys) on every shared set but ``left_out`` (None: all of them); an
+    existing run with the same recipe is reused. The checkpoint gets its familiarity description if it has none (runs
+    trained before it existed)."""
+    cfg = run_config(left_out, runs, recipe, changes)
     out = Path(cfg.out)
     checkpoint = out / "best.safetensors"
     if (out / "config.yaml").exists():
@@ -72,6 +77,14 @@ def train_without(left_out: str | None, runs: Path, recipe: Path) -> tuple[Path,
     if "familiarity" not in read_meta(checkpoint).info:
         add_familiarity(checkpoint, folder_splits(cfg), per_cell=120)
     return checkpoint, cfg
+
+
+def setting(text: str) -> tuple[str, Any]:
+    """``KEY=VALUE`` -> (key, value read as YAML), as ``fakescope train --KEY VALUE`` reads it."""
+    key, sep, value = text.partition("=")
+    if not sep or not key:
+        raise argparse.ArgumentTypeError(f"{text!r}: expected KEY=VALUE, e.g. data.max_per_class=500")
+    return key, yaml.safe_load(value)
 
 
 def scored(detector: Detector, samples: list[Sample], cache: Path) -> dict[str, tuple[int, float, float | None]]:
@@ -130,14 +143,17 @@ def main() -> None:
     ap.add_argument("--recipe", type=Path, default=REPO / "configs" / "default.yaml")
     ap.add_argument("--runs", type=Path, default=REPO / "runs" / "held-out", help="folder of the runs")
     ap.add_argument("--leave-out", nargs="+", choices=SETS, default=list(SETS), metavar="SET")
+    ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", type=setting,
+                    help="change one config key of the recipe for every run (repeatable), e.g. data.max_per_class=500")
     ap.add_argument("--baseline", default="default", help="checkpoint scored beside, on sets it never trained on")
     ap.add_argument("--write", action="store_true", help="write the tables into the benchmark page")
     args = ap.parse_args()
     logging.basicConfig(level=logging.WARNING)
     t0 = time.time()
-    runs = {name: train_without(name, args.runs, args.recipe) for name in args.leave_out}
+    changes = dict(args.set)
+    runs = {name: train_without(name, args.runs, args.recipe, changes) for name in args.leave_out}
     if set(args.leave_out) == set(SETS):  # the whole table: also the run on all sets, the candidate default
-        runs["all"] = train_without(None, args.runs, args.recipe)
+        runs["all"] = train_without(None, args.runs, args.recipe, changes)
     baseline = Detector.load(args.baseline, backend="auto")
     trained_on = {Path(p).name for p in baseline.meta.info.get("data", {}).get("path", [])}
     left, aucs, base_rows = [], {}, []
