@@ -54,6 +54,7 @@ PAGES = {
     "Fast start and steady scanning": "speed.md",
     "Provenance reading": "speed.md",
     "Fast start: what the scan path does and what was tried": "speed.md",
+    "Start-up and steady scanning: the second pass": "speed.md",
     "Allocator": "speed.md",
     "From-scratch CNN": "speed.md",
     "Compression": "compression.md",

@@ -15,11 +15,12 @@ puts it under "## Provenance reading"). ``--stages`` prints instead the CPU time
 image of each step (one process, one thread): decode, codec bound, ELA difference, contrast, the model's whole
 preparation and the model itself through ONNX Runtime, and the ceiling they put on "share of the codec bound".
 
-    python bench/throughput.py --release a74871e [--n 300] [--repeats 5] [--write]
+    python bench/throughput.py --release a74871e [--n 300] [--repeats 5] [--startup] [--write]
 
 ``--release REF`` compares this tree with a git worktree of REF (the previous release), both run in the same bench as
-separate processes of the same Python: ``fakescope --help`` and the cold start of ``fakescope scan one.jpg`` (process
-start to the printed result, warm disk cache; median of --repeats), the end-to-end ``fakescope scan`` of the same n
+separate processes of the same Python: ``fakescope --help``, ``fakescope models`` and the cold start of ``fakescope scan one.jpg``
+(process start to the printed result, warm disk cache and bytecode; median wall and CPU seconds of --repeats, the trees taking
+turns; ``--startup``: only these), the end-to-end ``fakescope scan`` of the same n
 files (automatic workers; process start included) and steady images/s inside one process (detector loaded and
 warmed up, then ``scan()`` of the n files with --workers), each for the default's ONNX fp32 and its static int8 (the
 same int8 file for both trees: bench/int8.py builds it); ratios this tree / REF, the largest probability difference
@@ -33,6 +34,7 @@ import contextlib
 import json
 import logging
 import os
+import resource
 import shutil
 import statistics
 import subprocess
@@ -357,29 +359,40 @@ def release_tree(ref: str) -> Iterator[Path]:
         shutil.rmtree(tmp, ignore_errors=True)
 
 
-def run_in(tree: Path, args: list[str], cache: Path) -> tuple[float, str]:
-    """(wall seconds, stdout) of ``python -c ARGS`` with ``tree``'s sources first on the path. Bytecode is written
+def run_in(tree: Path, args: list[str], cache: Path) -> tuple[float, str, float]:
+    """(wall seconds, stdout, CPU seconds of all its threads) of ``python -c ARGS`` with ``tree``'s sources first on the path. Bytecode is written
     (to a folder of the bench's cache) and read as an installed package's is, whatever PYTHONDONTWRITEBYTECODE says:
     without it every start compiles every module of the tree again (0.05-0.1 s of a one-image scan here)."""
     env = {**{k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}, "PYTHONPATH": str(tree / "src"),
            "FAKESCOPE_CACHE": str(cache), "PYTHONPYCACHEPREFIX": str(cache / "pycache")}
-    start = time.perf_counter()
+    before, start = resource.getrusage(resource.RUSAGE_CHILDREN), time.perf_counter()
     res = subprocess.run([sys.executable, "-c", *args], env=env, capture_output=True, text=True)
-    seconds = time.perf_counter() - start
+    seconds, after = time.perf_counter() - start, resource.getrusage(resource.RUSAGE_CHILDREN)
     if res.returncode != 0:
         raise RuntimeError(f"{tree}: {' '.join(args[1:4])} failed: {res.stderr[-2000:]}")
-    return seconds, res.stdout
+    return seconds, res.stdout, after.ru_utime - before.ru_utime + after.ru_stime - before.ru_stime
 
 
-def median_seconds(tree: Path, args: list[str], cache: Path, repeats: int) -> float:
-    run_in(tree, args, cache)  # warm-up: disk cache, and the release's first export into the cache
-    return statistics.median(run_in(tree, args, cache)[0] for _ in range(repeats))
+def startup_rows(trees: dict[str, Path], measures: dict[str, list[str]], cache: Path, repeats: int) -> list[dict]:
+    """For each measure, the median wall seconds and the median CPU seconds (every thread; what a loaded machine
+    moves least) of each tree, the trees taking turns run by run so a shared machine's drift hits both alike."""
+    rows = []
+    for measure, args in measures.items():
+        runs: dict[str, list[tuple]] = {t: [] for t in trees}
+        for i in range(repeats + 1):  # the first round warms up: disk cache, the release's first export
+            for t, tree in trees.items():
+                wall, _, cpu = run_in(tree, args, cache)
+                if i:
+                    runs[t].append((wall, cpu))
+        rows.append({"measure": f"{measure}, s", **{t: statistics.median(w for w, _ in r) for t, r in runs.items()}})
+        rows.append({"measure": f"{measure}, CPU s", **{t: statistics.median(c for _, c in r) for t, r in runs.items()}})
+    return rows
 
 
 def scan_scores(tree: Path, folder: Path, model: str, cache: Path) -> tuple[float, dict[str, float]]:
     """(wall seconds, path -> probability) of one ``fakescope scan`` of ``folder`` (automatic workers)."""
     out = cache / f"scan-{abs(hash((str(tree), model)))}.jsonl"
-    seconds, _ = run_in(tree, [CLI, "scan", str(folder), "--model", model, "--format", "jsonl", "--output", str(out)],
+    seconds, _, _ = run_in(tree, [CLI, "scan", str(folder), "--model", model, "--format", "jsonl", "--output", str(out)],
                         cache)
     rows = [json.loads(line) for line in out.read_text().splitlines()]
     return seconds, {r["path"]: r["fake_probability"] for r in rows if r["error"] is None}
@@ -394,11 +407,10 @@ def release_rows(trees: dict[str, Path], files: list[Path], models: dict[str, st
         (folder / f"{i:04d}-{f.name}").symlink_to(f)
     listing.write_text("\n".join(str(p) for p in sorted(folder.iterdir())))
     one = str(sorted(folder.iterdir())[-1])
-    rows = [{"measure": "fakescope --help, s", **{t: median_seconds(tree, [CLI, "--help"], cache, args.repeats)
-                                                   for t, tree in trees.items()}},
-            {"measure": "fakescope scan one.jpg (cold start), s",
-             **{t: median_seconds(tree, [CLI, "scan", one, "--format", "json"], cache, args.repeats)
-                for t, tree in trees.items()}}]
+    rows = startup_rows(trees, {"fakescope --help": [CLI, "--help"],
+                                "fakescope scan one.jpg (cold start)": [CLI, "scan", one, "--format", "json"],
+                                "fakescope models": [CLI, "models", "--format", "json"]},
+                        cache, args.repeats)
     for precision, model in models.items():
         scans = {t: scan_scores(tree, folder, model, cache) for t, tree in trees.items()}
         rows.append({"measure": f"fakescope scan of {len(files)} files, {precision}, images/s (end to end)",
@@ -422,15 +434,15 @@ def release_section(args: argparse.Namespace) -> str:
 
     files = bench_files(args.n)
     fp32 = Detector.load("default", backend="onnx", device="cpu")
-    models = {"fp32": "default", "int8": str(int8_model(fp32, 32).onnx_path)}
+    models = {} if args.startup else {"fp32": "default", "int8": str(int8_model(fp32, 32).onnx_path)}
     load_before = os.getloadavg()[0]
     cache = Path(tempfile.mkdtemp(prefix="fakescope-bench-cache-"))
     try:
         with release_tree(args.release) as old:
             trees = {f"release {args.release}": old, "this tree": REPO}
-            decode_before = codec_bound(files, args.workers, DecodeOnly())
+            decode_before = 0.0 if args.startup else codec_bound(files, args.workers, DecodeOnly())
             rows = release_rows(trees, files, models, args, cache)
-            decode = (decode_before + codec_bound(files, args.workers, DecodeOnly())) / 2
+            decode = 0.0 if args.startup else (decode_before + codec_bound(files, args.workers, DecodeOnly())) / 2
     finally:
         shutil.rmtree(cache, ignore_errors=True)
     return release_markdown(rows, list(trees), decode, args, (load_before, os.getloadavg()[0]))
@@ -439,21 +451,21 @@ def release_section(args: argparse.Namespace) -> str:
 def release_markdown(rows: list[dict], names: list[str], decode: float, args: argparse.Namespace,
                      load: tuple[float, float]) -> str:
     old, new = names
+    files = "" if args.startup else f"{args.n} real JPEGs ({', '.join(SOURCES)}); "
     lines = [f"Command: `python bench/throughput.py {' '.join(sys.argv[1:])}`", "",
-             "What the release did on a scan: import PyTorch and timm, build the model, look up (on a first scan: "
-             "export) its ONNX twin in the cache, then feed ONNX Runtime through PyTorch tensors and decode in "
-             "DataLoader workers. This tree reads the ONNX model shipped beside the default's weights (checksum "
-             "checked), normalises in NumPy and decodes in plain forked workers: PyTorch is never imported.", "",
-             f"{args.n} real JPEGs ({', '.join(SOURCES)}); {os.cpu_count()} cores shared with other work (load average "
-             f"{load[0]:.1f} before, {load[1]:.1f} after): every figure is noisy, the two trees were measured in the "
-             f"same run, one after the other for each measure. Seconds are medians of {args.repeats} runs after a warm-up run.", "",
+             f"{files}{os.cpu_count()} cores shared with other work (load average {load[0]:.1f} before, {load[1]:.1f} "
+             "after): every figure is noisy. The two trees were measured in the same run: taking turns run by run for "
+             "the start-up rows, one after the other for each scan. Seconds are medians of "
+             f"{args.repeats} runs after a warm-up run; CPU seconds count every thread of the process.", "",
              f"| measure | {old} | {new} | ratio (this tree / release; for seconds, release / this tree) | "
              "largest probability difference |", "|---|---|---|---|---|"]
     for r in rows:
-        ratio = r[old] / r[new] if r["measure"].endswith(", s") else r[new] / r[old]
+        ratio = r[old] / r[new] if r["measure"].endswith(" s") else r[new] / r[old]
         dp = f"{r['max_dp']:.1e}" if "max_dp" in r else ""
         lines.append(f"| {r['measure']} | {r[old]:.2f} | {r[new]:.2f} | {ratio:.2f}x | {dp} |")
     steady = [r for r in rows if r["measure"].startswith("steady")]
+    if not steady:  # --startup
+        return "\n".join(lines)
     lines += ["", f"JPEG decode bound (decode alone through the scan's {args.workers} workers; mean of a run before and "
               f"after): **{decode:.1f} images/s**; steady scanning reaches "
               + ", ".join(f"{r['measure'].split(', ')[1]} {r[new] / decode:.0%}" for r in steady) + " of it."]
@@ -539,6 +551,8 @@ def main() -> None:
     parser.add_argument("--release", default=None,
                         help="Instead: compare this tree with a worktree of this git ref (start-up, --help, scans).")
     parser.add_argument("--repeats", type=int, default=5, help="--release: runs per start-up time (median).")
+    parser.add_argument("--startup", action="store_true",
+                        help="--release: only `fakescope --help`, `fakescope models` and the one-image cold start (no scans).")
     parser.add_argument("--draft", action="store_true",
                         help="Instead: Pillow's JPEG draft mode on the large camera photos (time, probability change).")
     parser.add_argument("--n", type=int, default=900,
