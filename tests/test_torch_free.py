@@ -116,6 +116,11 @@ def test_the_optimised_graph_is_cached_and_scores_as_the_shipped_file(tmp_path: 
     assert first.optimized.stat().st_size > 1_000_000
     for det in (first, second, third):
         np.testing.assert_array_equal(det.predict_images(images), expected)
+    first.optimized.unlink()
+    first.optimized.with_name(f".{first.optimized.name}.{os.getpid()}.tmp").mkdir()  # the file cannot be written
+    fourth = Detector.load("default", backend="auto", device="cpu")  # scores all the same, nothing cached
+    np.testing.assert_array_equal(fourth.predict_images(images), expected)
+    assert not first.optimized.exists()
 
 
 def _run_without_torch(args: list[str], cwd: Path, code: str = GUARD) -> subprocess.CompletedProcess:

@@ -91,17 +91,21 @@ def make_session(model: str | Path | bytes, threads: int | None = None, spinning
             return ort.InferenceSession(str(optimized), sess_options=opts, providers=providers)
         except Exception as err:  # noqa: BLE001  (ONNX Runtime raises its own unrelated types for a bad file)
             log.warning("%s: cannot load the optimised model (%s); optimising again", optimized, err)
-    opts = session_options(threads, spinning)
+    source = model if isinstance(model, bytes) else str(model)
     tmp = _writable_temp(optimized) if optimized is not None else None
     if tmp is not None:
+        opts = session_options(threads, spinning)
         opts.optimized_model_filepath = str(tmp)
         opts.log_severity_level = 3  # its warning that the file suits this machine only: the file's name says so
-    session = ort.InferenceSession(model if isinstance(model, bytes) else str(model), sess_options=opts,
-                                   providers=providers)
-    if tmp is not None:
-        with contextlib.suppress(OSError):  # a read-only or vanished cache costs the next start-up, nothing else
-            tmp.replace(optimized)
-    return session
+        try:
+            session = ort.InferenceSession(source, sess_options=opts, providers=providers)
+        except Exception as err:  # noqa: BLE001  (writing failed: full disk, ...; a bad model fails again below)
+            log.debug("%s: optimised model not written (%s)", optimized, err)
+        else:
+            with contextlib.suppress(OSError):  # a read-only or vanished cache costs the next start-up, nothing else
+                tmp.replace(optimized)
+            return session
+    return ort.InferenceSession(source, sess_options=session_options(threads, spinning), providers=providers)
 
 
 def _writable_temp(path: Path) -> Path | None:
