@@ -28,11 +28,10 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import yaml
 from _common import REPO, SETS, data_root, write_section
 
 from fakescope.checkpoint import read_meta
-from fakescope.config import TrainConfig, config_differences, load_config
+from fakescope.config import TrainConfig, config_differences, load_config, parse_dotted_args
 from fakescope.data.discovery import Sample, discover_samples
 from fakescope.engine.familiarity import add_familiarity
 from fakescope.engine.train import fit, folder_splits
@@ -77,14 +76,6 @@ def train_without(left_out: str | None, runs: Path, recipe: Path,
     if "familiarity" not in read_meta(checkpoint).info:
         add_familiarity(checkpoint, folder_splits(cfg), per_cell=120)
     return checkpoint, cfg
-
-
-def setting(text: str) -> tuple[str, Any]:
-    """``KEY=VALUE`` -> (key, value read as YAML), as ``fakescope train --KEY VALUE`` reads it."""
-    key, sep, value = text.partition("=")
-    if not sep or not key:
-        raise argparse.ArgumentTypeError(f"{text!r}: expected KEY=VALUE, e.g. data.max_per_class=500")
-    return key, yaml.safe_load(value)
 
 
 def scored(detector: Detector, samples: list[Sample], cache: Path) -> dict[str, tuple[int, float, float | None]]:
@@ -143,14 +134,14 @@ def main() -> None:
     ap.add_argument("--recipe", type=Path, default=REPO / "configs" / "default.yaml")
     ap.add_argument("--runs", type=Path, default=REPO / "runs" / "held-out", help="folder of the runs")
     ap.add_argument("--leave-out", nargs="+", choices=SETS, default=list(SETS), metavar="SET")
-    ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", type=setting,
+    ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                     help="change one config key of the recipe for every run (repeatable), e.g. data.max_per_class=500")
     ap.add_argument("--baseline", default="default", help="checkpoint scored beside, on sets it never trained on")
     ap.add_argument("--write", action="store_true", help="write the tables into the benchmark page")
     args = ap.parse_args()
     logging.basicConfig(level=logging.WARNING)
     t0 = time.time()
-    changes = dict(args.set)
+    changes = parse_dotted_args([f"--{change}" for change in args.set])  # as fakescope train reads --KEY=VALUE
     runs = {name: train_without(name, args.runs, args.recipe, changes) for name in args.leave_out}
     if set(args.leave_out) == set(SETS):  # the whole table: also the run on all sets, the candidate default
         runs["all"] = train_without(None, args.runs, args.recipe, changes)
