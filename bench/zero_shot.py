@@ -30,6 +30,7 @@ from PIL import Image
 from sklearn.metrics import roc_auc_score
 from torch import nn
 
+from fakescope.data.discovery import discover_samples
 from fakescope.evaluation.metrics import roc_auc_interval
 
 SCORED = ("casia1", "faces140k", "diffusiondb", "wildfaces")
@@ -126,20 +127,21 @@ def statistics(coder: Coder, path: Path) -> list[float]:
 
 
 def sample(name: str, per_class: int) -> list[tuple[Path, int]]:
+    """``per_class`` images of each class of set ``name``, drawn with a fixed seed: (path, label 1 = fake)."""
+    found = discover_samples(data_root() / name)
     picked = []
-    for label, cls in enumerate(("real", "fake")):
-        paths = sorted((data_root() / name / cls).iterdir())
+    for label in (0, 1):
+        paths = sorted(s.path for s in found if s.label == label)
         random.Random(0).shuffle(paths)
         picked += [(p, label) for p in paths[:per_class]]
     return picked
 
 
-def table(scores: dict[str, list[float]], per_class: int) -> str:
+def table(scores: dict[str, list[float]], picks: dict[str, list[tuple[Path, int]]]) -> str:
     rows = ["| left-out set | images | NLL | NLL - entropy | (NLL - entropy), half size | gap change across levels |",
             "|---|---|---|---|---|---|"]
     aucs = []
-    for name in SCORED:
-        picked = sample(name, per_class)
+    for name, picked in picks.items():
         labels = np.array([label for _, label in picked])
         nll0, h0, nll1, h1 = np.array([scores[str(p)] for p, _ in picked]).T
         cols = [nll0, nll0 - h0, nll1 - h1, (nll0 - h0) - (nll1 - h1)]
@@ -169,12 +171,12 @@ def main(argv: list[str] | None = None) -> int:
     coder.eval()
     cache = args.coder.with_suffix(".scores.json")
     scores = json.loads(cache.read_text()) if cache.exists() else {}
-    for name in SCORED:
-        for path, _ in sample(name, args.per_class):
-            if str(path) not in scores:
-                scores[str(path)] = statistics(coder, path)
+    picks = {name: sample(name, args.per_class) for name in SCORED}
+    for path, _ in (pick for picked in picks.values() for pick in picked):
+        if str(path) not in scores:
+            scores[str(path)] = statistics(coder, path)
     cache.write_text(json.dumps(scores))
-    body = table(scores, args.per_class)
+    body = table(scores, picks)
     print(body)
     print(f"({time.time() - t0:.0f} s)", file=sys.stderr)
     if args.write:
