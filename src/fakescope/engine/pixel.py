@@ -15,6 +15,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from fakescope.engine.adversary import source_loss
+
 
 class MaskSupervised(nn.Module):
     """``detector`` plus a tampering-map head on its layer ``layer``.
@@ -80,8 +82,6 @@ class DetectorLoss(nn.Module):
                 *targets: torch.Tensor) -> torch.Tensor:
         outputs, extra = (list(output) if isinstance(output, tuple) else [output]), 0.0
         if self.sources:
-            from fakescope.engine.adversary import source_loss
-
             extra, targets = source_loss(outputs.pop(), targets[-1]), targets[:-1]
         logits, cells = outputs[0], (outputs[1] if len(outputs) > 1 else None)
         loss = self.image_loss(logits.float(), labels) + extra

@@ -38,8 +38,7 @@ from fakescope.engine.parallel import (
 )
 from fakescope.engine.pixel import DetectorLoss, MaskSupervised
 from fakescope.evaluation.metrics import HELD_OUT_FOLDS, compute_metrics, held_out_fpr, threshold_at_fpr
-from fakescope.inference.detector import Detector, has_pooled_features, resolve_device, softmax_fake
-from fakescope.inference.kinds.ensemble import classifier_module
+from fakescope.inference.detector import Detector, classifier_module, has_pooled_features, resolve_device, softmax_fake
 from fakescope.inference.kinds.patch import PatchConfig, PatchDetector, aggregate, patch_info
 from fakescope.registry import create_detector, get_spec
 from fakescope.video.clips import clip_info, clip_spec

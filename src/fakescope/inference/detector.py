@@ -312,6 +312,19 @@ def pooled_features(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
     return model.forward_head(model.forward_features(x), pre_logits=True)
 
 
+def classifier_module(model: nn.Module) -> nn.Module:
+    """The layer producing the logits: timm's ``get_classifier()``, else the model's last ``nn.Linear``."""
+    from torch import nn
+
+    getter = getattr(model, "get_classifier", None)
+    if callable(getter) and isinstance(getter(), nn.Module) and not isinstance(getter(), nn.Identity):
+        return getter()
+    linears = [m for m in model.modules() if isinstance(m, nn.Linear)]
+    if not linears:
+        raise DetectorError(f"{type(model).__name__}: no classifier layer found for penultimate features")
+    return linears[-1]
+
+
 def available_cores() -> int:
     """CPU cores this process may run on (respects taskset / cgroup CPU affinity)."""
     try:

@@ -35,7 +35,7 @@ from torch import nn
 
 from fakescope.checkpoint import CheckpointMeta, build_model, float_state, read_meta, save_checkpoint
 from fakescope.ensemble.combine import Combiner, Stacker
-from fakescope.inference.detector import Detector, DetectorError
+from fakescope.inference.detector import Detector, DetectorError, classifier_module
 from fakescope.inference.kinds import SINGLE, register_kind
 from fakescope.inference.kinds.single import SingleDetector
 
@@ -45,17 +45,6 @@ KIND = "ensemble"
 
 
 # ---------------------------------------------------------------------------------------------- members' outputs
-def classifier_module(model: nn.Module) -> nn.Module:
-    """The layer producing the logits: timm's ``get_classifier()``, else the model's last ``nn.Linear``."""
-    getter = getattr(model, "get_classifier", None)
-    if callable(getter) and isinstance(getter(), nn.Module) and not isinstance(getter(), nn.Identity):
-        return getter()
-    linears = [m for m in model.modules() if isinstance(m, nn.Linear)]
-    if not linears:
-        raise DetectorError(f"{type(model).__name__}: no classifier layer found for penultimate features")
-    return linears[-1]
-
-
 @torch.inference_mode()
 def member_outputs(detector: Detector, arrays: Sequence[Any], features: bool) -> tuple[np.ndarray, np.ndarray | None]:
     """A member's calibrated fake probabilities (N,) and, with ``features``, its penultimate activations (N, D)."""
