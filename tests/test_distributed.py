@@ -204,7 +204,7 @@ def _ddp_config(tmp: Path) -> TrainConfig:
 
 def _source_config(tmp: Path) -> TrainConfig:
     """Per-source balance with pseudo-fakes over two folders of unequal size: 40 real + 40 fake, and 6 reals only
-    (a real-only folder: its fakes are all pseudo-fakes)."""
+    (a real-only folder: its fakes are all pseudo-fakes); with a source adversary, which DDP must carry."""
     big, small = tmp / "source_big", tmp / "source_small"
     _write_images(big / "real", 40, seed=4)
     _write_images(big / "fake", 40, seed=5, size=40)
@@ -212,7 +212,7 @@ def _source_config(tmp: Path) -> TrainConfig:
     return load_config(None, {"data.path": [str(big), str(small)], "model.name": "ela-cnn", "strategy": "ddp",
                               "epochs": "1", "batch_size": "8", "out": str(tmp / "source_run"), "device": "cpu",
                               "data.workers": "0", "augment.enabled": "false", "data.cache_dir": str(tmp / "cache"),
-                              "data.balance": "source", "data.pseudo_fakes": "0.5"})
+                              "data.balance": "source", "data.pseudo_fakes": "0.5", "source_adversary": "0.3"})
 
 
 @pytest.fixture(scope="module")
@@ -300,6 +300,8 @@ def test_ddp_fit_with_pseudo_fakes_and_source_balance(results):
     assert fits[0].metrics and np.isfinite(fits[0].history[0]["train_loss"])
     saved = yaml.safe_load((Path(cfg.out) / "config.yaml").read_text())
     assert saved["data"]["balance"] == "source" and saved["data"]["pseudo_fakes"] == 0.5
+    assert saved["source_adversary"] == 0.3
+    Detector.load(str(fits[0].checkpoint), device="cpu")  # the plain detector: the source head was not saved
     counts = json.loads((Path(cfg.out) / "metrics.json").read_text())["counts"]["train"]
     assert counts["pseudo_fake"] == counts["real"] > 0  # one pseudo-fake entry per training real
 
