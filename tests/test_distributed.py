@@ -86,7 +86,8 @@ def _grads(module: nn.Module) -> dict[str, torch.Tensor]:
 
 # ---- what each of the 2 processes runs ---------------------------------------------------------------------------
 
-def _everything(cfg: TrainConfig, checkpoint: str, images: str, scan_out: str, source_cfg: TrainConfig) -> dict:
+def _everything(cfg: TrainConfig, checkpoint: str, images: str, scan_out: str,
+                source_cfgs: dict[str, TrainConfig]) -> dict:
     import torch.distributed as dist
 
     from fakescope.distributed import init_distributed
@@ -94,7 +95,9 @@ def _everything(cfg: TrainConfig, checkpoint: str, images: str, scan_out: str, s
 
     torch.set_num_threads(1)
     info = init_distributed("cpu")
-    out = {"fit": fit(cfg), "source_fit": fit(source_cfg), "source_draws": _draws(source_cfg, info), "ddp": _ddp(info), "localsgd": _localsgd(info), "tensor": _tensor(info),
+    out = {"fit": fit(cfg), "source_fit": {k: fit(c) for k, c in source_cfgs.items()},
+           "source_draws": _draws(source_cfgs["ddp"], info), "ddp": _ddp(info), "localsgd": _localsgd(info),
+           "tensor": _tensor(info),
            "pipeline": {name: _pipeline(info, name, size) for name, size in (("ela-cnn", 64), ("resnet18", 32))},
            "scan": _scan(checkpoint, images, scan_out)}
     dist.destroy_process_group()
@@ -202,15 +205,17 @@ def _ddp_config(tmp: Path) -> TrainConfig:
                               "augment.enabled": "false", "data.cache_dir": str(tmp / "cache"), "optim.lr": "1e-4"})
 
 
-def _source_config(tmp: Path) -> TrainConfig:
+def _source_config(tmp: Path, strategy: str = "ddp") -> TrainConfig:
     """Per-source balance with pseudo-fakes over two folders of unequal size: 40 real + 40 fake, and 6 reals only
-    (a real-only folder: its fakes are all pseudo-fakes); with a source adversary, which DDP must carry."""
+    (a real-only folder: its fakes are all pseudo-fakes); with a source adversary, which DDP and local SGD must
+    carry."""
     big, small = tmp / "source_big", tmp / "source_small"
     _write_images(big / "real", 40, seed=4)
     _write_images(big / "fake", 40, seed=5, size=40)
     _write_images(small / "real", 6, seed=6)
-    return load_config(None, {"data.path": [str(big), str(small)], "model.name": "ela-cnn", "strategy": "ddp",
-                              "epochs": "1", "batch_size": "8", "out": str(tmp / "source_run"), "device": "cpu",
+    return load_config(None, {"data.path": [str(big), str(small)], "model.name": "ela-cnn", "strategy": strategy,
+                              "epochs": "1", "batch_size": "8", "out": str(tmp / f"source_run_{strategy}"),
+                              "device": "cpu",
                               "data.workers": "0", "augment.enabled": "false", "data.cache_dir": str(tmp / "cache"),
                               "data.balance": "source", "data.pseudo_fakes": "0.5", "source_adversary": "0.3"})
 
@@ -218,11 +223,11 @@ def _source_config(tmp: Path) -> TrainConfig:
 @pytest.fixture(scope="module")
 def results(tmp_path_factory, tiny_ela_checkpoint) -> dict:
     tmp = tmp_path_factory.mktemp("distributed")
-    cfg, source_cfg = _ddp_config(tmp), _source_config(tmp)
+    cfg, source_cfgs = _ddp_config(tmp), {s: _source_config(tmp, s) for s in ("ddp", "localsgd")}
     _write_images(tmp / "imgs", 9, seed=3)
     out = launch(_everything, 2, cfg, str(tiny_ela_checkpoint), str(tmp / "imgs"), str(tmp / "merged.csv"),
-                 source_cfg)
-    return {"ranks": out, "folder": tmp, "checkpoint": tiny_ela_checkpoint, "cfg": cfg, "source_cfg": source_cfg}
+                 source_cfgs)
+    return {"ranks": out, "folder": tmp, "checkpoint": tiny_ela_checkpoint, "cfg": cfg, "source_cfgs": source_cfgs}
 
 
 def _write_images(folder: Path, n: int, seed: int, size: int = 48) -> list[Path]:
@@ -267,7 +272,7 @@ def test_ddp_matches_single_process_on_the_global_batch(results):
 def test_ranks_together_draw_the_single_process_sample(results):
     """Each rank keeps every other item of the seeded weighted draw: interleaved, the ranks' shares are exactly
     what one process draws, epoch by epoch (the last rank's share padded with the draw's first item)."""
-    single = _draws(results["source_cfg"])
+    single = _draws(results["source_cfgs"]["ddp"])
     ranks = [results["ranks"][r]["source_draws"] for r in (0, 1)]
     for epoch, draw in enumerate(single):
         mine = ranks[0][epoch], ranks[1][epoch]
@@ -281,7 +286,7 @@ def test_ranks_draw_each_source_and_pseudo_fake_share_by_the_weights(results):
     from fakescope.data.splits import source_sample_weights
     from fakescope.engine.loaders import image_datasets
 
-    cfg = results["source_cfg"]
+    cfg = results["source_cfgs"]["ddp"]
     ds, _ = image_datasets(cfg, create_detector(cfg.model.name)[1])
     src, y, pseudo = np.asarray(ds.sources), np.asarray(ds.labels), np.asarray(ds.pseudo)
     cell = src * 3 + np.where(pseudo, 2, y)  # (source, real / fake / pseudo-fake)
@@ -294,13 +299,14 @@ def test_ranks_draw_each_source_and_pseudo_fake_share_by_the_weights(results):
     assert len(drawn) > 1000 and np.abs(shares - expected).max() < 0.04, (shares, expected)
 
 
-def test_ddp_fit_with_pseudo_fakes_and_source_balance(results):
-    cfg = results["source_cfg"]
-    fits = results["ranks"][0]["source_fit"], results["ranks"][1]["source_fit"]
+@pytest.mark.parametrize("strategy", ["ddp", "localsgd"])
+def test_parallel_fit_with_pseudo_fakes_source_balance_and_adversary(results, strategy):
+    cfg = results["source_cfgs"][strategy]
+    fits = results["ranks"][0]["source_fit"][strategy], results["ranks"][1]["source_fit"][strategy]
     assert fits[0].metrics and np.isfinite(fits[0].history[0]["train_loss"])
     saved = yaml.safe_load((Path(cfg.out) / "config.yaml").read_text())
-    assert saved["data"]["balance"] == "source" and saved["data"]["pseudo_fakes"] == 0.5
-    assert saved["source_adversary"] == 0.3
+    assert saved["strategy"] == strategy and saved["data"]["balance"] == "source"
+    assert saved["data"]["pseudo_fakes"] == 0.5 and saved["source_adversary"] == 0.3
     Detector.load(str(fits[0].checkpoint), device="cpu")  # the plain detector: the source head was not saved
     counts = json.loads((Path(cfg.out) / "metrics.json").read_text())["counts"]["train"]
     assert counts["pseudo_fake"] == counts["real"] > 0  # one pseudo-fake entry per training real
