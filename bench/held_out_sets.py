@@ -1,13 +1,15 @@
 """Leave one source out: a recipe trained without one of the shared sets, scored on the set it never saw.
 
     python bench/held_out_sets.py [--recipe configs/default.yaml] [--runs runs/held-out] [--leave-out SET ...]
-                                  [--set KEY=VALUE ...] [--baseline default] [--write]
+                                  [--set KEY=VALUE ...] [--exclude SET ...] [--baseline default] [--write]
+    python bench/held_out_sets.py --ensemble RUNS RUNS [...] [--leave-out SET ...]
 
 For each shared source (casia1, faces140k, diffusiondb, wildfaces and the real-only cameras, or those named by
 --leave-out) the recipe is trained on all the others into RUNS/without-SET, and (for the whole table) once on all of
 them into RUNS/all, unless the run exists already with that recipe (a run saved with another recipe stops the bench,
 naming the differing options); ``--set`` changes config keys of the recipe for every run (a budget probe without a new
-recipe file). Each left-out model is scored on every image of the set it never saw: ROC-AUC with a bootstrap
+recipe file); ``--exclude`` keeps sources out of every run (the recipe without them). Each left-out model is scored
+on every image of the set it never saw: ROC-AUC with a bootstrap
 interval, the share of its reals flagged and of its fakes caught at the threshold it chose on the other sets, its
 ECE there, the share of the set it calls unfamiliar and its ROC-AUC on the familiar part; on cameras, which has no
 fakes, the share flagged. The mean left-out ROC-AUC over the sets with fakes is the number a default is chosen by.
@@ -15,6 +17,10 @@ fakes, the share flagged. The mean left-out ROC-AUC over the sets with fakes is 
 never trained on. Each run is also scored on the validation splits of the sets it trained on (its own splits, as
 ``fakescope train`` made them), and the run on all sets gives the in-set table. Scores are cached beside each run
 (scores-SET.json), so re-running for --write scores nothing again. --write puts the tables into the benchmark page.
+
+``--ensemble`` trains and scores nothing: it reads the cached left-out scores of run folders made by this bench and
+prints each set's ROC-AUC of their ``mean`` ensemble (fakescope's ``Combiner("mean")``: the mean fake probability),
+the ensemble of those recipes on the same left-out table.
 """
 from __future__ import annotations
 
@@ -35,6 +41,7 @@ from fakescope.config import TrainConfig, config_differences, load_config, parse
 from fakescope.data.discovery import Sample, discover_samples
 from fakescope.engine.familiarity import add_familiarity
 from fakescope.engine.train import fit, folder_splits
+from fakescope.ensemble.combine import Combiner
 from fakescope.evaluation.metrics import compute_metrics, roc_auc_interval
 from fakescope.familiarity import FAMILIAR_CUT
 from fakescope.inference.detector import Detector
@@ -45,21 +52,23 @@ from fakescope.inference.scan import scan
 PREVIOUS_RECIPE = {"casia1": 0.566, "faces140k": 0.617, "diffusiondb": 0.491}
 
 
-def run_config(left_out: str | None, runs: Path, recipe: Path, changes: dict[str, Any] | None = None) -> TrainConfig:
+def run_config(left_out: str | None, runs: Path, recipe: Path, changes: dict[str, Any] | None = None,
+               exclude: tuple[str, ...] = ()) -> TrainConfig:
     out = runs / (f"without-{left_out}" if left_out else "all")
-    overrides = {**(changes or {}), "data.path": [str(data_root() / s) for s in SETS if s != left_out], "out": str(out)}
+    paths = [str(data_root() / s) for s in SETS if s != left_out and s not in exclude]
+    overrides = {**(changes or {}), "data.path": paths, "out": str(out)}
     cfg = load_config(recipe, overrides)
     if left_out == "casia1" and not cfg.data.pseudo_fakes:
         cfg.mask_loss = 0.0  # no other set has tampering masks
     return cfg
 
 
-def train_without(left_out: str | None, runs: Path, recipe: Path,
-                  changes: dict[str, Any] | None = None) -> tuple[Path, TrainConfig]:
+def train_without(left_out: str | None, runs: Path, recipe: Path, changes: dict[str, Any] | None = None,
+                  exclude: tuple[str, ...] = ()) -> tuple[Path, TrainConfig]:
     """The recipe (with ``changes``, config keys) on every shared set but ``left_out`` (None: all of them); an
     existing run with the same recipe is reused. The checkpoint gets its familiarity description if it has none (runs
     trained before it existed)."""
-    cfg = run_config(left_out, runs, recipe, changes)
+    cfg = run_config(left_out, runs, recipe, changes, exclude)
     out = Path(cfg.out)
     checkpoint = out / "best.safetensors"
     if (out / "config.yaml").exists():
@@ -129,6 +138,24 @@ def in_set_cell(detector: Detector, val: list[Sample], name: str, cache_dir: Pat
     return f"{m['roc_auc']:.3f} ({1 - m['accuracy_real']:.3f})"
 
 
+def ensemble_table(runs: list[Path], names: list[str]) -> str:
+    """ROC-AUC on each left-out set of the mean ensemble of the runs' models trained without it (cached scores)."""
+    rows, aucs = [], []
+    for name in names:
+        caches = [run / f"without-{name}" / f"scores-{name}.json" for run in runs]
+        if missing := [str(c) for c in caches if not c.exists()]:
+            raise SystemExit(f"no cached left-out scores: {', '.join(missing)} (run the bench on that run folder first)")
+        members = [json.loads(c.read_text()) for c in caches]
+        paths = sorted(set.intersection(*(set(m) for m in members)))
+        y = np.asarray([members[0][p][0] for p in paths])
+        probs = np.asarray([[m[p][1] for m in members] for p in paths])
+        p = Combiner("mean", np.full(len(runs), 0.5)).predict(probs)
+        aucs.append(compute_metrics(y, p)["roc_auc"])
+        rows.append(f"| {name} | {auc_text(y, p)} ({len(y)}) |")
+    return (f"Mean ensemble of {', '.join(str(r) for r in runs)}: **mean left-out ROC-AUC {np.mean(aucs):.3f}**\n\n"
+            "| set never seen in training | ROC-AUC [95%] (images) |\n|---|---|\n" + "\n".join(rows))
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--recipe", type=Path, default=REPO / "configs" / "default.yaml")
@@ -136,15 +163,25 @@ def main() -> None:
     ap.add_argument("--leave-out", nargs="+", choices=SETS, default=list(SETS), metavar="SET")
     ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                     help="change one config key of the recipe for every run (repeatable), e.g. data.max_per_class=500")
+    ap.add_argument("--exclude", nargs="+", choices=SETS, default=[], metavar="SET",
+                    help="sources no run trains on (the recipe without them), e.g. to test whether one of them hurts")
     ap.add_argument("--baseline", default="default", help="checkpoint scored beside, on sets it never trained on")
     ap.add_argument("--write", action="store_true", help="write the tables into the benchmark page")
+    ap.add_argument("--ensemble", nargs="+", type=Path, metavar="RUNS",
+                    help="only score the mean ensemble of these run folders from their cached left-out scores")
     args = ap.parse_args()
     logging.basicConfig(level=logging.WARNING)
+    if args.ensemble:
+        print(ensemble_table(args.ensemble, [s for s in args.leave_out if s != "cameras"]))
+        return
     t0 = time.time()
     changes = parse_dotted_args([f"--{change}" for change in args.set])  # as fakescope train reads --KEY=VALUE
-    runs = {name: train_without(name, args.runs, args.recipe, changes) for name in args.leave_out}
-    if set(args.leave_out) == set(SETS):  # the whole table: also the run on all sets, the candidate default
-        runs["all"] = train_without(None, args.runs, args.recipe, changes)
+    if overlap := set(args.exclude) & set(args.leave_out):
+        raise SystemExit(f"--exclude {' '.join(sorted(overlap))}: a source no run trains on cannot be left out too")
+    exclude = tuple(args.exclude)
+    runs = {name: train_without(name, args.runs, args.recipe, changes, exclude) for name in args.leave_out}
+    if set(args.leave_out) | set(exclude) == set(SETS):  # the whole table: also the run on all sets, the candidate
+        runs["all"] = train_without(None, args.runs, args.recipe, changes, exclude)
     baseline = Detector.load(args.baseline, backend="auto")
     trained_on = {Path(p).name for p in baseline.meta.info.get("data", {}).get("path", [])}
     left, aucs, base_rows = [], {}, []
@@ -184,7 +221,7 @@ def report(left: list[str], aucs: dict, base_rows: list[str], in_set: list[str],
     return (
         f"Command: `{command}` ({seconds:.0f} s here, training included when runs were missing). Recipe "
         f"`{args.recipe.relative_to(REPO) if args.recipe.is_relative_to(REPO) else args.recipe}`, trained once "
-        "without each source and once on all five.\n\n"
+        f"without each source and once on all {'but ' + ', '.join(args.exclude) if args.exclude else 'five'}.\n\n"
         f"**Mean left-out ROC-AUC: {mean}** (none below: {min(with_fakes):.3f}). The previous recipe (Lite2, three "
         f"sets) scored {previous} on the set it never saw.\n\n{head}\n" + "\n".join(f"| {r} |" for r in left) +
         "\n\nThe baseline (`" + args.baseline + "`) on the sets it never trained on:\n\n" + head + "\n" +
