@@ -8,8 +8,9 @@ For each shared source (casia1, faces140k, diffusiondb, wildfaces and the real-o
 --leave-out) the recipe is trained on all the others into RUNS/without-SET, and (for the whole table) once on all of
 them into RUNS/all, unless the run exists already with that recipe (a run saved with another recipe stops the bench,
 naming the differing options); ``--set`` changes config keys of the recipe for every run (a budget probe without a new
-recipe file); ``--exclude`` keeps sources out of every run (the recipe without them). Each left-out model is scored
-on every image of the set it never saw: ROC-AUC with a bootstrap
+recipe file); ``--exclude`` keeps sources out of every run (the recipe without them; in the whole table the run on
+all the others is scored on them as on a left-out set). Each left-out model is scored on every image of the set it
+never saw: ROC-AUC with a bootstrap
 interval, the share of its reals flagged and of its fakes caught at the threshold it chose on the other sets, its
 ECE there, the share of the set it calls unfamiliar and its ROC-AUC on the familiar part; on cameras, which has no
 fakes, the share flagged. The mean left-out ROC-AUC over the sets with fakes is the number a default is chosen by.
@@ -185,8 +186,9 @@ def main() -> None:
     baseline = Detector.load(args.baseline, backend="auto")
     trained_on = {Path(p).name for p in baseline.meta.info.get("data", {}).get("path", [])}
     left, aucs, base_rows = [], {}, []
-    for name in args.leave_out:
-        checkpoint, _ = runs[name]
+    never_seen = [*args.leave_out, *(exclude if "all" in runs else ())]  # an excluded set: scored by the run on all
+    for name in never_seen:
+        checkpoint, _ = runs.get(name, runs.get("all"))
         model = Detector.load(str(checkpoint), backend="auto")
         every = discover_samples(data_root() / name)
         row, auc = left_out_row(name, list(scored(model, every, checkpoint.parent / f"scores-{name}.json").values()),
@@ -197,13 +199,13 @@ def main() -> None:
         if name not in trained_on:
             cache = args.runs / f"baseline-scores-{name}.json"
             base_rows.append(left_out_row(name, list(scored(baseline, every, cache).values()), baseline.threshold)[0])
-    in_set = []
+    in_set, all_label = [], "all but " + ", ".join(exclude) if exclude else "all five"
     for key, (checkpoint, cfg) in runs.items():
         model = Detector.load(str(checkpoint), backend="auto")
         val = {Path(root).name: v for root, (_, v) in zip(cfg.data.path, folder_splits(cfg))}  # one walk per run
         cells = ["(left out)" if name not in val else in_set_cell(model, val[name], name, checkpoint.parent)
                  for name in SETS]
-        in_set.append(f"{'all five' if key == 'all' else 'without ' + key} | " + " | ".join(cells))
+        in_set.append(f"{all_label if key == 'all' else 'without ' + key} | " + " | ".join(cells))
         print(in_set[-1], flush=True)
     body = report(left, aucs, base_rows, in_set, args, time.time() - t0)
     print(body)
