@@ -148,8 +148,8 @@ def ensemble_table(runs: list[Path], names: list[str]) -> str:
             raise SystemExit(f"no cached left-out scores: {', '.join(missing)} (run the bench on that run folder first)")
         members = [json.loads(c.read_text()) for c in caches]
         paths = sorted(set.intersection(*(set(m) for m in members)))
-        y = np.asarray([members[0][p][0] for p in paths])
-        probs = np.asarray([[m[p][1] for m in members] for p in paths])
+        y = columns([members[0][p] for p in paths])[0]
+        probs = np.stack([columns([m[p] for p in paths])[1] for m in members], axis=1)  # (images, runs)
         p = Combiner("mean", np.full(len(runs), 0.5)).predict(probs)
         aucs.append(compute_metrics(y, p)["roc_auc"])
         rows.append(f"| {name} | {auc_text(y, p)} ({len(y)}) |")

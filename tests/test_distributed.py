@@ -205,14 +205,19 @@ def _ddp_config(tmp: Path) -> TrainConfig:
                               "augment.enabled": "false", "data.cache_dir": str(tmp / "cache"), "optim.lr": "1e-4"})
 
 
-def _source_config(tmp: Path, strategy: str = "ddp") -> TrainConfig:
-    """Per-source balance with pseudo-fakes over two folders of unequal size: 40 real + 40 fake, and 6 reals only
-    (a real-only folder: its fakes are all pseudo-fakes); with a source adversary, which DDP and local SGD must
-    carry."""
+def _source_folders(tmp: Path) -> tuple[Path, Path]:
+    """Two folders of unequal size: 40 real + 40 fake, and 6 reals only (a real-only folder: its fakes are all
+    pseudo-fakes)."""
     big, small = tmp / "source_big", tmp / "source_small"
     _write_images(big / "real", 40, seed=4)
     _write_images(big / "fake", 40, seed=5, size=40)
     _write_images(small / "real", 6, seed=6)
+    return big, small
+
+
+def _source_config(tmp: Path, big: Path, small: Path, strategy: str) -> TrainConfig:
+    """Per-source balance with pseudo-fakes over ``big`` and ``small`` (:func:`_source_folders`), with a source
+    adversary, which DDP and local SGD must carry."""
     return load_config(None, {"data.path": [str(big), str(small)], "model.name": "ela-cnn", "strategy": strategy,
                               "epochs": "1", "batch_size": "8", "out": str(tmp / f"source_run_{strategy}"),
                               "device": "cpu",
@@ -223,7 +228,8 @@ def _source_config(tmp: Path, strategy: str = "ddp") -> TrainConfig:
 @pytest.fixture(scope="module")
 def results(tmp_path_factory, tiny_ela_checkpoint) -> dict:
     tmp = tmp_path_factory.mktemp("distributed")
-    cfg, source_cfgs = _ddp_config(tmp), {s: _source_config(tmp, s) for s in ("ddp", "localsgd")}
+    folders = _source_folders(tmp)
+    cfg, source_cfgs = _ddp_config(tmp), {s: _source_config(tmp, *folders, s) for s in ("ddp", "localsgd")}
     _write_images(tmp / "imgs", 9, seed=3)
     out = launch(_everything, 2, cfg, str(tiny_ela_checkpoint), str(tmp / "imgs"), str(tmp / "merged.csv"),
                  source_cfgs)
