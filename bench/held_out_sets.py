@@ -40,7 +40,7 @@ from _common import REPO, SETS, data_root, write_section
 from fakescope.checkpoint import read_meta
 from fakescope.config import TrainConfig, config_differences, load_config, parse_dotted_args
 from fakescope.data.discovery import Sample, discover_samples
-from fakescope.engine.familiarity import add_familiarity
+from fakescope.engine.familiarity import add_familiarity, describable
 from fakescope.engine.train import fit, folder_splits
 from fakescope.ensemble.combine import Combiner
 from fakescope.evaluation.metrics import compute_metrics, roc_auc_interval
@@ -84,7 +84,9 @@ def train_without(left_out: str | None, runs: Path, recipe: Path, changes: dict[
         fit(cfg, on_epoch=lambda r: print(f"  epoch {r['epoch']} val auc {r['val_roc_auc']:.3f} {r['seconds']:.0f}s",
                                           flush=True))
     if "familiarity" not in read_meta(checkpoint).info:
-        add_familiarity(checkpoint, folder_splits(cfg), per_cell=120)
+        detector = Detector.load(str(checkpoint), device="cpu")
+        if describable(detector.model, detector.preprocess):  # a patch detector has none
+            add_familiarity(checkpoint, folder_splits(cfg), per_cell=120, detector=detector)
     return checkpoint, cfg
 
 

@@ -10,7 +10,7 @@ import torch
 
 from fakescope.checkpoint import CheckpointMeta, read_header, read_meta, save_checkpoint
 from fakescope.data.discovery import Sample
-from fakescope.engine.familiarity import add_familiarity, capped
+from fakescope.engine.familiarity import add_familiarity, capped, describable
 from fakescope.familiarity import FAMILIAR_CUT, FeatureModel, decide, fit_feature_model
 from fakescope.inference.detector import Detector
 from fakescope.registry import create_detector
@@ -182,3 +182,13 @@ def test_pseudo_fakes_need_per_source_draws():
     with pytest.raises(ValueError, match="between 0 and 1"):
         load_config(None, {"data.pseudo_fakes": 1.5, "data.balance": "source"})
     assert load_config(None, {"data.pseudo_fakes": 0.5, "data.balance": "source"}).data.pseudo_fakes == 0.5
+
+
+@pytest.mark.parametrize(("name", "resize", "expected"), [("efficientnet_lite0", "squash", True),
+                                                           ("efficientnet_lite0", "crop", False),
+                                                           ("ela-cnn", None, False)])
+def test_only_whole_image_timm_models_are_described(name, resize, expected):
+    """Training (fit) and the left-out bench describe the same checkpoints: a crop model scores several windows per
+    image and the ELA-CNN has no pooled features, so neither gets a description (nor fails trying)."""
+    model, pre = create_detector(name, pretrained=False, **({"size": 32, "resize": resize} if resize else {}))
+    assert describable(model, pre) is expected

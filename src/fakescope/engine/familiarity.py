@@ -13,11 +13,20 @@ from safetensors.torch import load_file, save_file
 
 from fakescope.checkpoint import read_header, read_meta
 from fakescope.data.discovery import Sample
+from fakescope.data.preprocess import Preprocess
 from fakescope.familiarity import FeatureModel, fit_feature_model
-from fakescope.inference.detector import Detector
+from fakescope.inference.detector import Detector, has_pooled_features
+from fakescope.inference.kinds.patch import patch_info
 from fakescope.inference.scan import iter_prepared
+from fakescope.video.clips import clip_info
 
 log = logging.getLogger(__name__)
+
+
+def describable(model: object, preprocess: Preprocess) -> bool:
+    """Whether a familiarity description fits the model: one whole image in, timm's pooled features out. A patch or
+    clip detector scores several inputs per image, which one per-image description does not cover."""
+    return has_pooled_features(model) and not patch_info(preprocess) and not clip_info(preprocess)
 
 
 def sample_features(detector: Detector, samples: Sequence[Sample], workers: int = 2,

@@ -38,7 +38,7 @@ from fakescope.engine.parallel import (
 )
 from fakescope.engine.pixel import DetectorLoss, MaskSupervised
 from fakescope.evaluation.metrics import HELD_OUT_FOLDS, compute_metrics, held_out_fpr, threshold_at_fpr
-from fakescope.inference.detector import Detector, classifier_module, has_pooled_features, resolve_device, softmax_fake
+from fakescope.inference.detector import Detector, classifier_module, resolve_device, softmax_fake
 from fakescope.inference.kinds.patch import PatchConfig, PatchDetector, aggregate, patch_info
 from fakescope.registry import create_detector, get_spec
 from fakescope.video.clips import clip_info, clip_spec
@@ -332,9 +332,9 @@ def _finish(cfg: TrainConfig, pre: Preprocess, counts: dict, history: list, best
         metrics["temperature"] = temperature
     meta = _meta(cfg, pre, counts, metrics, temperature, threshold)
     save_checkpoint(best_path, model, meta)
-    if has_pooled_features(model) and not patch_info(pre) and not clip_info(pre):
-        from fakescope.engine.familiarity import add_familiarity
+    from fakescope.engine.familiarity import add_familiarity, describable
 
+    if describable(model, pre):
         detector = Detector(model, meta, str(best_path), device=str(device))
         add_familiarity(best_path, folder_splits(cfg), workers=cfg.data.workers, detector=detector)
     (Path(cfg.out) / "metrics.json").write_text(json.dumps({"validation": metrics, "counts": counts}, indent=2))
