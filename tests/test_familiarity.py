@@ -185,10 +185,11 @@ def test_pseudo_fakes_need_per_source_draws():
 
 
 @pytest.mark.parametrize(("name", "resize", "expected"), [("efficientnet_lite0", "squash", True),
-                                                           ("efficientnet_lite0", "crop", False),
+                                                           ("efficientnet_lite0", "crop", True),
                                                            ("ela-cnn", None, False)])
-def test_only_whole_image_timm_models_are_described(name, resize, expected):
-    """Training (fit) and the left-out bench describe the same checkpoints: a crop model scores several windows per
-    image and the ELA-CNN has no pooled features, so neither gets a description (nor fails trying)."""
+def test_timm_models_are_described_whole_or_in_patches(name, resize, expected):
+    """Training (fit) and the left-out bench describe the same checkpoints: a timm model whether it reads the
+    resized image or native crops (tests/test_patches.py checks a crop model's familiarity); the ELA-CNN has no
+    pooled features, so it gets no description (nor fails trying)."""
     model, pre = create_detector(name, pretrained=False, **({"size": 32, "resize": resize} if resize else {}))
     assert describable(model, pre) is expected

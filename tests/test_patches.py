@@ -194,8 +194,18 @@ def test_a_content_backbone_becomes_a_patch_detector_with_resize_crop(tmp_path, 
     cfg = TrainConfig(epochs=1, batch_size=4, device="cpu", out=str(tmp_path / "run"))
     cfg.model.name, cfg.model.size, cfg.model.resize = "resnet18", 32, "crop"
     cfg.data.path, cfg.data.workers, cfg.data.cache = [str(tmp_path / "data")], 0, False
-    meta = read_meta(fit(cfg).checkpoint)
+    checkpoint = fit(cfg).checkpoint
+    meta = read_meta(checkpoint)
     assert meta.info["kind"] == "patch" and meta.preprocess.resize == "crop"
+    # described like any timm model, from the mean of each image's patch features, and every score says how familiar
+    assert "familiarity" in meta.info
+    det = Detector.load(str(checkpoint), device="cpu")
+    stacks = [det.prepare(make_image((48 + 20 * i, 40), seed=50 + i)) for i in range(3)]  # 2, 2 and 4 patches
+    probs, familiar = det.score_batch(stacks)
+    np.testing.assert_allclose(probs, det.predict_batch(stacks), atol=1e-6)
+    patch_means = np.stack([det.logits_and_features(s)[1].mean(0) for s in stacks])
+    np.testing.assert_allclose(det.image_features(stacks), patch_means, atol=1e-5)
+    np.testing.assert_allclose(familiar, det.feature_model.familiarity(patch_means), atol=1e-6)
 
 
 def test_patch_validation_scores_each_image_once_for_both_temperatures(tmp_path, tiny_images):

@@ -16,7 +16,6 @@ from fakescope.data.discovery import Sample
 from fakescope.data.preprocess import Preprocess
 from fakescope.familiarity import FeatureModel, fit_feature_model
 from fakescope.inference.detector import Detector, has_pooled_features
-from fakescope.inference.kinds.patch import patch_info
 from fakescope.inference.scan import iter_prepared
 from fakescope.video.clips import clip_info
 
@@ -24,9 +23,9 @@ log = logging.getLogger(__name__)
 
 
 def describable(model: object, preprocess: Preprocess) -> bool:
-    """Whether a familiarity description fits the model: one whole image in, timm's pooled features out. A patch or
-    clip detector scores several inputs per image, which one per-image description does not cover."""
-    return has_pooled_features(model) and not patch_info(preprocess) and not clip_info(preprocess)
+    """Whether a familiarity description fits the model: timm's pooled features out, one image (or, for a patch
+    detector, the mean over its patches) a row. A clip detector reads frame sequences, which it does not cover."""
+    return has_pooled_features(model) and not clip_info(preprocess)
 
 
 def sample_features(detector: Detector, samples: Sequence[Sample], workers: int = 2,
@@ -37,10 +36,10 @@ def sample_features(detector: Detector, samples: Sequence[Sample], workers: int 
         if item.error is None:
             batch.append(item.array)
         if len(batch) == batch_size:
-            feats.append(detector.logits_and_features(np.stack(batch))[1])
+            feats.append(detector.image_features(batch))
             batch = []
     if batch:
-        feats.append(detector.logits_and_features(np.stack(batch))[1])
+        feats.append(detector.image_features(batch))
     return np.concatenate(feats)
 
 

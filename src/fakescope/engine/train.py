@@ -38,7 +38,8 @@ from fakescope.engine.parallel import (
 )
 from fakescope.engine.pixel import DetectorLoss, MaskSupervised
 from fakescope.evaluation.metrics import HELD_OUT_FOLDS, compute_metrics, held_out_fpr, threshold_at_fpr
-from fakescope.inference.detector import Detector, classifier_module, resolve_device, softmax_fake
+from fakescope.inference.detector import classifier_module, resolve_device, softmax_fake
+from fakescope.inference.kinds import SINGLE, get_kind
 from fakescope.inference.kinds.patch import PatchConfig, PatchDetector, aggregate, patch_info
 from fakescope.registry import create_detector, get_spec
 from fakescope.video.clips import clip_info, clip_spec
@@ -173,11 +174,10 @@ class _UncalibratedToo(PatchDetector):
         super().__init__(*args, **kwargs)
         self.uncalibrated: list[float] = []
 
-    def patch_probabilities(self, items: list[np.ndarray]) -> list[np.ndarray]:
-        logits = self.patch_logits(items)
+    def image_probabilities(self, patch_logits: list[torch.Tensor]) -> np.ndarray:
         self.uncalibrated += [aggregate(self.probabilities(x, 1.0), self.config.aggregate, self.config.top_k)
-                              for x in logits]
-        return [self.probabilities(x) for x in logits]
+                              for x in patch_logits]
+        return super().image_probabilities(patch_logits)
 
 
 def _patch_validation(cfg: TrainConfig, model: nn.Module, pre: Preprocess, samples: list[Sample],
@@ -335,7 +335,7 @@ def _finish(cfg: TrainConfig, pre: Preprocess, counts: dict, history: list, best
     from fakescope.engine.familiarity import add_familiarity, describable
 
     if describable(model, pre):
-        detector = Detector(model, meta, str(best_path), device=str(device))
+        detector = get_kind(meta.info.get("kind", SINGLE))(model, meta, str(best_path), device=str(device))
         add_familiarity(best_path, folder_splits(cfg), workers=cfg.data.workers, detector=detector)
     (Path(cfg.out) / "metrics.json").write_text(json.dumps({"validation": metrics, "counts": counts}, indent=2))
     return FitResult(best_path, history, metrics)

@@ -236,6 +236,10 @@ class Detector:
         logits, features = self.logits_and_features(np.stack(items))
         return self.probabilities(logits), self.feature_model.familiarity(features)
 
+    def image_features(self, items: list) -> np.ndarray:
+        """Inputs from :meth:`prepare` -> the (N, D) pooled features familiarity reads, one row per image."""
+        return self.logits_and_features(np.stack(items))[1]
+
     def logits_and_features(self, arrays: np.ndarray) -> tuple[torch.Tensor, np.ndarray]:
         """(N, 2) logits and the (N, D) pooled features the classifier reads (timm's ``pre_logits``)."""
         import torch

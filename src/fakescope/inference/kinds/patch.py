@@ -157,9 +157,33 @@ class PatchDetector(Detector):
         return [self.probabilities(logits) for logits in self.patch_logits(items)]
 
     def predict_batch(self, items: list[np.ndarray]) -> np.ndarray:
+        return self.image_probabilities(self.patch_logits(items))
+
+    def image_probabilities(self, patch_logits: list[torch.Tensor]) -> np.ndarray:
+        """Each image's (patches, 2) logits -> its calibrated fake probability, the patches' aggregated."""
         cfg = self.config
-        return np.array([aggregate(p, cfg.aggregate, cfg.top_k) for p in self.patch_probabilities(items)],
+        return np.array([aggregate(self.probabilities(lg), cfg.aggregate, cfg.top_k) for lg in patch_logits],
                         dtype=np.float64)
+
+    def _logits_and_features(self, items: list[np.ndarray]) -> tuple[list[torch.Tensor], np.ndarray]:
+        """Patch stacks -> the (patches, 2) logits of each image and its (N, D) features: the mean pooled feature
+        of its patches (what familiarity describes and reads for a patch detector)."""
+        flat = np.concatenate(items)
+        parts = [self.logits_and_features(flat[i:i + self.chunk]) for i in range(0, len(flat), self.chunk)]
+        logits = torch.cat([lg for lg, _ in parts])
+        features = np.concatenate([f for _, f in parts])
+        bounds = np.cumsum([0, *(len(x) for x in items)])
+        return (list(torch.split(logits, [len(x) for x in items])),
+                np.stack([features[a:b].mean(0) for a, b in zip(bounds[:-1], bounds[1:])]))
+
+    def image_features(self, items: list[np.ndarray]) -> np.ndarray:
+        return self._logits_and_features(items)[1]
+
+    def score_batch(self, items: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray | None]:
+        if self.feature_model is None:
+            return self.predict_batch(items), None
+        logits, features = self._logits_and_features(items)
+        return self.image_probabilities(logits), self.feature_model.familiarity(features)
 
     def _grid(self, img: Image.Image) -> tuple[tuple[int, int], list[tuple[int, int]], np.ndarray]:
         """(padded shape, origins, patches) of the full grid over ``img`` (no ``max_patches`` limit)."""
