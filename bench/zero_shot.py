@@ -26,12 +26,12 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from _common import REPO, data_root, write_section
-from PIL import Image
 from sklearn.metrics import roc_auc_score
 from torch import nn
 
 from fakescope.data.discovery import discover_samples
 from fakescope.evaluation.metrics import roc_auc_interval
+from fakescope.forensics.io import load_image
 
 SCORED = ("casia1", "faces140k", "diffusiondb", "wildfaces")
 CROP, TRAIN_CROP, BATCH = 256, 64, 16
@@ -76,7 +76,7 @@ def costs(coder: Coder, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
 
 
 def luminance(path: Path) -> np.ndarray:
-    return np.asarray(Image.open(path).convert("L"), dtype=np.uint8)
+    return np.asarray(load_image(path).convert("L"), dtype=np.uint8)  # the project's decoder: EXIF orientation, limits
 
 
 def down2(y: np.ndarray) -> np.ndarray:
