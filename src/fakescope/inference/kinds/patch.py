@@ -148,9 +148,12 @@ class PatchDetector(Detector):
         """Patch stacks from :meth:`prepare` -> (patches, 2) logits, one tensor per image."""
         if not items:
             return []
+        return list(torch.split(torch.cat([self.logits(c) for c in self._chunks(items)]), [len(x) for x in items]))
+
+    def _chunks(self, items: list[np.ndarray]) -> list[np.ndarray]:
+        """Every image's patches in one run, cut into forward passes of at most :attr:`chunk`."""
         flat = np.concatenate(items)
-        logits = torch.cat([self.logits(flat[i:i + self.chunk]) for i in range(0, len(flat), self.chunk)])
-        return list(torch.split(logits, [len(x) for x in items]))
+        return [flat[i:i + self.chunk] for i in range(0, len(flat), self.chunk)]
 
     def patch_probabilities(self, items: list[np.ndarray]) -> list[np.ndarray]:
         """Patch stacks from :meth:`prepare` -> calibrated fake probability of every patch, one array per image."""
@@ -168,13 +171,10 @@ class PatchDetector(Detector):
     def _logits_and_features(self, items: list[np.ndarray]) -> tuple[list[torch.Tensor], np.ndarray]:
         """Patch stacks -> the (patches, 2) logits of each image and its (N, D) features: the mean pooled feature
         of its patches (what familiarity describes and reads for a patch detector)."""
-        flat = np.concatenate(items)
-        parts = [self.logits_and_features(flat[i:i + self.chunk]) for i in range(0, len(flat), self.chunk)]
-        logits = torch.cat([lg for lg, _ in parts])
-        features = np.concatenate([f for _, f in parts])
-        bounds = np.cumsum([0, *(len(x) for x in items)])
-        return (list(torch.split(logits, [len(x) for x in items])),
-                np.stack([features[a:b].mean(0) for a, b in zip(bounds[:-1], bounds[1:])]))
+        parts = [self.logits_and_features(c) for c in self._chunks(items)]
+        sizes = [len(x) for x in items]
+        per_image = np.split(np.concatenate([f for _, f in parts]), np.cumsum(sizes)[:-1])
+        return list(torch.split(torch.cat([lg for lg, _ in parts]), sizes)), np.stack([f.mean(0) for f in per_image])
 
     def image_features(self, items: list[np.ndarray]) -> np.ndarray:
         return self._logits_and_features(items)[1]
