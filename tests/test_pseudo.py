@@ -5,13 +5,16 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from PIL import Image
 
+from fakescope.config import PSEUDO_KINDS, load_config
 from fakescope.data.dataset import ImageDataset
 from fakescope.data.discovery import Sample
 from fakescope.data.preprocess import Preprocess
-from fakescope.data.pseudo import KINDS, make_pseudo_fake, working_size
+from fakescope.data.pseudo import KINDS, make_pseudo_fake, self_blend, working_size
 from fakescope.data.splits import source_sample_weights
-from tests.conftest import make_image
+from fakescope.video.faces import FaceDetector
+from tests.conftest import REPO, make_image
 
 
 @pytest.mark.parametrize("kind", sorted(KINDS))
@@ -23,6 +26,38 @@ def test_each_kind_changes_pixels_inside_its_mask(kind):
     changed = np.abs(a - b).max(axis=2) > 8
     assert changed.any() and mask.any()
     assert not (mask == 0).any() or changed[mask == 0].mean() < 0.02  # what changed is where the mask says
+
+
+def test_a_face_is_blended_over_its_outline_and_other_photos_anywhere():
+    """SBI's mask follows the face MTCNN finds (eyes and mouth inside it, the background outside), and the blend's
+    pixels change only there; a photo without a face gets a blob."""
+    photo = Image.open(REPO / "examples" / "images" / "real" / "ffhq_00266.jpg").convert("RGB").resize((200, 200))
+    frame = Image.new("RGB", (360, 300), (90, 110, 130))
+    frame.paste(photo, (120, 60))
+    arr = np.asarray(frame)
+    (face,) = FaceDetector().detect(frame)
+    for seed in range(3):
+        out, mask = self_blend(arr, np.random.default_rng(seed))
+        inside = [(round(x), round(y)) for x, y in (*face.eyes, *face.mouth)]
+        assert all(mask[y, x] == 255 for x, y in inside)
+        assert not mask[:, :100].any() and not mask[:40].any()  # the plain background around the photo is kept
+        changed = np.abs(out.astype(np.int16) - arr).max(axis=2) > 8
+        assert changed.any() and changed[mask == 0].mean() < 0.01
+    _, blob = self_blend(np.asarray(make_image((160, 120), seed=2)), np.random.default_rng(0))
+    assert 0 < (blob > 0).mean() < 0.8
+
+
+def test_pseudo_kinds_are_checked_and_reach_the_dataset(tmp_path):
+    assert PSEUDO_KINDS == tuple(KINDS)  # the config names the kinds without importing them
+    cfg = load_config(None, {"data.pseudo_fakes": 0.5, "data.balance": "source", "data.pseudo_kinds": "[blend]"})
+    assert cfg.data.pseudo_kinds == ["blend"]
+    with pytest.raises(ValueError, match="data.pseudo_kinds.*one or more of blend, copy_move, upsample"):
+        load_config(None, {"data.pseudo_kinds": "[blend, splice]"})
+    path = tmp_path / "0.png"
+    make_image((64, 64), seed=0).save(path)
+    ds = ImageDataset([Sample(path, 0)], Preprocess.for_mode("rgb", 32, imagenet_norm=True), pixel_targets=[None],
+                      pseudo=[True], pseudo_kinds=("upsample",))
+    assert ds[0][2].all()  # an up-sampling trace changes every pixel: its mask is the whole image
 
 
 def test_large_images_are_made_at_twice_the_model_size():

@@ -24,6 +24,8 @@ Schedule = Literal["inverse", "cosine", "step", "plateau", "none"]
 PipelineSchedule = Literal["gpipe", "1f1b"]
 Strategy = Literal["none", "ddp", "localsgd", "pipeline", "tensor"]
 Keep = Literal["best", "last"]
+#: The kinds of pseudo-fake (:data:`fakescope.data.pseudo.KINDS`; named here so loading a config stays light).
+PSEUDO_KINDS = ("blend", "copy_move", "upsample")
 
 
 @dataclass
@@ -38,6 +40,8 @@ class DataConfig:
     #: Share of each folder's fake draws made on the fly from its own training reals (:mod:`fakescope.data.pseudo`:
     #: self-blends, copy-moves, up-sampling traces); a real-only folder's fakes are all pseudo-fakes. 0: none.
     pseudo_fakes: float = 0.0
+    #: Which kinds of pseudo-fake are drawn (each equally often): of ``blend``, ``copy_move``, ``upsample``.
+    pseudo_kinds: list[str] = field(default_factory=lambda: list(PSEUDO_KINDS))
     workers: int = 2
     cache: bool = True
     cache_dir: str | None = None
@@ -271,13 +275,17 @@ def load_config(path: str | Path | None = None, overrides: dict[str, Any] | None
 
 
 def check_pseudo_fakes(cfg: TrainConfig) -> TrainConfig:
-    """``data.pseudo_fakes`` is a share of each folder's fake draws, so it needs per-folder draws (``source``)."""
+    """``data.pseudo_fakes`` is a share of each folder's fake draws, so it needs per-folder draws (``source``);
+    ``data.pseudo_kinds`` names known kinds."""
     share = cfg.data.pseudo_fakes
     if not 0.0 <= share <= 1.0:
         raise ValueError(f"config key data.pseudo_fakes: {share!r} is not a share between 0 and 1")
     if share > 0 and cfg.data.balance != "source":
         raise ValueError(f"config key data.pseudo_fakes: {share!r} needs data.balance source "
                          f"(got {cfg.data.balance!r}): the share is drawn per folder")
+    kinds = cfg.data.pseudo_kinds
+    if not kinds or any(k not in PSEUDO_KINDS for k in kinds):
+        raise ValueError(f"config key data.pseudo_kinds: {kinds!r} must name one or more of {', '.join(PSEUDO_KINDS)}")
     return cfg
 
 

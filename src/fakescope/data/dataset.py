@@ -15,7 +15,7 @@ from fakescope.data.cache import ArrayCache
 from fakescope.data.discovery import Sample
 from fakescope.data.masks import PixelTarget, load_mask
 from fakescope.data.preprocess import Preprocess
-from fakescope.data.pseudo import make_pseudo_fake
+from fakescope.data.pseudo import KINDS, make_pseudo_fake
 from fakescope.forensics.io import ImageLoadError, load_image
 
 log = logging.getLogger(__name__)
@@ -31,12 +31,14 @@ class ImageDataset(Dataset):
     sample has a pixel target (0.0 and an empty mask where it has none). Only whole-image (``squash``) inputs.
 
     ``pseudo`` (one flag per sample) marks real samples to be made into a new pseudo-fake each time they are drawn
-    (:mod:`fakescope.data.pseudo`): their label is fake, and their pixel target is the pseudo-fake's own mask.
+    (:mod:`fakescope.data.pseudo`, one of ``pseudo_kinds`` each time): their label is fake, and their pixel target
+    is the pseudo-fake's own mask.
     """
 
     def __init__(self, samples: Sequence[Sample], preprocess: Preprocess, augment=None, cache_dir: str | Path | None = None,
                  random_crop: bool = False, pixel_targets: Sequence[PixelTarget] | None = None,
-                 pseudo: Sequence[bool] | None = None, sources: Sequence[int] | None = None,
+                 pseudo: Sequence[bool] | None = None, pseudo_kinds: tuple[str, ...] = tuple(KINDS),
+                 sources: Sequence[int] | None = None,
                  with_source: bool = False):
         if pixel_targets is not None:
             if preprocess.resize != "squash":
@@ -48,6 +50,7 @@ class ImageDataset(Dataset):
         if len(self.pseudo) != len(samples):
             raise ValueError(f"{len(self.pseudo)} pseudo-fake flags for {len(samples)} samples")
         self.samples = [Sample(s.path, 1) if p else s for s, p in zip(samples, self.pseudo)]
+        self.pseudo_kinds = pseudo_kinds
         #: the training folder each sample came from (per-source balancing)
         self.sources = [0] * len(samples) if sources is None else list(sources)
         #: items end with their source index (a source-adversarial head's target)
@@ -76,7 +79,7 @@ class ImageDataset(Dataset):
         img = load_image(self.samples[index].path)
         if not self.pseudo[index]:
             return img, None
-        return make_pseudo_fake(img, self.preprocess.size, self._rng())
+        return make_pseudo_fake(img, self.preprocess.size, self._rng(), self.pseudo_kinds)
 
     def _compute(self, index: int) -> np.ndarray:
         img = apply(self.augment, self._decode(index)[0])

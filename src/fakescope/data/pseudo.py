@@ -3,9 +3,10 @@
 Three kinds, each a function ``(uint8 HWC array, rng) -> (array, uint8 mask)`` (mask: 255 where pixels changed):
 
 - ``blend``: a self-blended image (Shiohara & Yamasaki, CVPR 2022, "Detecting Deepfakes with Self-Blended
-  Images"): a colour-, sharpness- and geometry-shifted copy of the image pasted back into it through a soft random
-  blob. Face crops (a face centred in the frame) get the blob around the centre, where a face swap blends; other
-  photos anywhere. No landmarks: the shared face sets are centred crops.
+  Images"): a colour-, sharpness- and geometry-shifted copy of the image pasted back into it through a soft mask.
+  Where MTCNN (:mod:`fakescope.video.faces`) finds a face, the mask is the face's outline as a face swap blends
+  it (:func:`face_hull`, from the eyes and mouth corners), deformed and feathered as SBI does; in other photos, a
+  random blob anywhere.
 - ``copy_move``: a region moved inside the image (``fakescope synth``'s copy-move, with its soft edges).
 - ``upsample``: the image shrunk by 2 and enlarged again by a randomly initialised transposed convolution (after
   Jeong et al., AAAI 2022, "FingerprintNet": reals given the periodic up-sampling traces of a generator's decoder
@@ -19,24 +20,63 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import numpy as np
-from PIL import Image, ImageFilter
+from PIL import Image, ImageDraw, ImageFilter
 from scipy.ndimage import gaussian_filter
 
 from fakescope.data.synth import SynthConfig, copy_move
+from fakescope.video.faces import FaceBox, FaceDetector
 
 PseudoFake = Callable[[np.ndarray, np.random.Generator], tuple[np.ndarray, np.ndarray]]
 
 
-def blob_mask(h: int, w: int, rng: np.random.Generator, centred: bool) -> np.ndarray:
-    """A soft random blob in [0, 1]: an ellipse deformed by low-frequency noise, edges blurred by a random width."""
-    cy, cx = (h / 2, w / 2) if centred else (rng.uniform(0.25, 0.75) * h, rng.uniform(0.25, 0.75) * w)
+def _wobble(hard: np.ndarray, rng: np.random.Generator, amount: float) -> np.ndarray:
+    """A hard mask's outline moved in and out by smooth noise (about ``amount`` of the shorter side), then feathered
+    by a random width: the soft edge a blend leaves."""
+    h, w = hard.shape
+    noise = gaussian_filter(rng.normal(size=(h, w)).astype(np.float32), sigma=min(h, w) / 10)
+    level = gaussian_filter(hard.astype(np.float32), sigma=amount * min(h, w) + 0.5)
+    moved = ((level + (noise / (noise.std() + 1e-6)) * 0.15 > 0.5) & (level > 0.1)).astype(np.float32)
+    soft = gaussian_filter(moved, sigma=rng.uniform(0.5, 0.04 * min(h, w) + 0.5))
+    return np.clip(soft * rng.uniform(1.0, 1.6), 0.0, 1.0)
+
+
+def blob_mask(h: int, w: int, rng: np.random.Generator) -> np.ndarray:
+    """A soft random blob in [0, 1] anywhere in the image: an ellipse with a wobbled, feathered outline."""
+    cy, cx = rng.uniform(0.25, 0.75) * h, rng.uniform(0.25, 0.75) * w
     ry, rx = rng.uniform(0.18, 0.38) * h, rng.uniform(0.15, 0.35) * w
     yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
-    r = ((yy - cy) / ry) ** 2 + ((xx - cx) / rx) ** 2
-    noise = gaussian_filter(rng.normal(size=(h, w)).astype(np.float32), sigma=min(h, w) / 10)
-    hard = (r + 2.0 * noise / (noise.std() + 1e-6) * 0.15 < 1.0).astype(np.float32)
-    soft = gaussian_filter(hard, sigma=rng.uniform(0.5, 0.04 * min(h, w) + 0.5))
-    return np.clip(soft * rng.uniform(1.0, 1.6), 0.0, 1.0)
+    return _wobble(((yy - cy) / ry) ** 2 + ((xx - cx) / rx) ** 2 < 1.0, rng, 0.05)
+
+
+#: A face's outline in units of the eye distance (across) and the eyes-to-mouth distance (down) from the midpoint
+#: of the eyes: brows, temples, cheeks, jaw and chin (what a 68-point landmark hull covers).
+_FACE_OUTLINE = np.array([(-1.0, -0.45), (-0.55, -0.75), (0.0, -0.8), (0.55, -0.75), (1.0, -0.45), (1.1, 0.2),
+                          (1.0, 0.9), (0.75, 1.45), (0.4, 1.75), (0.0, 1.85), (-0.4, 1.75), (-0.75, 1.45),
+                          (-1.0, 0.9), (-1.1, 0.2)], np.float32)
+
+
+def face_hull(face: FaceBox, h: int, w: int, rng: np.random.Generator) -> np.ndarray:
+    """The soft mask of a face swap's blend region: :data:`_FACE_OUTLINE` placed by the face's eyes and mouth
+    corners, stretched by a random 0.8-1.1 along each axis (SBI's choice among inner and outer hulls), its outline
+    wobbled and feathered. Values in [0, 1]."""
+    eyes, mouth = np.asarray(face.eyes, np.float32), np.asarray(face.mouth, np.float32)
+    centre, across = eyes.mean(axis=0), eyes[1] - eyes[0]
+    eye_distance = float(np.hypot(*across)) or 1.0
+    u = across / eye_distance
+    v = np.array([-u[1], u[0]], np.float32)
+    down = float((mouth.mean(axis=0) - centre) @ v)
+    if down < 0:  # mouth above the eyes: an upside-down face
+        v, down = -v, -down
+    stretch = rng.uniform(0.8, 1.1, size=2)
+    pts = centre + np.outer(_FACE_OUTLINE[:, 0] * stretch[0] * eye_distance, u) \
+        + np.outer(_FACE_OUTLINE[:, 1] * stretch[1] * max(down, 0.5 * eye_distance), v)
+    canvas = Image.new("L", (w, h), 0)
+    ImageDraw.Draw(canvas).polygon([tuple(p) for p in pts.tolist()], fill=1)
+    return _wobble(np.asarray(canvas, bool), rng, 0.02)
+
+
+#: Faces for the face blends: the largest one, at least a fifth of the shorter side (a face swap's subject).
+_FACES = FaceDetector(backend="mtcnn", min_size=0.2, max_faces=1)
 
 
 def _shifted_copy(arr: np.ndarray, rng: np.random.Generator) -> np.ndarray:
@@ -57,9 +97,14 @@ def _shifted_copy(arr: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     return np.clip(out * gain + bias, 0, 255)
 
 
-def self_blend(arr: np.ndarray, rng: np.random.Generator, centred: bool = False) -> tuple[np.ndarray, np.ndarray]:
+def self_blend(arr: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """The shifted copy blended in over the largest face's outline (:func:`face_hull`), or over a random blob
+    where no face is found; at full strength or, as in SBI, sometimes partly (a quarter to three quarters)."""
     h, w = arr.shape[:2]
-    mask = blob_mask(h, w, rng, centred)[..., None]
+    faces = _FACES.detect(Image.fromarray(arr))
+    found = faces and faces[0].eyes is not None and faces[0].mouth is not None
+    mask = (face_hull(faces[0], h, w, rng) if found else blob_mask(h, w, rng))[..., None]
+    mask = mask * rng.choice([0.25, 0.5, 0.75, 1.0, 1.0, 1.0])
     out = _shifted_copy(arr, rng) * mask + arr.astype(np.float32) * (1 - mask)
     return np.clip(out + 0.5, 0, 255).astype(np.uint8), (mask[..., 0] > 0.1).astype(np.uint8) * 255
 
@@ -100,7 +145,7 @@ def upsample_trace(arr: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarra
 
 
 KINDS: dict[str, PseudoFake] = {
-    "blend": lambda a, rng: self_blend(a, rng, centred=rng.random() < 0.5),
+    "blend": self_blend,
     "copy_move": _copy_move,
     "upsample": upsample_trace,
 }

@@ -40,7 +40,7 @@ Point = tuple[float, float]
 @dataclass(frozen=True)
 class FaceBox:
     """A face in pixel coordinates of the frame: left, top, width, height; with a landmark detector also its
-    detection ``score`` and ``eyes`` (the eye on the image's left first)."""
+    detection ``score``, ``eyes`` and ``mouth`` corners (each pair: the one on the image's left first)."""
 
     x: int
     y: int
@@ -48,6 +48,7 @@ class FaceBox:
     h: int
     score: float | None = None
     eyes: tuple[Point, Point] | None = None
+    mouth: tuple[Point, Point] | None = None
 
     def to_list(self) -> list[int]:
         return [self.x, self.y, self.w, self.h]
@@ -58,9 +59,11 @@ class FaceBox:
 
     def scaled(self, factor: float) -> FaceBox:
         """The box (and landmarks) in a frame ``factor`` times the size of the one it was found in."""
-        eyes = None if self.eyes is None else tuple((x * factor, y * factor) for x, y in self.eyes)
+        def scale(pair: tuple[Point, Point] | None) -> tuple[Point, Point] | None:
+            return None if pair is None else tuple((x * factor, y * factor) for x, y in pair)
+
         return replace(self, x=round(self.x * factor), y=round(self.y * factor), w=round(self.w * factor),
-                       h=round(self.h * factor), eyes=eyes)
+                       h=round(self.h * factor), eyes=scale(self.eyes), mouth=scale(self.mouth))
 
 
 @functools.lru_cache(maxsize=4)
@@ -121,8 +124,8 @@ def _mtcnn_faces(det: FaceDetector, img: Image.Image, min_side: int) -> list[Fac
         x1, y1 = max(0.0, x1), max(0.0, y1)
         x2, y2 = min(float(img.width), x2), min(float(img.height), y2)
         if p >= det.min_confidence and min(x2 - x1, y2 - y1) >= min_side * 0.8:
-            eyes = (tuple(pts[0]), tuple(pts[1]))
-            out.append(FaceBox(round(x1), round(y1), round(x2 - x1), round(y2 - y1), float(p), eyes))
+            out.append(FaceBox(round(x1), round(y1), round(x2 - x1), round(y2 - y1), float(p),
+                               eyes=(tuple(pts[0]), tuple(pts[1])), mouth=(tuple(pts[3]), tuple(pts[4]))))
     return out
 
 
