@@ -47,6 +47,7 @@ def test_no_face_and_box_scaling():
     (small,), (big,) = FaceDetector().detect(frame), FaceDetector(max_side=240).detect(frame.resize((960, 720)))
     assert big.x == pytest.approx(small.x * 2, abs=8) and big.w == pytest.approx(small.w * 2, abs=10)
     assert big.eyes[0][0] == pytest.approx(small.eyes[0][0] * 2, abs=8)  # landmarks mapped back too
+    assert big.mouth[1][1] == pytest.approx(small.mouth[1][1] * 2, abs=8)
     with pytest.raises(ValueError, match="unknown face detector"):
         FaceDetector(backend="dlib")
 

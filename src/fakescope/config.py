@@ -25,7 +25,8 @@ PipelineSchedule = Literal["gpipe", "1f1b"]
 Strategy = Literal["none", "ddp", "localsgd", "pipeline", "tensor"]
 Keep = Literal["best", "last"]
 #: The kinds of pseudo-fake (:data:`fakescope.data.pseudo.KINDS`; named here so loading a config stays light).
-PSEUDO_KINDS = ("blend", "copy_move", "upsample")
+PseudoKind = Literal["blend", "copy_move", "upsample"]
+PSEUDO_KINDS: tuple[str, ...] = typing.get_args(PseudoKind)
 
 
 @dataclass
@@ -41,7 +42,7 @@ class DataConfig:
     #: self-blends, copy-moves, up-sampling traces); a real-only folder's fakes are all pseudo-fakes. 0: none.
     pseudo_fakes: float = 0.0
     #: Which kinds of pseudo-fake are drawn (each equally often): of ``blend``, ``copy_move``, ``upsample``.
-    pseudo_kinds: list[str] = field(default_factory=lambda: list(PSEUDO_KINDS))
+    pseudo_kinds: list[PseudoKind] = field(default_factory=lambda: list(PSEUDO_KINDS))
     workers: int = 2
     cache: bool = True
     cache_dir: str | None = None
@@ -238,7 +239,10 @@ def parse_dotted_args(args: list[str]) -> dict[str, str]:
 
 
 def choices(hint: Any) -> tuple | None:
-    """The values a ``Literal`` (or optional ``Literal``) field allows; None for any other field."""
+    """The values a ``Literal`` (or optional ``Literal``) field allows, or each item of a list of them; None for any
+    other field."""
+    if typing.get_origin(hint) in (list, tuple):
+        return choices(typing.get_args(hint)[0]) if typing.get_args(hint) else None
     if typing.get_origin(hint) is Literal:
         return typing.get_args(hint)
     if typing.get_origin(hint) in (typing.Union, types.UnionType):
@@ -256,7 +260,12 @@ def validate(cfg: Any, prefix: str = "") -> Any:
         value, key = getattr(cfg, f.name), prefix + f.name
         if dataclasses.is_dataclass(value):
             validate(value, key + ".")
-        elif (allowed := choices(hints[f.name])) is not None and value not in allowed:
+        elif (allowed := choices(hints[f.name])) is None:
+            continue
+        elif isinstance(value, (list, tuple)):
+            if not value or any(v not in allowed for v in value):
+                raise ValueError(f"config key {key}: {value!r} must name one or more of {', '.join(map(str, allowed))}")
+        elif value not in allowed:
             raise ValueError(f"config key {key}: {value!r} is not one of {', '.join(map(str, allowed))}")
     return cfg
 
@@ -275,17 +284,13 @@ def load_config(path: str | Path | None = None, overrides: dict[str, Any] | None
 
 
 def check_pseudo_fakes(cfg: TrainConfig) -> TrainConfig:
-    """``data.pseudo_fakes`` is a share of each folder's fake draws, so it needs per-folder draws (``source``);
-    ``data.pseudo_kinds`` names known kinds."""
+    """``data.pseudo_fakes`` is a share of each folder's fake draws, so it needs per-folder draws (``source``)."""
     share = cfg.data.pseudo_fakes
     if not 0.0 <= share <= 1.0:
         raise ValueError(f"config key data.pseudo_fakes: {share!r} is not a share between 0 and 1")
     if share > 0 and cfg.data.balance != "source":
         raise ValueError(f"config key data.pseudo_fakes: {share!r} needs data.balance source "
                          f"(got {cfg.data.balance!r}): the share is drawn per folder")
-    kinds = cfg.data.pseudo_kinds
-    if not kinds or any(k not in PSEUDO_KINDS for k in kinds):
-        raise ValueError(f"config key data.pseudo_kinds: {kinds!r} must name one or more of {', '.join(PSEUDO_KINDS)}")
     return cfg
 
 

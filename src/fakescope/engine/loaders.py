@@ -52,8 +52,8 @@ def image_datasets(cfg: TrainConfig, pre: Preprocess) -> tuple[ImageDataset, Ima
     cache_dir = (cfg.data.cache_dir or default_cache_dir()) if cfg.data.cache else None
     targets = _train_pixel_targets(cfg, splits, pseudo) if cfg.mask_loss else None
     train_ds = ImageDataset(train_s, pre, build_augment(cfg.augment), cache_dir, random_crop=True,
-                            pixel_targets=targets, pseudo=pseudo, pseudo_kinds=tuple(cfg.data.pseudo_kinds), sources=sources,
-                            with_source=cfg.source_adversary > 0)
+                            pixel_targets=targets, pseudo=pseudo, pseudo_kinds=tuple(cfg.data.pseudo_kinds),
+                            sources=sources, with_source=cfg.source_adversary > 0)
     return train_ds, ImageDataset(val_s, pre, None, cache_dir)
 
 
