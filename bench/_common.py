@@ -46,6 +46,7 @@ PAGES = {
     "Leave one source out": "held-out.md",
     "Real-only zero-shot scoring": "held-out.md",
     "Familiarity": "held-out.md",
+    "Copy-move evidence": "held-out.md",
     "Shortcut baselines": "shortcuts.md",
     "Detector zoo at one budget (bench/accuracy.py)": "zoo.md",
     "Cross-set transfer (bench/accuracy.py --cross)": "zoo.md",

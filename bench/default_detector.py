@@ -22,6 +22,7 @@ import logging
 import shlex
 import sys
 import time
+from pathlib import Path
 
 from _common import SETS, val_split, write_section
 
@@ -62,11 +63,17 @@ def auc_cell(labels, probs) -> str:
 Scored = tuple[list, str | None, list[int], list[float]]
 
 
-def score_rows(detector: Detector) -> dict[str, Scored]:
-    """The detector's scores on every set's validation split, and on casia1's two shortcut tests, scored once each
-    and shared by the table and the ``--baseline`` comparison."""
+def trained_sets(detector: Detector) -> list[str]:
+    """The shared sets the detector trained on (its checkpoint's ``data.path``), in the shared order."""
+    names = {Path(p).name for p in detector.meta.info.get("data", {}).get("path", [])}
+    return [name for name in SETS if name in names]
+
+
+def score_rows(detector: Detector, sets: list[str]) -> dict[str, Scored]:
+    """The detector's scores on the validation split of each of ``sets``, and on casia1's two shortcut tests,
+    scored once each and shared by the table and the ``--baseline`` comparison."""
     scored: dict[str, Scored] = {}
-    for name in SETS:
+    for name in sets:
         samples = val_split(name)
         for label, perturbation in [(name, None)] + (CASIA_TESTS if name == "casia1" else []):
             scored[label] = (samples, perturbation, *scores(detector, samples, perturbation))
@@ -93,9 +100,9 @@ def rates(m: dict) -> list[str]:
     return [fmt(1 - m["accuracy_real"]), fmt(m["accuracy_fake"])]
 
 
-def invariance_by_set(detector: Detector, scored: dict[str, Scored]) -> dict:
+def invariance_by_set(detector: Detector, scored: dict[str, Scored], sets: list[str]) -> dict:
     """The invariance check on each set's validation reals, and over all of them (the same images, counted once)."""
-    per_set = {name: invariance_fpr(detector, [s for s in scored[name][0] if s.label == 0]) for name in SETS}
+    per_set = {name: invariance_fpr(detector, [s for s in scored[name][0] if s.label == 0]) for name in sets}
     n = sum(r["n_real"] for r in per_set.values())
     variants = next(iter(per_set.values()))["per_variant"]
     return {"n_real": n, "fpr": sum(r["fpr"] * r["n_real"] for r in per_set.values()) / n,
@@ -103,7 +110,7 @@ def invariance_by_set(detector: Detector, scored: dict[str, Scored]) -> dict:
             "per_set": {name: r["fpr"] for name, r in per_set.items()}}
 
 
-def held_out_by_set(detector: Detector, scored: dict[str, Scored]) -> dict | None:
+def held_out_by_set(detector: Detector, scored: dict[str, Scored], sets: list[str]) -> dict | None:
     """The reals flagged, set by set, by a threshold chosen as training chose the shipped one (the checkpoint's
     ``target_fpr`` on every set) but on the *other* validation reals (5-fold cross-fitted): the false-alarm rate to
     expect on unseen photos of these kinds, which the shipped threshold's own rate on its reals understates."""
@@ -111,7 +118,7 @@ def held_out_by_set(detector: Detector, scored: dict[str, Scored]) -> dict | Non
     if target is None:
         return None
     labels, probs, groups = [], [], []
-    for name in SETS:
+    for name in sets:
         labels += scored[name][2]
         probs += scored[name][3]
         groups += [name] * len(scored[name][2])
@@ -172,19 +179,20 @@ def main() -> None:
     logging.basicConfig(level=logging.WARNING)
     detector = Detector.load(args.model)
     t0 = time.time()
-    scored = score_rows(detector)
+    sets = trained_sets(detector)
+    scored = score_rows(detector, sets)
     rows = []
-    for name in SETS:
+    for name in sets:
         rows.append(set_row(detector, name, scored))
         print(" | ".join(rows[-1]), flush=True)
-    every = [(y, p) for name in SETS for y, p in zip(*scored[name][2:])]
+    every = [(y, p) for name in sets for y, p in zip(*scored[name][2:])]
     labels, probs = [y for y, _ in every], [p for _, p in every]
     m = compute_metrics(labels, probs, detector.threshold)
     rows.append(["all three", str(m["n"]), fmt(m["accuracy"]), *rates(m), auc_cell(labels, probs), fmt(m["ece"]),
                  fmt(ece_noise_floor(probs)), "-", "-", "-", "-"])
     print(" | ".join(rows[-1]), flush=True)
-    inv = invariance_by_set(detector, scored)
-    inv["held_out"] = held_out_by_set(detector, scored)
+    inv = invariance_by_set(detector, scored, sets)
+    inv["held_out"] = held_out_by_set(detector, scored, sets)
     comparison = f"\n\n{compare(detector, scored, Detector.load(args.baseline))}" if args.baseline else ""
     body = report(detector, rows, inv, casia_kinds(scored), time.time() - t0) + comparison
     print(body)

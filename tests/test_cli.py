@@ -15,7 +15,7 @@ from fakescope.inference.detector import Detector
 from fakescope.registry import list_detectors
 
 RESULT_KEYS = {"path", "fake_probability", "label", "model", "error", "provenance", "familiarity"}
-CSV_KEYS = RESULT_KEYS - {"provenance"} | {"provenance_verdict", "provenance_generator", "label_reason"}
+CSV_KEYS = RESULT_KEYS - {"provenance"} | {"provenance_verdict", "provenance_generator", "label_reason", "copy_move"}
 METRIC_KEYS = {"n", "accuracy", "precision", "recall", "f1", "roc_auc", "average_precision", "eer", "confusion_matrix"}
 
 runner = CliRunner()

@@ -76,12 +76,12 @@ def test_checkpoint_gets_familiarity_and_every_backend_reports_it(tmp_path, tiny
     assert "familiarity" in read_meta(tiny_timm_checkpoint).info
     torch_det = Detector.load(str(tiny_timm_checkpoint), device="cpu")
     items = [torch_det.prepare(make_image((72, 64), seed=100 + i)) for i in range(3)]
-    probs, familiar = torch_det.score_batch(items)
+    probs, familiar, _ = torch_det.score_batch(items)
     assert familiar.shape == (3,) and np.all((familiar >= 0) & (familiar <= 1))
     np.testing.assert_allclose(probs, torch_det.predict_batch(items), atol=1e-6)  # one pass, same scores
     pytest.importorskip("onnxruntime")
     onnx_det = Detector.load(str(tiny_timm_checkpoint), backend="onnx")
-    onnx_probs, onnx_familiar = onnx_det.score_batch(items)
+    onnx_probs, onnx_familiar, _ = onnx_det.score_batch(items)
     np.testing.assert_allclose(onnx_probs, probs, atol=1e-4)
     np.testing.assert_allclose(onnx_familiar, familiar, atol=1e-3)
 
@@ -111,7 +111,7 @@ def test_in_memory_model_writes_the_same_header_as_the_file(tmp_path):
 
 def test_detector_without_description_reports_none(tiny_ela_checkpoint):
     det = Detector.load(str(tiny_ela_checkpoint), device="cpu")
-    probs, familiar = det.score_batch([det.prepare(make_image())])
+    probs, familiar, _ = det.score_batch([det.prepare(make_image())])
     assert familiar is None and probs.shape == (1,)
 
 
@@ -152,7 +152,7 @@ def test_service_returns_the_detectors_familiarity(described_checkpoint, tmp_pat
     buf = io.BytesIO()
     img.save(buf, format="PNG")
     detector = Detector.load(str(described_checkpoint), device="cpu")
-    _, expected = detector.score_batch([detector.prepare(img)])
+    _, expected, _ = detector.score_batch([detector.prepare(img)])
     with TestClient(create_app(Settings(model=str(described_checkpoint)))) as client:
         assert wait_ready(client, timeout=300)["ready"]  # exporting the ONNX twin can take minutes on a loaded machine
         one = client.post("/v1/detect", files={"file": ("a.png", buf.getvalue(), "image/png")}).json()

@@ -169,7 +169,7 @@ def test_threshold_from_reals_warns_only_on_few_reals():
 
 def test_training_threshold_holds_per_data_folder(tmp_path):
     from fakescope.config import load_config
-    from fakescope.engine.train import _threshold
+    from fakescope.engine.threshold import shipped_threshold
 
     cfg = load_config(None, {"data.path": [str(tmp_path / 'a'), str(tmp_path / 'b')], "target_fpr": "0.05"})
     assert len(cfg.data.path) == 2
@@ -178,8 +178,8 @@ def test_training_threshold_holds_per_data_folder(tmp_path):
     y = [0] * 200 + [1] * 50
     paths = [tmp_path / "a" / "real" / f"{i}.jpg" for i in range(100)] + \
             [tmp_path / "b" / "real" / f"{i}.jpg" for i in range(100)] + [tmp_path / "a" / "fake" / "x.jpg"] * 50
-    t, held_out = _threshold(cfg, y, p, paths)
-    assert np.mean(p[100:200] >= t) <= 0.05 and t > _threshold(cfg, y, p, None)[0]  # None: pooled (a warning)
+    t, held_out = shipped_threshold(cfg, y, p, paths)
+    assert np.mean(p[100:200] >= t) <= 0.05 and t > shipped_threshold(cfg, y, p, None)[0]  # None: pooled (a warning)
     # the cross-fitted rate over both folders' reals (set a's, below 0.4, are never flagged)
     assert 0.0 < held_out < 0.1
 

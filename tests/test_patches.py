@@ -201,7 +201,7 @@ def test_a_content_backbone_becomes_a_patch_detector_with_resize_crop(tmp_path, 
     assert "familiarity" in meta.info
     det = Detector.load(str(checkpoint), device="cpu")
     stacks = [det.prepare(make_image((48 + 20 * i, 40), seed=50 + i)) for i in range(3)]  # 2, 2 and 4 patches
-    probs, familiar = det.score_batch(stacks)
+    probs, familiar, _ = det.score_batch(stacks)
     np.testing.assert_allclose(probs, det.predict_batch(stacks), atol=1e-6)
     patch_means = np.stack([det.logits_and_features(s)[1].mean(0) for s in stacks])
     np.testing.assert_allclose(det.image_features(stacks), patch_means, atol=1e-5)

@@ -74,7 +74,7 @@ PACE = 0.1
 #: Bounds on the waits (start-up, importing torch, can take most of a minute on a loaded 2-core machine).
 START_TIMEOUT, STOP_TIMEOUT = 300, 180
 _PACED_CLI = ("import time\nfrom fakescope.inference.detector import Detector\nscore = Detector.score_batch\n"
-              f"Detector.score_batch = lambda self, items: (time.sleep({PACE}), score(self, items))[1]\n"
+              f"Detector.score_batch = lambda self, items, *rest: (time.sleep({PACE}), score(self, items, *rest))[1]\n"
               "from fakescope.cli import app\napp()")
 
 

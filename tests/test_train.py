@@ -295,6 +295,6 @@ def test_real_only_and_fake_only_folders_train_with_pseudo_fakes_and_familiarity
     assert counts["pseudo_fake"] == counts["real"] > 0
     detector = Detector.load(str(result.checkpoint), device="cpu")
     assert detector.feature_model is not None
-    _, familiar = detector.score_batch([detector.prepare(Image.open(p).convert("RGB"))
-                                        for p in sorted((tmp_path / "cams" / "real").iterdir())[:3]])
+    _, familiar, _ = detector.score_batch([detector.prepare(Image.open(p).convert("RGB"))
+                                           for p in sorted((tmp_path / "cams" / "real").iterdir())[:3]])
     assert familiar is not None and familiar.shape == (3,)

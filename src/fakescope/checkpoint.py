@@ -118,6 +118,19 @@ def read_meta(path: str | Path) -> CheckpointMeta:
     return CheckpointMeta.from_json(header["fakescope"])
 
 
+def write_meta(path: str | Path, meta: CheckpointMeta) -> None:
+    """Replace the checkpoint's fakescope metadata with ``meta``; the tensors and the header's other entries stay
+    (a shipped ONNX model's checksum then no longer matches: re-run ``fakescope export --ship``). The file is
+    replaced in one step, so an interrupted write keeps the old checkpoint."""
+    from safetensors.torch import load_file, save_file
+
+    path = Path(path)
+    tensors, header = load_file(str(path)), read_header(path)
+    tmp = path.with_suffix(".tmp")
+    save_file(tensors, str(tmp), metadata={**header, "fakescope": meta.to_json()})
+    tmp.replace(path)
+
+
 def build_model(meta: CheckpointMeta) -> nn.Module:
     """The untrained model a checkpoint's metadata describes: its registered architecture, input channels and
     size, and the factory arguments it was trained with. The one place a model is rebuilt from metadata."""

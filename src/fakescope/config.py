@@ -144,6 +144,10 @@ class TrainConfig:
     amp: bool = False
     ema: float | None = None
     calibrate: bool = True
+    #: The detector also checks its input for a copy pasted inside the image and adds that evidence to its scores
+    #: (:mod:`fakescope.forensics.copymove`, SIFT self-matching: nothing to train; the shipped default does). The
+    #: threshold and validation metrics stay the model's own.
+    copy_move: bool = False
     #: Ship the threshold that flags at most this share of the validation reals of every ``data.path`` folder
     #: (None: 0.5). Analysts pay for false alarms on genuine photos; a detector should say how many it raises.
     target_fpr: float | None = None

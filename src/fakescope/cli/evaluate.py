@@ -38,6 +38,7 @@ def evaluate(
     backend: BackendOpt = "auto",
     plots: Annotated[Optional[Path], typer.Option(help="Write ROC, PR, confusion, reliability and example PNGs here.")] = None,
     table_out: Annotated[Optional[Path], typer.Option(help="Write the model x dataset ROC-AUC table to PREFIX.md and PREFIX.json.")] = None,
+    copy_move: Annotated[bool, typer.Option("--copy-move/--no-copy-move", help="With a detector that checks for copy-moves (the default does): score with that evidence, as a scan does; --no-copy-move measures the model alone.")] = True,
     quiet: QuietOpt = False,
 ) -> None:
     """Accuracy, precision, recall, F1, ROC-AUC, AP, EER, ECE and the confusion matrix on labelled folders."""
@@ -55,7 +56,8 @@ def evaluate(
             with progress_bars() as bars:
                 on_result = _counting(bars.counter(f"{detector.name} on {folder.name}"), scored)
                 try:
-                    metrics = evaluate_detector(detector, folder, threshold, batch_size, on_result=on_result)
+                    metrics = evaluate_detector(detector, folder, threshold, batch_size, on_result=on_result,
+                                                copy_move=copy_move)
                 except (LayoutError, ValueError) as err:
                     raise fail(str(err)) from None
             if plots:

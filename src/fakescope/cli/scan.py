@@ -54,6 +54,7 @@ def scan(
     distributed: Annotated[bool, typer.Option(help="Under torchrun: each rank scores its share of the files, rank 0 merges them into --output.")] = False,
     provenance: Annotated[bool, typer.Option("--provenance/--no-provenance", help="Read what each image declares about its origin (C2PA Content Credentials, XMP, generator settings, camera EXIF) beside the score; never changes the score.")] = True,
     trust_credentials: Annotated[bool, typer.Option(help="Label 'fake' an image whose valid C2PA manifest declares AI generation (the score stays the pixels'; label_reason says why).")] = False,
+    copy_move: Annotated[bool, typer.Option("--copy-move/--no-copy-move", help="With a detector that checks for copy-moves (the default does): look for a region pasted elsewhere in each image and add that evidence to the score; --no-copy-move scores with the model alone, about twice as fast.")] = True,
     fail_on: Annotated[Optional[FailOn], typer.Option(help=FAIL_ON_HELP)] = None,
     quiet: QuietOpt = False,
 ) -> None:
@@ -67,7 +68,7 @@ def scan(
     video = _video_options(frames, every, top_k)
     if trust_credentials and not provenance:
         raise typer.BadParameter("--trust-credentials needs provenance (drop --no-provenance)")
-    reading = {"video": video, "provenance": provenance, "trust_credentials": trust_credentials}
+    reading = {"video": video, "provenance": provenance, "trust_credentials": trust_credentials, "copy_move": copy_move}
     if distributed:
         counts = _scan_distributed(paths, model, fmt, output, threshold, batch_size, workers, device, backend, reading)
     else:

@@ -9,9 +9,8 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
-from safetensors.torch import load_file, save_file
 
-from fakescope.checkpoint import read_header, read_meta
+from fakescope.checkpoint import read_meta, write_meta
 from fakescope.data.discovery import Sample
 from fakescope.data.preprocess import Preprocess
 from fakescope.familiarity import FeatureModel, fit_feature_model
@@ -70,10 +69,7 @@ def add_familiarity(checkpoint: str | Path, splits: Sequence[tuple[Sequence[Samp
     model = describe(detector, train, [s for _, v in splits for s in v], workers)
     meta = read_meta(checkpoint)
     meta.info["familiarity"] = model.to_dict()
-    tensors, header = load_file(str(checkpoint)), read_header(checkpoint)
-    tmp = Path(checkpoint).with_suffix(".tmp")  # replaced in one step: an interrupted write keeps the checkpoint
-    save_file(tensors, str(tmp), metadata={**header, "fakescope": meta.to_json()})
-    tmp.replace(checkpoint)
+    write_meta(checkpoint, meta)
     log.info("%s: familiarity from %d training and %d validation images", checkpoint, len(train),
              sum(len(v) for _, v in splits))
     return model

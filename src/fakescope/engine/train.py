@@ -21,7 +21,7 @@ from torch.utils.data import DataLoader
 
 from fakescope._version import __version__
 from fakescope.allocator import reuse_freed_memory
-from fakescope.checkpoint import CheckpointMeta, save_checkpoint, unwrap
+from fakescope.checkpoint import CheckpointMeta, read_meta, save_checkpoint, unwrap
 from fakescope.config import TrainConfig, save_config, to_dict, validate
 from fakescope.data.discovery import Sample
 from fakescope.data.preprocess import Preprocess
@@ -37,7 +37,8 @@ from fakescope.engine.parallel import (
     check_config,
 )
 from fakescope.engine.pixel import DetectorLoss, MaskSupervised
-from fakescope.evaluation.metrics import HELD_OUT_FOLDS, compute_metrics, held_out_fpr, threshold_at_fpr
+from fakescope.engine.threshold import shipped_threshold
+from fakescope.evaluation.metrics import compute_metrics
 from fakescope.inference.detector import classifier_module, resolve_device, softmax_fake
 from fakescope.inference.kinds import SINGLE, get_kind
 from fakescope.inference.kinds.patch import PatchConfig, PatchDetector, aggregate, patch_info
@@ -87,7 +88,8 @@ def _meta(cfg: TrainConfig, pre: Preprocess, counts: dict, metrics: dict, temper
         temperature=temperature,
         info={"data": {"path": cfg.data.path, "counts": counts}, "metrics": metrics, "config": to_dict(cfg),
               "fakescope_version": __version__, "created": time.strftime("%Y-%m-%dT%H:%M:%S"),
-              **patch_info(pre, patch_config(cfg)), **clip_info(pre)},  # crop / clip detectors load as their Detector kinds
+              **patch_info(pre, patch_config(cfg)), **clip_info(pre),  # crop / clip detectors load as their Detector kinds
+              **({"copy_move": True} if cfg.copy_move else {})},
     )
 
 
@@ -123,28 +125,6 @@ def _calibrated_metrics(logits: torch.Tensor, labels: torch.Tensor, temperature:
                         threshold: float = 0.5) -> dict[str, Any]:
     probs = softmax_fake(logits.numpy(), temperature)
     return compute_metrics(labels.numpy(), probs, threshold)
-
-
-def _threshold(cfg: TrainConfig, labels, probs, paths: list[Path] | None = None) -> tuple[float, float | None]:
-    """0.5, or with ``target_fpr`` the lowest threshold that flags at most that share of the validation reals of
-    every folder of ``data.path`` (``paths``: each scored image's file, in the order of ``labels``). CASIA's
-    authentic photos score higher than the faces' or COCO's; a pooled bound would let one set's reals take most of
-    the false alarms. Second: the share of validation reals flagged by the threshold chosen the same way on the
-    *other* reals (5-fold cross-fitted, :func:`held_out_fpr`), the rate to expect on unseen photos; ``None`` without
-    ``target_fpr`` or with fewer than ``HELD_OUT_FOLDS`` reals."""
-    if cfg.target_fpr is None:
-        return 0.5, None
-    folders = None
-    if paths is not None and len(paths) == len(labels):
-        roots = [Path(p).resolve() for p in cfg.data.path]
-        folders = [next((i for i, r in enumerate(roots) if Path(f).resolve().is_relative_to(r)), -1) for f in paths]
-    elif len(cfg.data.path) > 1:
-        log.warning("the scored validation images' files are unknown or some could not be read: the %.0f%% "
-                    "false-positive bound holds over all sets' reals together, not set by set", 100 * cfg.target_fpr)
-    threshold = threshold_at_fpr(labels, probs, cfg.target_fpr, folders)
-    if int(np.sum(np.asarray(labels) == 0)) < HELD_OUT_FOLDS:
-        return threshold, None
-    return threshold, held_out_fpr(labels, probs, cfg.target_fpr, folders)["fpr"]
 
 
 def _tensorboard(out: Path, on_epoch):
@@ -197,7 +177,7 @@ def _patch_validation(cfg: TrainConfig, model: nn.Module, pre: Preprocess, sampl
 
     labels, probs, _ = score_samples(detector, samples, batch_size=cfg.batch_size, workers=cfg.data.workers,
                                      on_result=note)
-    threshold, held_out = _threshold(cfg, labels, probs, scored)
+    threshold, held_out = shipped_threshold(cfg, labels, probs, scored)
     metrics = compute_metrics(labels, probs, threshold)
     metrics["fpr_held_out"] = held_out
     metrics["ece_uncalibrated"] = compute_metrics(labels, detector.uncalibrated)["ece"]
@@ -226,6 +206,9 @@ def fit(cfg: TrainConfig, track: Track = _no_track, on_epoch=None) -> FitResult:
     if cfg.mask_loss and (clip_spec(pre) is not None or pre.resize != "squash"):
         raise ValueError(f"mask_loss needs a whole-image detector; {cfg.model.name!r} reads "
                          f"{'video clips' if clip_spec(pre) is not None else 'native-resolution crops'}")
+    if cfg.copy_move and (clip_spec(pre) is not None or pre.resize != "squash" or pre.input_mode != "rgb"):
+        raise ValueError(f"copy_move needs a whole-image RGB detector; {cfg.model.name!r} reads "
+                         f"{pre.input_mode} input ({pre.resize})")
     model.to(device, memory_format=torch.channels_last)  # the layout oneDNN's CPU convolutions are fastest in
     train_dl, val_dl, counts = build_loaders(cfg, pre, info if STRATEGIES[cfg.strategy].data_parallel else None)
     if info.is_main:
@@ -323,7 +306,7 @@ def _finish(cfg: TrainConfig, pre: Preprocess, counts: dict, history: list, best
     elif "patch" in patch_info(pre):
         threshold, metrics = _patch_validation(cfg, model, pre, val_dl.dataset.samples, temperature)
     else:
-        threshold, held_out = _threshold(cfg, labels.numpy(), softmax_fake(logits.numpy(), temperature),
+        threshold, held_out = shipped_threshold(cfg, labels.numpy(), softmax_fake(logits.numpy(), temperature),
                                          [s.path for s in val_dl.dataset.samples])
         metrics = _calibrated_metrics(logits, labels, temperature, threshold)
         metrics["fpr_held_out"] = held_out
@@ -334,8 +317,14 @@ def _finish(cfg: TrainConfig, pre: Preprocess, counts: dict, history: list, best
     save_checkpoint(best_path, model, meta)
     from fakescope.engine.familiarity import add_familiarity, describable
 
+    detector = get_kind(meta.info.get("kind", SINGLE))(model, meta, str(best_path), device=str(device)) \
+        if describable(model, pre) or cfg.copy_move else None
     if describable(model, pre):
-        detector = get_kind(meta.info.get("kind", SINGLE))(model, meta, str(best_path), device=str(device))
         add_familiarity(best_path, folder_splits(cfg), workers=cfg.data.workers, detector=detector)
+    if cfg.copy_move and metrics:
+        from fakescope.engine.copymove import threshold_final_scores
+
+        threshold_final_scores(best_path, cfg, detector)
+        metrics = read_meta(best_path).info["metrics"]
     (Path(cfg.out) / "metrics.json").write_text(json.dumps({"validation": metrics, "counts": counts}, indent=2))
     return FitResult(best_path, history, metrics)

@@ -13,12 +13,14 @@ from fakescope.inference.scan import ScanResult, scan
 
 
 def score_samples(detector: Detector, samples: list[Sample], batch_size: int = 32, workers: int | None = None,
-                  on_result=None, transform=None) -> tuple[list[int], list[float], list[ScanResult]]:
+                  on_result=None, transform=None, copy_move: bool = True) -> tuple[list[int], list[float], list[ScanResult]]:
     """(labels, fake probabilities, failed results) for labelled samples, in the samples' order (scan yields its
-    own); unreadable files are left out of the first two. ``transform`` perturbs each image."""
+    own); unreadable files are left out of the first two. ``transform`` perturbs each image; ``copy_move=False``
+    scores without the detector's copy-move check."""
     prob: dict[str, float] = {}
     failed = []
-    for r in scan([s.path for s in samples], detector, batch_size, workers, on_result=on_result, transform=transform):
+    for r in scan([s.path for s in samples], detector, batch_size, workers, on_result=on_result, transform=transform,
+                  copy_move=copy_move):
         if r.error is not None:
             failed.append(r)
         else:
@@ -28,10 +30,12 @@ def score_samples(detector: Detector, samples: list[Sample], batch_size: int = 3
 
 
 def evaluate_detector(detector: Detector, data: str | Path, threshold: float | None = None, batch_size: int = 32,
-                      workers: int | None = None, on_result=None) -> dict[str, Any]:
-    """Metrics of ``detector`` on the labelled images below ``data`` (unreadable files counted, not scored)."""
-    labels, probs, failed = score_samples(detector, discover_samples(data), batch_size, workers, on_result)
-    metrics = compute_metrics(labels, probs, detector.threshold if threshold is None else threshold)
+                      workers: int | None = None, on_result=None, copy_move: bool = True) -> dict[str, Any]:
+    """Metrics of ``detector`` on the labelled images below ``data`` (unreadable files counted, not scored);
+    ``copy_move=False``: of the model alone, at its own threshold, for a detector that checks for copy-moves."""
+    labels, probs, failed = score_samples(detector, discover_samples(data), batch_size, workers, on_result,
+                                          copy_move=copy_move)
+    metrics = compute_metrics(labels, probs, detector.decision_threshold(copy_move) if threshold is None else threshold)
     metrics["n_errors"] = len(failed)
     metrics["errors"] = [f"{r.path}: {r.error}" for r in failed]
     return metrics

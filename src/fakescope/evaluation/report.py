@@ -202,7 +202,8 @@ class ReportWriter:
                 f'data-name="{html.escape(path_text(result.path))}"><td class="num">{i}</td><td>{thumb}</td>'
                 f'<td class="file">{_file_cell(result.path)}</td>'
                 f'<td class="num">{p:.3f}<div class="bar"><i style="width:{p * 100:.1f}%"></i></div>'
-                f'{_familiarity_html(getattr(result, "familiarity", None))}</td>'
+                f'{_familiarity_html(getattr(result, "familiarity", None))}'
+                f'{_copy_move_html(getattr(result, "copy_move", None))}</td>'
                 f'<td><span class="label {label}">{label}</span></td>'
                 f'<td>{ela}</td><td>{cam}</td><td>{provenance_html(prov)}</td></tr>\n')
 
@@ -278,6 +279,15 @@ def write_report(results: Iterable, detector, out: str | Path, threshold: float 
             if on_row:
                 on_row(r)
     return writer.out
+
+
+def _copy_move_html(pairs: int | None) -> str:
+    """Under the score, when a copy pasted inside the image was found: how many keypoint pairs match."""
+    from fakescope.forensics.copymove import MIN_PAIRS
+
+    if pairs is None or pairs < MIN_PAIRS:
+        return ""
+    return f'<div class="copy-move">copy-move: {pairs} matched keypoint pairs</div>'
 
 
 def _familiarity_html(familiarity: float | None) -> str:

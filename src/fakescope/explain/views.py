@@ -7,10 +7,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from PIL import Image
+from PIL import Image, ImageDraw
 
 from fakescope.explain.cam import CAM_METHODS, DEFAULT_CAM, ExplainError, cam_heatmap
 from fakescope.explain.overlay import colorize, overlay
+from fakescope.forensics.copymove import SIZE, copy_move_map, find_copy_move, regions_map
 from fakescope.forensics.ela import ela_image, ela_map
 from fakescope.forensics.io import ImageLoadError, load_image
 from fakescope.forensics.noise import noise_map
@@ -29,10 +30,22 @@ def noise_view(img: Image.Image) -> Image.Image:
     return colorize(noise_map(img), "inferno")
 
 
+def copy_move_view(img: Image.Image) -> Image.Image:
+    """The image with the copy and its source shaded and a line from each matched keypoint to its copy."""
+    found = find_copy_move(np.asarray(img.convert("RGB")))
+    out = overlay(img, regions_map(found, img.width, img.height), image_weight=0.7)
+    pairs = found.pairs * np.tile([img.width / SIZE, img.height / SIZE], 2)
+    draw = ImageDraw.Draw(out)
+    for x0, y0, x1, y1 in pairs.tolist():
+        draw.line((x0, y0, x1, y1), fill=(255, 255, 0), width=max(1, round(max(img.size) / 400)))
+    return out
+
+
 #: Views that need no model: name -> (float map in [0, 1], picture for people).
 MODEL_FREE: dict[str, tuple[Callable[[Image.Image], np.ndarray], Callable[[Image.Image], Image.Image]]] = {
     "ela": (ela_map, ela_view),
     "noise": (noise_map, noise_view),
+    "copy-move": (copy_move_map, copy_move_view),
 }
 METHODS: tuple[str, ...] = (*CAM_METHODS, *MODEL_FREE)
 

@@ -12,7 +12,7 @@ import os
 from collections.abc import Iterator
 from importlib import resources
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import numpy as np
 from PIL import Image
@@ -35,6 +35,17 @@ DEFAULT_DETECTOR = "efficientnet_lite2"
 
 #: ``Detector.load(backend=...)``: ``auto`` is ONNX Runtime when the detector can use it, else PyTorch.
 BACKENDS = ("auto", "onnx", "torch")
+
+
+class Scores(NamedTuple):
+    """What :meth:`Detector.score_batch` gives for a batch of N inputs."""
+
+    #: (N,) calibrated fake probabilities: the model's, with the copy-move evidence added when it checks for it.
+    probabilities: np.ndarray
+    #: (N,) familiarity in [0, 1], or None without a description of the training features.
+    familiarity: np.ndarray | None = None
+    #: (N,) keypoint pairs one transform maps onto each other in each input, or None when it does not check.
+    copy_move: np.ndarray | None = None
 
 
 class DetectorError(ValueError):
@@ -90,8 +101,10 @@ class Detector:
     - ``preparer``: a picklable object whose ``to_array(img)`` turns a decoded RGB image into this detector's
       input (run in worker processes);
     - ``predict_batch(items)``: a list of such inputs -> calibrated fake probabilities, shape (N,);
-    - ``score_batch(items)``: the same plus each input's familiarity (:mod:`fakescope.familiarity`; None when
-      the checkpoint has no description of its training features);
+    - ``score_batch(items)``: :class:`Scores`: the same probabilities, with the copy-move evidence added when the
+      detector checks for copy-moves (:attr:`checks_copy_moves`), plus each input's familiarity
+      (:mod:`fakescope.familiarity`; None when the checkpoint has no description of its training features) and
+      copy-move pairs (:mod:`fakescope.forensics.copymove`; None when it does not check);
     - ``probabilities(logits)``: the one place logits become calibrated probabilities;
     - ``explain_map(img, method)``: where in the image the evidence for "fake" is (a class-activation map);
     - ``score_frames(frames, frame_scores, top_k)``: a video's probability from its sampled frames;
@@ -228,13 +241,39 @@ class Detector:
             self._feature_model = FeatureModel.from_dict(stored) if stored else None
         return self._feature_model
 
-    def score_batch(self, items: list) -> tuple[np.ndarray, np.ndarray | None]:
-        """Inputs from :meth:`prepare` -> (calibrated fake probabilities, familiarity in [0, 1] or None), from one
-        pass of the model."""
+    @property
+    def checks_copy_moves(self) -> bool:
+        """Whether this detector adds copy-move evidence to its scores (``info["copy_move"]``, which a recipe's
+        ``copy_move: true`` sets): the keypoint pairs of :mod:`fakescope.forensics.copymove` in its squashed RGB
+        input. The shipped default does."""
+        pre = self.preprocess
+        return bool(self.meta.info.get("copy_move")) and pre.resize == "squash" and pre.input_mode == "rgb"
+
+    def decision_threshold(self, copy_move: bool = True) -> float:
+        """The threshold for its scores: the shipped one, or, for scores without the copy-move check of a detector
+        that makes it, the one chosen on the model's scores alone (recorded when the check's threshold was)."""
+        if copy_move or not self.checks_copy_moves:
+            return self.threshold
+        return float(self.meta.info.get("metrics", {}).get("model_threshold") or self.threshold)
+
+    def score_batch(self, items: list, copy_move: bool = True) -> Scores:
+        """Inputs from :meth:`prepare` -> :class:`Scores`, from one pass of the model. ``copy_move=False``: without
+        the copy-move check even when the detector makes it (the model's scores alone, about twice as fast)."""
         if self.feature_model is None:
-            return self.predict_batch(items), None
-        logits, features = self.logits_and_features(np.stack(items))
-        return self.probabilities(logits), self.feature_model.familiarity(features)
+            scores = Scores(self.predict_batch(items))
+        else:
+            logits, features = self.logits_and_features(np.stack(items))
+            scores = Scores(self.probabilities(logits), self.feature_model.familiarity(features))
+        return self.with_copy_moves(items, scores) if copy_move else scores
+
+    def with_copy_moves(self, items: list, scores: Scores) -> Scores:
+        """``scores`` with the copy-move evidence of ``items`` added, when this detector checks for it."""
+        if not self.checks_copy_moves:
+            return scores
+        from fakescope.forensics.copymove import pairs_of, with_copy_move
+
+        pairs = pairs_of(items)
+        return scores._replace(probabilities=with_copy_move(scores.probabilities, pairs), copy_move=pairs)
 
     def image_features(self, items: list) -> np.ndarray:
         """Inputs from :meth:`prepare` -> the (N, D) pooled features familiarity reads, one row per image."""

@@ -21,7 +21,7 @@ from fakescope.inference.scan import PathSet, ScanResult
 #: CSV columns; ``path_bytes`` is empty unless the file name is not UTF-8 (see :mod:`fakescope.inference.paths`);
 #: the provenance object becomes its verdict and generator columns.
 FIELDS = ["path", "fake_probability", "label", "familiarity", "model", "error", PATH_BYTES, "provenance_verdict",
-          "provenance_generator", "label_reason"]
+          "provenance_generator", "label_reason", "copy_move"]
 FORMATS = ("table", "json", "jsonl", "csv")
 
 
@@ -145,12 +145,15 @@ def results_table(results: Iterable[ScanResult], threshold: float) -> Table:
     with_prov = any(r.provenance is not None for r in results)
     with_errors = any(r.error is not None for r in results)
     with_familiarity = any(r.familiarity is not None for r in results)
+    with_copy_move = any(r.copy_move is not None for r in results)
     table = Table(title=None, show_lines=False)
     table.add_column("file", overflow="fold")
     table.add_column("fake probability", justify="right")
     table.add_column("label")
     if with_familiarity:
         table.add_column("familiarity", justify="right")
+    if with_copy_move:
+        table.add_column("copy-move", justify="right")
     if with_prov:
         table.add_column("provenance", overflow="fold")
     if with_errors:
@@ -164,9 +167,18 @@ def results_table(results: Iterable[ScanResult], threshold: float) -> Table:
             cells = [name, f"{r.fake_probability:.3f}", f"[{style}]{r.label}[/]" + ("*" if r.label_reason else "")]
         if with_familiarity:
             cells.append("-" if r.familiarity is None else familiarity_cell(r.familiarity))
+        if with_copy_move:
+            cells.append(copy_move_cell(r.copy_move))
         table.add_row(*cells, *([provenance_cell(r)] if with_prov else []),
                       *([escape(path_text(r.error or ""))] if with_errors else []))
     return table
+
+
+def copy_move_cell(pairs: int | None) -> str:
+    """The matched keypoint pairs of a copy pasted inside the image, when they are evidence (``-``: none)."""
+    from fakescope.forensics.copymove import MIN_PAIRS
+
+    return f"[red]{pairs} pairs[/]" if pairs is not None and pairs >= MIN_PAIRS else "-"
 
 
 def familiarity_cell(familiarity: float) -> str:

@@ -54,12 +54,16 @@ class ScanResult:
     #: How much the image looks like the detector's training images, 0..1 (:mod:`fakescope.familiarity`); None
     #: for a detector without a description of its training features, and for errors and videos.
     familiarity: float | None = None
+    #: Keypoint pairs that one transform maps onto each other, a copy pasted inside the image
+    #: (:mod:`fakescope.forensics.copymove`), already counted in ``fake_probability``; None when the detector does
+    #: not check for copy-moves (the shipped default does), and for errors and videos.
+    copy_move: int | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """The record every output writes: ``path`` as valid text, plus ``path_bytes`` when the file name is not
         UTF-8 (:mod:`fakescope.inference.paths`)."""
         d = asdict(self)
-        for key in ("frames", "provenance", "label_reason"):
+        for key in ("frames", "provenance", "label_reason", "copy_move"):
             if d[key] is None:
                 del d[key]  # an image scanned without provenance keeps exactly the six fields
         if self.error is not None:
@@ -279,9 +283,10 @@ def score_prepared(
     batch_size: int = 32,
     threshold: float | None = None,
     trust_credentials: bool = False,
+    copy_move: bool = True,
 ) -> Iterator[tuple[Prepared, ScanResult]]:
     """Batch prepared arrays through the detector; errors pass straight through. ``trust_credentials``: see
-    :func:`trusted_label`."""
+    :func:`trusted_label`; ``copy_move``: see :meth:`~fakescope.inference.detector.Detector.score_batch`."""
     batch: list[Prepared] = []
 
     def done(item: Prepared, result: ScanResult) -> tuple[Prepared, ScanResult]:
@@ -289,11 +294,13 @@ def score_prepared(
         return item, trusted_label(result) if trust_credentials else result
 
     def flush() -> Iterator[tuple[Prepared, ScanResult]]:
-        probs, familiar = detector.score_batch([b.array for b in batch])
-        cut = detector.threshold if threshold is None else threshold
-        for i, (item, p) in enumerate(zip(batch, probs)):
-            f = None if familiar is None else round(float(familiar[i]), 4)
-            yield done(item, ScanResult(item.path, float(p), decide(float(p), f, cut), detector.name, familiarity=f))
+        scores = detector.score_batch([b.array for b in batch], copy_move)
+        cut = detector.decision_threshold(copy_move) if threshold is None else threshold
+        for i, (item, p) in enumerate(zip(batch, scores.probabilities)):
+            f = None if scores.familiarity is None else round(float(scores.familiarity[i]), 4)
+            pairs = None if scores.copy_move is None else int(scores.copy_move[i])
+            yield done(item, ScanResult(item.path, float(p), decide(float(p), f, cut), detector.name, familiarity=f,
+                                        copy_move=pairs))
         batch.clear()
 
     for item in items:
@@ -331,6 +338,7 @@ def scan(
     provenance: bool = False,
     trust_credentials: bool = False,
     max_pixels: int = MAX_PIXELS,
+    copy_move: bool = True,
 ) -> Iterator[ScanResult]:
     """Score every image below ``paths``; yields one :class:`ScanResult` per file, in completion order.
 
@@ -342,6 +350,7 @@ def scan(
     ``provenance``: each image result carries its :class:`~fakescope.forensics.provenance.Provenance`;
     ``trust_credentials`` (needs it): see :func:`trusted_label`. ``max_pixels``: an image over it is an error
     result, not decoded (a video: frames over a fifth of it, see :data:`~fakescope.video.frames.FRAME_COST`).
+    ``copy_move=False``: the detector's scores without its copy-move check, if it makes one (faster).
     """
     roots = _distinct_roots(paths)
     if workers is None:
@@ -349,7 +358,7 @@ def scan(
     prepared = iter_prepared(roots, detector.preparer, workers, transform, skip, video, provenance or trust_credentials,
                              max_pixels)
     with detector.alongside_workers(workers):
-        for _, result in score_prepared(prepared, detector, batch_size, threshold, trust_credentials):
+        for _, result in score_prepared(prepared, detector, batch_size, threshold, trust_credentials, copy_move):
             if on_result:
                 on_result(result)
             yield result

@@ -12,11 +12,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 from PIL import Image
 
 from fakescope.familiarity import decide
 from fakescope.forensics.io import ImageLoadError, MediaLoadError, image_size, open_image
 from fakescope.forensics.provenance import read_provenance
+from fakescope.inference.detector import Scores
 from fakescope.inference.scan import trusted_label
 from fakescope.serve.runtime import ModelRuntime, PixelBudget, ServerBusy
 from fakescope.serve.schemas import DetectResult, Explanation
@@ -202,9 +204,10 @@ async def score_uploads(runtime: ModelRuntime, uploads: list[Upload], strict: bo
                 lease.give(pixels)
                 img = None
         out.append((result, img))
-    probs, familiar = await runtime.predict(arrays) if arrays else ([], None)
-    for i, (result, p) in enumerate(zip(scored, probs)):
-        result.familiarity = None if familiar is None else round(float(familiar[i]), 4)
+    scores = await runtime.predict(arrays) if arrays else Scores(np.zeros(0))
+    for i, (result, p) in enumerate(zip(scored, scores.probabilities)):
+        result.familiarity = None if scores.familiarity is None else round(float(scores.familiarity[i]), 4)
+        result.copy_move = None if scores.copy_move is None else int(scores.copy_move[i])
         result.fake_probability, result.label = float(p), decide(float(p), result.familiarity, threshold)
         if reading.trust_credentials:
             trusted_label(result)

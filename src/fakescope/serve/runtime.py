@@ -16,10 +16,9 @@ from typing import Any, TypeVar
 
 import anyio
 import anyio.to_thread
-import numpy as np
 
 from fakescope.allocator import release_free_memory
-from fakescope.inference.detector import Detector
+from fakescope.inference.detector import Detector, Scores
 from fakescope.serve.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -122,8 +121,8 @@ class ModelRuntime:
             raise RuntimeError("ModelRuntime.start() was not awaited")
         return await anyio.to_thread.run_sync(fn, *args, limiter=self._limiter)
 
-    async def predict(self, items: list) -> tuple[np.ndarray, np.ndarray | None]:
-        """Prepared inputs (``detector.prepare``) -> (calibrated fake probabilities, familiarity or None)."""
+    async def predict(self, items: list) -> Scores:
+        """Prepared inputs (``detector.prepare``) -> the detector's :class:`~fakescope.inference.detector.Scores`."""
         assert self.detector is not None
         return await self.run_model(self.detector.score_batch, items)
 

@@ -30,6 +30,9 @@ class DetectResult(BaseModel):
                                       "images, 0..1: the share of its validation images that lie at least as far "
                                       "from the training features (5% of them score below 0.05). Null when the "
                                       "detector carries no description of its training features.")
+    copy_move: int | None = Field(None, description="Keypoint pairs that one transform maps onto each other: a copy "
+                                  "pasted inside the image (SIFT self-matching), already counted in fake_probability. "
+                                  "Null when the detector does not check for copy-moves (the shipped default does).")
     model: str = Field(description="The detector that scored the image.")
     error: str | None = Field(None, description="Why this image could not be scored (batch items only).")
     threshold: float = Field(description="Decision threshold applied: the model's own, or the request's `threshold`.")

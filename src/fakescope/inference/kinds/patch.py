@@ -26,7 +26,7 @@ from torch import nn
 
 from fakescope.checkpoint import CheckpointMeta, load_checkpoint
 from fakescope.data.preprocess import Preprocess, grid_origins, pad_to
-from fakescope.inference.detector import Detector
+from fakescope.inference.detector import Detector, Scores
 from fakescope.inference.kinds import register_kind
 
 log = logging.getLogger(__name__)
@@ -179,11 +179,11 @@ class PatchDetector(Detector):
     def image_features(self, items: list[np.ndarray]) -> np.ndarray:
         return self._logits_and_features(items)[1]
 
-    def score_batch(self, items: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray | None]:
+    def score_batch(self, items: list[np.ndarray], copy_move: bool = True) -> Scores:  # patches: never checked
         if self.feature_model is None:
-            return self.predict_batch(items), None
+            return Scores(self.predict_batch(items))
         logits, features = self._logits_and_features(items)
-        return self.image_probabilities(logits), self.feature_model.familiarity(features)
+        return Scores(self.image_probabilities(logits), self.feature_model.familiarity(features))
 
     def _grid(self, img: Image.Image) -> tuple[tuple[int, int], list[tuple[int, int]], np.ndarray]:
         """(padded shape, origins, patches) of the full grid over ``img`` (no ``max_patches`` limit)."""

@@ -70,6 +70,8 @@ function render(result, file) {
   $("threshold").textContent = result.threshold.toFixed(2);
   const fam = result.familiarity;
   $("familiarity").textContent = fam == null ? "not described" : fam.toFixed(2) + (fam < 0.05 ? " (unfamiliar image)" : "");
+  const pairs = result.copy_move;
+  $("copy-move").textContent = pairs == null ? "not checked" : pairs >= 4 ? pairs + " matched pairs" : "none found";
   $("dims").textContent = result.width + "\u00d7" + result.height;
   $("meter-fill").style.left = (p * 100).toFixed(1) + "%";
   $("meter-mark").style.left = (result.threshold * 100).toFixed(1) + "%";

@@ -6,7 +6,7 @@
 
 const VIDEO_NAME = /\.(mp4|avi|mov|mkv|webm)$/i;
 // the fields of a `fakescope scan` record; the API's web-only ones (threshold, width, height, explanation) are left out
-const RECORD = ["fake_probability", "label", "familiarity", "model", "error", "frames", "provenance", "label_reason"];
+const RECORD = ["fake_probability", "label", "familiarity", "model", "error", "frames", "provenance", "label_reason", "copy_move"];
 const SVG = "http://www.w3.org/2000/svg";
 let rows = []; // { file, path, result: null | scan row, thumb: object URL | null }
 let sort = { key: null, dir: 1 };
