@@ -78,7 +78,7 @@ def copied_inliers(path: str) -> int:
     return find_copy_move(copy_move(img, rng, SynthConfig(kind="copy-move")).image).inliers
 
 
-def calibration(workers: int, per_set: int, cache: Path) -> str:
+def calibration(data: dict[str, tuple[int, int]], workers: int, per_set: int, cache: Path) -> str:
     """Fit :data:`~fakescope.forensics.copymove.SLOPE` and ``INTERCEPT``: a logistic regression of "a copy was
     pasted" on log(1 + pairs) over the images with ``MIN_PAIRS`` or more, from reals of every set but casia1 (which
     stays unseen) and a synthetic copy-move made from each, shifted from the balanced classes to a prior of
@@ -87,7 +87,7 @@ def calibration(workers: int, per_set: int, cache: Path) -> str:
 
     reals = []
     for name in (s for s in SETS if s != "casia1"):
-        pool = [str(s.path) for s in discover_samples(data_root() / name) if s.label == 0]
+        pool = [p for p, (label, _) in data.items() if label == 0 and set_of(p) == name]
         reals += random.Random(0).sample(pool, min(per_set, len(pool)))
     known = json.loads(cache.read_text()) if cache.exists() else {}
     todo = [p for p in reals if p not in known]
@@ -96,7 +96,6 @@ def calibration(workers: int, per_set: int, cache: Path) -> str:
             for p, n in zip(todo, pool.map(copied_inliers, todo, chunksize=16)):
                 known[p] = n
         cache.write_text(json.dumps(known))
-    data = all_inliers(workers, cache.with_name("inliers.json"))
     n_real, n_copy = np.asarray([data[p][1] for p in reals]), np.asarray([known[p] for p in reals])
     r, c = n_real[n_real >= MIN_PAIRS], n_copy[n_copy >= MIN_PAIRS]
     fit = LogisticRegression(C=1e6).fit(np.log1p(np.concatenate([r, c]))[:, None],
@@ -213,7 +212,7 @@ def main() -> None:
     sample = sorted(data)[:: max(1, len(data) // args.speed_images)][: args.speed_images]
     parts = [INTRO, alone_table(data),
              "Calibration (the constants in `fakescope.forensics.copymove`): " +
-             calibration(args.workers, args.calibration_reals, REPO / "runs" / "copy-move" / "copies.json") + ".",
+             calibration(data, args.workers, args.calibration_reals, REPO / "runs" / "copy-move" / "copies.json") + ".",
              speed(sample, args.workers)]
     if args.runs:
         parts.append(beside_table(data, args.runs))

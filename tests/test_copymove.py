@@ -251,3 +251,22 @@ def test_evaluate_measures_the_model_alone_on_request(tmp_path, default_detector
         out[flag] = json.loads(res.stdout)
     assert out["--copy-move"]["threshold"] == pytest.approx(checked.threshold)
     assert out["--no-copy-move"]["threshold"] == pytest.approx(checked.decision_threshold(copy_move=False))
+
+
+def test_a_video_is_labelled_at_the_model_threshold(monkeypatch, default_detectors):
+    """A video's frames are scored by the model alone, so its label uses the model's own threshold, not the one
+    chosen with the copy-move evidence; so does the report's frame strip."""
+    import fakescope.inference.scan as scan_module
+    from fakescope.evaluation.report import ReportWriter
+    from fakescope.inference.scan import Prepared, score_prepared
+    from fakescope.video.scan import PreparedVideo, VideoOptions
+
+    checked, _ = default_detectors
+    between = (checked.decision_threshold(copy_move=False) + checked.threshold) / 2
+    monkeypatch.setattr(scan_module, "score_video", lambda video, detector, batch_size: (between, []))
+    item = Prepared(0, "clip.mp4", PreparedVideo("clip.mp4", [], VideoOptions()), None)
+    ((_, result),) = score_prepared([item], checked)
+    assert result.label == "fake" and result.copy_move is None
+    writer = ReportWriter(Path("unused.html"), checked)
+    assert writer.threshold == checked.threshold and writer.video_threshold == checked.decision_threshold(False)
+    assert ReportWriter(Path("unused.html"), checked, copy_move=False).threshold == checked.decision_threshold(False)

@@ -141,6 +141,7 @@ def test_page_shows_the_api_score_and_both_maps(page, server: LiveServer, tmp_pa
     assert page.text_content("#score") == f"{expected['fake_probability']:.4f}"
     assert page.text_content("#label") == expected["label"]
     assert page.text_content("#filename") == "spliced.jpg"
+    assert expected.get("copy_move") is None and page.text_content("#copy-move") == "not checked"  # an ELA-CNN
     assert page.text_content("#dims") == "320\u00d7240"
     for view in ("#view-original", "#view-ela", "#view-cam"):
         # naturalWidth > 0: the image decoded and the page's Content-Security-Policy let it through.

@@ -146,7 +146,7 @@ class TrainConfig:
     calibrate: bool = True
     #: The detector also checks its input for a copy pasted inside the image and adds that evidence to its scores
     #: (:mod:`fakescope.forensics.copymove`, SIFT self-matching: nothing to train; the shipped default does). The
-    #: threshold and validation metrics stay the model's own.
+    #: threshold and validation metrics are then those of the final scores (:mod:`fakescope.engine.copymove`).
     copy_move: bool = False
     #: Ship the threshold that flags at most this share of the validation reals of every ``data.path`` folder
     #: (None: 0.5). Analysts pay for false alarms on genuine photos; a detector should say how many it raises.

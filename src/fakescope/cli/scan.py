@@ -93,7 +93,7 @@ def _scan(paths: list[Path], model: str, fmt: str, output: Optional[Path], thres
     if done:
         note(f"resuming: {len(done)} files already scored")
     results, counts = [], Counter()
-    writer = _report_writer(report, detector, threshold)
+    writer = _report_writer(report, detector, threshold, reading["copy_move"])
     try:
         for r in _stream(paths, detector, fmt, output, resume, batch_size, workers, threshold, done, writer, reading,
                          counts):
@@ -105,7 +105,8 @@ def _scan(paths: list[Path], model: str, fmt: str, output: Optional[Path], thres
                                           else f"; the {n} results so far are in {output}")
         raise fail(f"interrupted after {n} files{hint}", 130) from None
     if fmt == "table" or (output is not None and not state.quiet):  # with --output and --quiet: all is in the file
-        _summary(results, output, detector.threshold if threshold is None else threshold, counts)
+        _summary(results, output, detector.decision_threshold(reading["copy_move"]) if threshold is None else threshold,
+                 counts)
     if writer:
         note(f"report: {writer.close()}")
     return counts
@@ -180,14 +181,14 @@ def _video_options(frames: int, every: Optional[int], top_k: int):
         raise typer.BadParameter(f"--frames, --every, --top-k: {err}") from None
 
 
-def _report_writer(report: Optional[Path], detector, threshold: Optional[float]):
+def _report_writer(report: Optional[Path], detector, threshold: Optional[float], copy_move: bool = True):
     """A streaming HTML report writer fed by the scan, or None without --report (then nothing is imported: the
     report's Grad-CAM needs PyTorch, a scan does not)."""
     if not report:
         return None
     from fakescope.evaluation.report import ReportWriter
 
-    return ReportWriter(report, detector, threshold)
+    return ReportWriter(report, detector, threshold, copy_move=copy_move)
 
 
 def _count_in_background(bars, task, paths: list[Path], skip) -> None:

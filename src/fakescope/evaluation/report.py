@@ -129,11 +129,15 @@ class ReportWriter:
     """
 
     def __init__(self, out: str | Path, detector, threshold: float | None = None, max_visuals: int = MAX_VISUALS,
-                 title: str = "fakescope scan report", cam_method: str = DEFAULT_CAM, max_pixels: int = MAX_PIXELS):
+                 title: str = "fakescope scan report", cam_method: str = DEFAULT_CAM, max_pixels: int = MAX_PIXELS,
+                 copy_move: bool = True):
         self.out = Path(out)
         self.max_pixels = max_pixels
         self.detector = detector
-        self.threshold = detector.threshold if threshold is None else threshold
+        # the detector's own thresholds for what the scan gave: images with or without its copy-move check, videos
+        # (their frames are never checked) without
+        self.threshold = detector.decision_threshold(copy_move) if threshold is None else threshold
+        self.video_threshold = detector.decision_threshold(copy_move=False) if threshold is None else threshold
         self.max_visuals = max_visuals
         self.title = title
         if cam_method not in CAM_LABELS:
@@ -195,7 +199,7 @@ class ReportWriter:
         if getattr(result, "frames", None):  # a video: its sampled frames with face boxes, no per-image maps
             from fakescope.video.render import video_cells
 
-            thumb, ela, cam = video_cells(result, self.threshold, data_uri, self.max_pixels)
+            thumb, ela, cam = video_cells(result, self.video_threshold, data_uri, self.max_pixels)
         else:
             thumb, ela, cam = self._visual_cells(result.path)
         return (f'<tr data-index="{i}" data-score="{p:.6f}" data-flagged="{int(result.label == "fake")}" '

@@ -25,8 +25,6 @@ from PIL import Image
 SIZE = 320
 #: At most this many keypoints (the strongest), so that matching them all against each other stays small.
 MAX_KEYPOINTS = 1500
-#: SIFT's contrast threshold: lower than OpenCV's 0.04, for enough keypoints in small and smooth images.
-CONTRAST = 0.04
 #: g2NN ratio: a neighbour is kept while its descriptor distance is below this share of the next neighbour's.
 RATIO = 0.5
 #: Pixels (at ``SIZE``) the map widens the matched keypoints' hull by: about the patch a keypoint describes.
@@ -65,7 +63,7 @@ SLOPE, INTERCEPT = 1.865, -3.341
 def _sift():
     import cv2
 
-    return cv2.SIFT_create(nfeatures=MAX_KEYPOINTS, contrastThreshold=CONTRAST)
+    return cv2.SIFT_create(nfeatures=MAX_KEYPOINTS)  # OpenCV's other defaults (contrast threshold 0.04)
 
 
 def g2nn_pairs(descriptors: np.ndarray, points: np.ndarray, min_distance: float,

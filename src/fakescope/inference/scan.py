@@ -308,8 +308,9 @@ def score_prepared(
             yield done(item, ScanResult(item.path, None, None, detector.name, item.error))
             continue
         if isinstance(item.array, PreparedVideo):  # a whole video: its frames are batched on their own
-            p, frames = score_video(item.array, detector, batch_size)
-            yield done(item, ScanResult(item.path, p, detector.label(p, threshold), detector.name, frames=frames))
+            p, frames = score_video(item.array, detector, batch_size)  # frames are never checked for copy-moves
+            cut = detector.decision_threshold(copy_move=False) if threshold is None else threshold
+            yield done(item, ScanResult(item.path, p, detector.label(p, cut), detector.name, frames=frames))
             continue
         batch.append(item)
         if len(batch) >= batch_size:

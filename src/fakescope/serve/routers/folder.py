@@ -64,7 +64,8 @@ async def detect_video(
         raise HTTPException(422, detail=f"{upload.name}: not a video file name ({', '.join(sorted(VIDEO_EXTENSIONS))})")
     detector, model = runtime.detector, runtime.model_name
     assert detector is not None and model is not None
-    threshold = detector.threshold if threshold is None else threshold
+    # a video's frames are scored by the model alone (no copy-move check): its own threshold
+    threshold = detector.decision_threshold(copy_move=False) if threshold is None else threshold
     with tempfile.TemporaryDirectory(prefix="fakescope-video-") as tmp:
         (path,) = await runtime.run_decoder(save_uploads, [upload], Path(tmp))
         async with _admitted(runtime, [path]):
