@@ -1,8 +1,10 @@
-"""Familiarity measures compared: which distance in a detector's pooled features best tells never-seen kinds of image.
+"""Familiarity measures compared: which features and which distance best tell never-seen kinds of image.
 
     python bench/familiarity.py [--model default] [--sample 400] [--write]
 
-Pooled features (the classifier's input) of the detector's training images (up to 200 per set and class, as
+Two kinds of feature, from one pass of the detector: the pooled features (the classifier's input) and the stage
+statistics fakescope describes (each channel's mean and standard deviation in each of timm's feature stages,
+``logits_and_stage_statistics``), of the detector's training images (up to 200 per set and class, as
 ``fakescope train`` describes them), its validation images, a sample of a shared set it never trained on (wildfaces)
 and the real-only camera originals. Each measure is cut where 5% of the validation images fall beyond it (the
 familiarity cut), and the share of each never-seen set beyond the cut is reported: the higher, the better the measure
@@ -25,18 +27,34 @@ from sklearn.decomposition import PCA
 
 from fakescope.config import load_config
 from fakescope.data.discovery import discover_samples
-from fakescope.engine.familiarity import capped, sample_features
+from fakescope.engine.familiarity import capped
 from fakescope.engine.loaders import folder_splits
-from fakescope.familiarity import fit_feature_model
-from fakescope.inference.detector import Detector
+from fakescope.familiarity import MIN_SCALE, FeatureModel, fit_feature_model
+from fakescope.inference.detector import Detector, logits_and_stage_statistics
+from fakescope.inference.scan import iter_prepared
 
 Measure = Callable[[np.ndarray], np.ndarray]  # features -> distance (higher: farther)
+
+
+def both_features(det: Detector, samples: list) -> tuple[np.ndarray, np.ndarray]:
+    """(pooled features, stage statistics) of ``samples``, from one pass of the PyTorch model."""
+    import torch
+
+    pooled, stages = [], []
+    arrays = [item.array for item in iter_prepared([s.path for s in samples], det.preparer, 2) if item.error is None]
+    with torch.inference_mode():
+        for i in range(0, len(arrays), 32):
+            x = det.preprocess.to_tensor(np.stack(arrays[i:i + 32]))
+            final, _ = det.model.forward_intermediates(x)
+            pooled.append(det.model.forward_head(final, pre_logits=True).numpy())
+            stages.append(logits_and_stage_statistics(det.model, x)[1].numpy())
+    return np.concatenate(pooled), np.concatenate(stages)
 
 
 def features(model: str, sample: int, cache: Path) -> dict[str, np.ndarray]:
     if cache.exists():
         return dict(np.load(cache))
-    det = Detector.load(model, backend="auto")
+    det = Detector.load(model, device="cpu")
     trained = [Path(p).name for p in det.meta.info["data"]["path"]]
     cfg = load_config(REPO / "configs" / "default.yaml", {"data.path": [str(data_root() / s) for s in trained]})
     splits = folder_splits(cfg)
@@ -44,7 +62,9 @@ def features(model: str, sample: int, cache: Path) -> dict[str, np.ndarray]:
             "val": [s for _, v in splits for s in v],
             "wildfaces": random.Random(0).sample(discover_samples(data_root() / "wildfaces"), sample),
             "cameras": discover_samples(data_root() / "cameras")}
-    out = {name: sample_features(det, samples) for name, samples in sets.items()}
+    out = {}
+    for name, samples in sets.items():
+        out[f"pooled_{name}"], out[f"stages_{name}"] = both_features(det, samples)
     out["train_labels"] = np.asarray([s.label for s in sets["train"]])
     cache.parent.mkdir(parents=True, exist_ok=True)
     np.savez(cache, **out)
@@ -64,6 +84,18 @@ def mahalanobis(train: np.ndarray, labels: np.ndarray, k: int) -> Measure:
     return distance
 
 
+def nearest(train: np.ndarray, val: np.ndarray, k: int, standardise: bool) -> Measure:
+    """Cosine distance to the 5th nearest training image in a k-component PCA: ``fit_feature_model`` (which
+    standardises each feature first), or without standardising, as fakescope read the pooled features until
+    2026-12-07."""
+    if standardise:
+        return fit_feature_model(train, val, components=k).distance
+    pca = PCA(n_components=k, random_state=0).fit(train)
+    z = pca.transform(train)
+    return FeatureModel(pca.mean_, np.ones(train.shape[1]), pca.components_,
+                        z / np.linalg.norm(z, axis=1, keepdims=True), np.zeros(2)).distance
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--model", default="default")
@@ -72,26 +104,32 @@ def main() -> None:
     args = ap.parse_args()
     t0 = time.time()
     f = features(args.model, args.sample, REPO / "runs" / "familiarity-features.npz")
-    measures: dict[str, Measure] = {f"Mahalanobis, PCA {k}": mahalanobis(f["train"], f["train_labels"], k)
-                                    for k in (32, 128)}
-    for k in (16, 32, 128):  # what fakescope ships: fit_feature_model, 5th neighbour
-        measures[f"cosine to 5th nearest, PCA {k}"] = fit_feature_model(f["train"], f["val"], components=k).distance
     rows = []
-    for name, measure in measures.items():
-        cut = np.quantile(measure(f["val"]), 0.95)
-        rows.append(f"| {name} | " + " | ".join(f"{np.mean(measure(f[s]) > cut):.3f}" for s in ("wildfaces", "cameras"))
-                    + " |")
-        print(rows[-1], flush=True)
+    for kind, label in (("pooled", "pooled features"), ("stages", "stage statistics")):
+        raw = {name: f[f"{kind}_{name}"] for name in ("train", "val", "wildfaces", "cameras")}
+        standardise = kind == "stages"
+        center, scale = raw["train"].mean(0), np.maximum(raw["train"].std(0), MIN_SCALE)
+        z = {name: (x - center) / scale for name, x in raw.items()} if standardise else raw
+        measures: dict[str, tuple[Measure, dict[str, np.ndarray]]] = {
+            f"Mahalanobis, PCA {k}": (mahalanobis(z["train"], f["train_labels"], k), z) for k in (32, 128)}
+        for k in (16, 32, 128):
+            measures[f"cosine to 5th nearest, PCA {k}"] = (nearest(raw["train"], raw["val"], k, standardise), raw)
+        for name, (measure, x) in measures.items():
+            cut = np.quantile(measure(x["val"]), 0.95)
+            rows.append(f"| {label} | {name} | " + " | ".join(f"{np.mean(measure(x[s]) > cut):.3f}"
+                                                             for s in ("wildfaces", "cameras")) + " |")
+            print(rows[-1], flush=True)
     command = shlex.join(["python", "bench/familiarity.py", *sys.argv[1:]])
     body = (f"Command: `{command}` ({time.time() - t0:.0f} s here, features read from runs/familiarity-features.npz when "
-            f"present, computed otherwise; features of {len(f['train'])} training and "
-            f"{len(f['val'])} validation images of `{args.model}`, {len(f['wildfaces'])} wildfaces images and "
-            f"{len(f['cameras'])} camera originals, neither set trained on).\n\n"
+            f"present, computed otherwise; features of {len(f['stages_train'])} training and "
+            f"{len(f['stages_val'])} validation images of `{args.model}`, {len(f['stages_wildfaces'])} wildfaces "
+            f"images and {len(f['stages_cameras'])} camera originals, neither set trained on).\n\n"
             "Share of each never-seen set beyond the cut that 5% of the validation images are beyond (higher is a "
             "better alarm for 'unlike anything the detector knows'):\n\n"
-            "| measure | wildfaces | cameras |\n|---|---|---|\n" + "\n".join(rows) + "\n\n"
-            "fakescope ships the cosine distance to the 5th nearest training image in a 32-component PCA "
-            "(`fakescope.familiarity`). Even so it is a weak alarm: most never-seen images look familiar to it.\n")
+            "| features | measure | wildfaces | cameras |\n|---|---|---|---|\n" + "\n".join(rows) + "\n\n"
+            "fakescope ships the stage statistics, standardised, with the cosine distance to the 5th nearest "
+            "training image in a 32-component PCA (`fakescope.familiarity`); until 2026-12-07 it read the pooled "
+            "features the same way.\n")
     print(body)
     if args.write:
         write_section("Familiarity", body)

@@ -10,9 +10,9 @@ them into RUNS/all, unless the run exists already with that recipe (a run saved 
 naming the differing options); ``--set`` changes config keys of the recipe for every run (a budget probe without a new
 recipe file); ``--exclude`` keeps sources out of every run (the recipe without them; in the whole table the run on
 all the others is scored on them as on a left-out set). Each left-out model is scored on every image of the set it
-never saw: ROC-AUC with a bootstrap
-interval, the share of its reals flagged and of its fakes caught at the threshold it chose on the other sets, its
-ECE there, the share of the set it calls unfamiliar and its ROC-AUC on the familiar part; on cameras, which has no
+never saw: ROC-AUC with a bootstrap interval, the share of its reals flagged and of its fakes caught at the threshold it
+chose on the other sets, its ECE there, the share of the set it calls unfamiliar, the shares of its reals and fakes
+labelled uncertain (unfamiliar and undecided) and its ROC-AUC on the familiar part; on cameras, which has no
 fakes, the share flagged. The mean left-out ROC-AUC over the sets with fakes is the number a default is chosen by.
 ``--baseline`` (a checkpoint or registry name, default: the shipped default) is scored beside it on the sets it
 never trained on. Each run is also scored on the validation splits of the sets it trained on (its own splits, as
@@ -44,7 +44,7 @@ from fakescope.engine.familiarity import add_familiarity, describable
 from fakescope.engine.train import fit, folder_splits
 from fakescope.ensemble.combine import Combiner
 from fakescope.evaluation.metrics import compute_metrics, roc_auc_interval
-from fakescope.familiarity import FAMILIAR_CUT
+from fakescope.familiarity import FAMILIAR_CUT, decide
 from fakescope.inference.detector import Detector
 from fakescope.inference.scan import scan
 
@@ -123,11 +123,15 @@ def left_out_row(name: str, rows: list, threshold: float) -> tuple[str, float | 
     caught = float(np.mean(p[y == 1] >= threshold)) if (y == 1).any() else float("nan")
     unfamiliar = np.nan_to_num(f, nan=1.0) < FAMILIAR_CUT
     described = not np.isnan(f).all()
+    labels = np.asarray([decide(pi, None if np.isnan(fi) else fi, threshold) for pi, fi in zip(p, f)])
+    uncertain = f"{np.mean(labels[y == 0] == 'uncertain'):.3f} / " + (
+        f"{np.mean(labels[y == 1] == 'uncertain'):.3f}" if (y == 1).any() else "-")
     familiar_auc = auc_text(y[~unfamiliar], p[~unfamiliar]) if described and (~unfamiliar).sum() > 10 else "-"
     auc = compute_metrics(y, p)["roc_auc"] if len(set(y.tolist())) == 2 else None
     ece = compute_metrics(y, p, threshold)["ece"]
     cells = [name, f"{auc_text(y, p)} ({len(y)})", f"{flagged:.3f} / {caught:.3f}".replace("nan", "-"),
-             f"{ece:.3f}", f"{unfamiliar.mean():.3f}" if described else "-", familiar_auc]
+             f"{ece:.3f}", f"{unfamiliar.mean():.3f}" if described else "-", uncertain if described else "-",
+             familiar_auc]
     return " | ".join(cells), auc
 
 
@@ -220,7 +224,8 @@ def report(left: list[str], aucs: dict, base_rows: list[str], in_set: list[str],
     with_fakes = [v for v in aucs.values() if v is not None]
     mean = f"{np.mean(with_fakes):.3f} over {len(with_fakes)} sets" if with_fakes else "-"
     head = ("| set never seen in training | ROC-AUC [95%] (images) | reals flagged / fakes caught | ECE | "
-            "called unfamiliar | ROC-AUC on the familiar part |\n|---|---|---|---|---|---|")
+            "called unfamiliar | labelled uncertain, reals / fakes | ROC-AUC on the familiar part |\n"
+            "|---|---|---|---|---|---|---|")
     previous = ", ".join(f"{k} {v:.3f}" for k, v in PREVIOUS_RECIPE.items())
     return (
         f"Command: `{command}` ({seconds:.0f} s here, training included when runs were missing). Recipe "

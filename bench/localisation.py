@@ -57,18 +57,32 @@ def score_map(heat: np.ndarray, mask: np.ndarray) -> tuple[float, float]:
     return float(roc_auc_score(y, s)), float(f1.max())
 
 
+#: CASIA v1.0's kinds of tampering, by file-name prefix.
+KINDS = {"Sp_S": "copy-moves", "Sp_D": "splices"}
+
+
+def kind_of(path: Path) -> str:
+    """``Sp_S`` (a copy-move inside one image) or ``Sp_D`` (a splice from another), read off CASIA's file name."""
+    return next((prefix for prefix in KINDS if path.name.startswith(prefix)), "other")
+
+
 @dataclass
 class Row:
     name: str
     aucs: list[float] = field(default_factory=list)
     f1s: list[float] = field(default_factory=list)
+    kinds: list[str] = field(default_factory=list)
     seconds: float = 0.0
+
+    def by_kind(self, kind: str) -> str:
+        picked = [a for a, k in zip(self.aucs, self.kinds) if k == kind]
+        return f"{np.mean(picked):.3f} ({len(picked)})" if picked else "-"
 
     def markdown(self) -> str:
         n = len(self.aucs)
         ms = 1000 * self.seconds / max(n, 1)
         return (f"| {self.name} | {n} | {np.mean(self.aucs):.3f} | {np.median(self.aucs):.3f} | "
-                f"{np.mean(self.f1s):.3f} | {ms:.0f} |")
+                f"{np.mean(self.f1s):.3f} | " + " | ".join(self.by_kind(k) for k in KINDS) + f" | {ms:.0f} |")
 
 
 def model_label(det: Detector) -> str:
@@ -87,6 +101,7 @@ def methods(models: list[Detector]) -> dict[str, Callable[[Image.Image], np.ndar
         "ELA (q90)": lambda img: heatmap(img, "ela"),
         "ELA, 16x16 mean": lambda img: ndimage.uniform_filter(ela_map(img), size=16),
         "noise residual level": lambda img: heatmap(img, "noise"),
+        "copy-move regions (SIFT self-matching)": lambda img: heatmap(img, "copy-move"),
     }
     for det in models:
         for method, label in (("gradcam", "Grad-CAM"), ("gradcam++", "Grad-CAM++")):
@@ -112,15 +127,18 @@ def run(pairs: list[tuple[Path, Path]], models: list[Detector]) -> list[Row]:
             auc, f1 = score_map(heat, mask)
             rows[name].aucs.append(auc)
             rows[name].f1s.append(f1)
+            rows[name].kinds.append(kind_of(image_path))
         share = mask.mean()
         floor.aucs.append(0.5)
         floor.f1s.append(2 * share / (1 + share))
+        floor.kinds.append(kind_of(image_path))
     return [*rows.values(), floor]
 
 
 def table(rows: list[Row]) -> str:
-    lines = ["| heatmap | images | mean pixel ROC-AUC | median ROC-AUC | mean best F1 | ms / image |",
-             "|---|---|---|---|---|---|"]
+    kinds = " | ".join(f"mean ROC-AUC, {name} ({prefix})" for prefix, name in KINDS.items())
+    lines = [f"| heatmap | images | mean pixel ROC-AUC | median ROC-AUC | mean best F1 | {kinds} | ms / image |",
+             "|---|---|---|---|---|" + "---|" * len(KINDS) + "---|"]
     return "\n".join(lines + [r.markdown() for r in rows])
 
 
@@ -213,8 +231,11 @@ def main(argv: list[str] | None = None) -> int:
         if models:
             body += "\nGrad-CAM models:\n" + "\n".join(describe(d) for d in models) + "\n"
         body += ("\nThe CAM maps come from the last convolutional stage (the cells listed per model above), so they "
-                 "point at regions, not outlines; ELA and the noise level are per-pixel. \"Mark everything\" is the "
-                 "floor: ROC-AUC 0.5 and the F1 of calling every pixel tampered.\n")
+                 "point at regions, not outlines; ELA and the noise level are per-pixel. The copy-move regions are the "
+                 "hulls of the keypoints one transform maps onto each other, the copy and its source both (CASIA's "
+                 "masks mark the pasted copy only), and nothing where the check finds no evidence (a constant map, "
+                 "ROC-AUC 0.5). Per kind: the mean over that kind's images (how many in brackets). \"Mark "
+                 "everything\" is the floor: ROC-AUC 0.5 and the F1 of calling every pixel tampered.\n")
         if models:
             body += ("\nDifferences: per-image scores of one heatmap minus another's on the same images (Grad-CAM++ "
                      "minus Grad-CAM for each model; each later model minus the first, per method); mean, with a "

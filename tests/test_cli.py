@@ -128,6 +128,16 @@ def test_threshold_changes_labels(images, tiny_ela_checkpoint):
     assert labels("1") == {"real"}
 
 
+def test_the_table_names_the_threshold_that_labelled_it(images, tiny_ela_checkpoint):
+    from fakescope.inference.detector import Detector
+
+    own = Detector.load(tiny_ela_checkpoint).threshold
+    for extra, shown in (([], own), (["--threshold", "0.25"], 0.25)):
+        res = invoke(*scan_args(tiny_ela_checkpoint, images[0].parent, *extra))
+        assert res.exit_code == 0, res.output
+        assert f"fake at probability >= {shown:.3f}" in res.output
+
+
 def test_resume_skips_finished_files_and_appends(images, tiny_ela_checkpoint, tmp_path):
     out = tmp_path / "results.jsonl"
     full = invoke(*scan_args(tiny_ela_checkpoint, images[0].parent, "--format", "jsonl"))

@@ -16,11 +16,16 @@ from fakescope.inference.detector import Detector
 from fakescope.registry import create_detector
 from tests.conftest import make_image
 
+#: How 8 latent factors show in 48 correlated features (a network's channel statistics move together).
+MIX = np.random.default_rng(99).normal(size=(8, 48))
 
-def clustered(n: int, centres: list[int], seed: int, dim: int = 48) -> np.ndarray:
-    """Features around the given basis directions (scaled by 5), as a trained network's classes cluster."""
+
+def clustered(n: int, centres: list[int], seed: int) -> np.ndarray:
+    """Features of images around the given latent factors (scaled by 5), as a trained network's classes cluster,
+    mixed into correlated features with a little independent noise."""
     rng = np.random.default_rng(seed)
-    return 5 * np.eye(dim)[rng.choice(centres, n)] + rng.normal(scale=0.7, size=(n, dim))
+    latent = 5 * np.eye(len(MIX))[rng.choice(centres, n)] + rng.normal(scale=0.7, size=(n, len(MIX)))
+    return latent @ MIX + rng.normal(scale=0.1, size=(n, MIX.shape[1]))
 
 
 def test_validation_like_images_are_familiar_and_far_ones_are_not():
@@ -109,6 +114,41 @@ def test_in_memory_model_writes_the_same_header_as_the_file(tmp_path):
     assert from_file.read_bytes() == in_memory.read_bytes() and not list(tmp_path.glob("*.tmp"))
 
 
+def test_stage_statistics_are_each_stage_channels_mean_and_spread():
+    from fakescope.inference.detector import logits_and_stage_statistics
+
+    torch.manual_seed(0)
+    model, _ = create_detector("efficientnet_lite0", pretrained=False, size=64)
+    x = torch.randn(3, 3, 64, 64)
+    with torch.inference_mode():
+        logits, stats = logits_and_stage_statistics(model.eval(), x)
+        torch.testing.assert_close(logits, model(x))  # the same pass gives the model's own logits
+        first = model.forward_intermediates(x, indices=[0], intermediates_only=True)[0]
+    assert stats.shape == (3, 2 * sum(stage["num_chs"] for stage in model.feature_info))
+    channels = first.shape[1]
+    torch.testing.assert_close(stats[:, :channels], first.mean((2, 3)))
+    torch.testing.assert_close(stats[:, channels:2 * channels], first.std((2, 3), correction=0))
+
+
+def test_an_older_description_is_set_aside_with_a_warning(tmp_path, tiny_timm_checkpoint, caplog):
+    """A checkpoint described by an older fakescope (pooled features, no ``features`` entry) cannot be read with
+    stage statistics: its results carry no familiarity, and the log says why, instead of failing every scan."""
+    from fakescope.checkpoint import write_meta
+
+    path = tmp_path / "older.safetensors"
+    path.write_bytes(tiny_timm_checkpoint.read_bytes())
+    meta = read_meta(path)
+    old = fit_feature_model(clustered(40, [0, 1], 0), clustered(20, [0, 1], 1)).to_dict()
+    del old["features"], old["scale"]
+    meta.info["familiarity"] = old
+    write_meta(path, meta)
+    det = Detector.load(str(path), device="cpu")
+    with caplog.at_level("WARNING"):
+        probs, familiar, _ = det.score_batch([det.prepare(make_image())])
+    assert familiar is None and probs.shape == (1,)
+    assert "familiarity description reads features this version does not compute" in caplog.text
+
+
 def test_detector_without_description_reports_none(tiny_ela_checkpoint):
     det = Detector.load(str(tiny_ela_checkpoint), device="cpu")
     probs, familiar, _ = det.score_batch([det.prepare(make_image())])
@@ -190,6 +230,6 @@ def test_pseudo_fakes_need_per_source_draws():
 def test_timm_models_are_described_whole_or_in_patches(name, resize, expected):
     """Training (fit) and the left-out bench describe the same checkpoints: a timm model whether it reads the
     resized image or native crops (tests/test_patches.py checks a crop model's familiarity); the ELA-CNN has no
-    pooled features, so it gets no description (nor fails trying)."""
+    timm stages, so it gets no description (nor fails trying)."""
     model, pre = create_detector(name, pretrained=False, **({"size": 32, "resize": resize} if resize else {}))
     assert describable(model, pre) is expected

@@ -1,13 +1,18 @@
-"""Familiarity: how much an image looks like the images a detector was trained on, from its pooled features.
+"""Familiarity: how much an image looks like the images a detector was trained on, from its feature statistics.
 
 A detector's score is calibrated only on the kinds of image it saw. A checkpoint therefore stores a small
-description of its training features (:class:`FeatureModel`): a PCA projection and the projected, unit-length
-features of a sample of its training images. An image's distance is one minus the cosine similarity of its
+description of its training features (:class:`FeatureModel`): a standardisation, a PCA projection and the projected,
+unit-length features of a sample of its training images. The features are the statistics of the network's stages
+(each channel's mean and standard deviation over the image, for each of timm's feature stages, from the first at half
+the input's resolution to the last: :func:`fakescope.inference.detector.logits_and_stage_statistics`): the early
+stages keep how an image was made and processed (noise, colour, resampling), which the pooled features the classifier
+reads are trained to ignore. An image's distance is one minus the cosine similarity of its
 ``neighbours``-th nearest training image (deep nearest neighbours: Sun et al., ICML 2022, "Out-of-Distribution
 Detection with Deep Nearest Neighbors"); its familiarity is the share of the validation images that lie at least as
 far (a conformal p-value): 95% of validation images score above :data:`FAMILIAR_CUT` by construction, and an image
-far from everything seen scores near 0. On the shipped default, nearest neighbours flag four to forty times more of a
-never-seen set than a class-conditional Mahalanobis distance did (docs/benchmarks/held-out.md, "Familiarity").
+far from everything seen scores near 0. On the shipped default, the stage statistics flag about twice as much of a
+never-seen set as the pooled features did, and nearest neighbours four to forty times more than a class-conditional
+Mahalanobis distance (docs/benchmarks/held-out.md, "Familiarity").
 Numbers only (NumPy), so it runs beside ONNX Runtime without PyTorch.
 """
 from __future__ import annotations
@@ -25,7 +30,12 @@ FAMILIAR_CUT = 0.05
 UNDECIDED = (0.1, 0.9)
 #: Components kept by the PCA, the neighbour whose similarity counts, and quantiles kept of validation distances.
 COMPONENTS, NEIGHBOURS, QUANTILES = 32, 5, 201
-_FIELDS = ("center", "components", "references", "reference")
+_FIELDS = ("center", "scale", "components", "references", "reference")
+#: The least spread a statistic is scaled by (a constant one, as the spread of a 1 x 1 stage, is left as it is; the
+#: stored description keeps 5 decimals).
+MIN_SCALE = 1e-3
+#: What a description's features are; a checkpoint described otherwise (an older fakescope's pooled features) has none.
+FEATURES = "stage statistics"
 
 
 def _unit(z: np.ndarray) -> np.ndarray:
@@ -50,6 +60,7 @@ def _one_blas_thread(rows: int) -> contextlib.AbstractContextManager:
 @dataclass
 class FeatureModel:
     center: np.ndarray  # (D,) mean of the training features
+    scale: np.ndarray  # (D,) their standard deviation: every statistic counts alike, whatever its stage's range
     components: np.ndarray  # (k, D) PCA directions
     references: np.ndarray  # (N, k) projected, unit-length training features
     reference: np.ndarray  # (Q,) sorted quantiles of the validation images' distances
@@ -58,7 +69,7 @@ class FeatureModel:
         """One minus the cosine similarity of each row of ``features`` (N, D) to its ``NEIGHBOURS``-th nearest
         training image, shape (N,)."""
         with _one_blas_thread(len(features)):
-            z = _unit((np.asarray(features, np.float64) - self.center) @ self.components.T)
+            z = _unit((np.asarray(features, np.float64) - self.center) / self.scale @ self.components.T)
             sims = z @ self.references.T
         k = min(NEIGHBOURS, sims.shape[1])
         return 1.0 - np.partition(sims, -k, axis=1)[:, -k]
@@ -70,10 +81,13 @@ class FeatureModel:
         return np.clip(1.0 - np.interp(d, self.reference, levels, left=0.0, right=1.0), 0.0, 1.0)
 
     def to_dict(self) -> dict[str, Any]:
-        return {k: np.round(getattr(self, k), 5).tolist() for k in _FIELDS}
+        return {"features": FEATURES, **{k: np.round(getattr(self, k), 5).tolist() for k in _FIELDS}}
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> FeatureModel:
+    def from_dict(cls, d: dict[str, Any]) -> FeatureModel | None:
+        """The stored description, or None for one of other features (it cannot read this version's)."""
+        if d.get("features") != FEATURES:
+            return None
         return cls(**{k: np.asarray(d[k], np.float64) for k in _FIELDS})
 
 
@@ -82,8 +96,11 @@ def fit_feature_model(train: np.ndarray, val: np.ndarray, components: int = COMP
     from sklearn.decomposition import PCA
 
     train = np.asarray(train, np.float64)
-    pca = PCA(n_components=min(components, train.shape[1], len(train) - 1), random_state=0).fit(train)
-    model = FeatureModel(pca.mean_, pca.components_, _unit(pca.transform(train)), np.zeros(2))
+    center, scale = train.mean(0), np.maximum(train.std(0), MIN_SCALE)
+    standard = (train - center) / scale
+    pca = PCA(n_components=min(components, train.shape[1], len(train) - 1), random_state=0).fit(standard)
+    # the PCA's own mean of the standardised features is zero, so its projection is the product with its components
+    model = FeatureModel(center, scale, pca.components_, _unit(standard @ pca.components_.T), np.zeros(2))
     model.reference = np.quantile(model.distance(val), np.linspace(0.0, 1.0, QUANTILES))
     return model
 

@@ -1,5 +1,5 @@
 """Describe a trained detector's features so that each result can say how familiar its image is
-(:mod:`fakescope.familiarity`): pooled features of the training images (up to ``per_cell`` per folder and class,
+(:mod:`fakescope.familiarity`): the stage statistics of the training images (up to ``per_cell`` per folder and class,
 without augmentation) are the neighbours, those of the validation images the reference."""
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from fakescope.checkpoint import read_meta, write_meta
 from fakescope.data.discovery import Sample
 from fakescope.data.preprocess import Preprocess
 from fakescope.familiarity import FeatureModel, fit_feature_model
-from fakescope.inference.detector import Detector, has_pooled_features
+from fakescope.inference.detector import Detector, has_stage_features
 from fakescope.inference.scan import iter_prepared
 from fakescope.video.clips import clip_info
 
@@ -22,14 +22,14 @@ log = logging.getLogger(__name__)
 
 
 def describable(model: object, preprocess: Preprocess) -> bool:
-    """Whether a familiarity description fits the model: timm's pooled features out, one image (or, for a patch
+    """Whether a familiarity description fits the model: timm's stage statistics out, one image (or, for a patch
     detector, the mean over its patches) a row. A clip detector reads frame sequences, which it does not cover."""
-    return has_pooled_features(model) and not clip_info(preprocess)
+    return has_stage_features(model) and not clip_info(preprocess)
 
 
 def sample_features(detector: Detector, samples: Sequence[Sample], workers: int = 2,
                     batch_size: int = 32) -> np.ndarray:
-    """Pooled features (N, D) of the readable ``samples``, through the scan's decode pipeline."""
+    """Stage statistics (N, D) of the readable ``samples``, through the scan's decode pipeline."""
     feats, batch = [], []
     for item in iter_prepared([s.path for s in samples], detector.preparer, workers):
         if item.error is None:

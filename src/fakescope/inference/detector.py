@@ -6,7 +6,6 @@ exported before) scores through ONNX Runtime and NumPy alone; torch is imported 
 from __future__ import annotations
 
 import contextlib
-import inspect
 import logging
 import os
 from collections.abc import Iterator
@@ -239,6 +238,10 @@ class Detector:
         if "_feature_model" not in self.__dict__:
             stored = self.meta.info.get("familiarity")
             self._feature_model = FeatureModel.from_dict(stored) if stored else None
+            if stored and self._feature_model is None:
+                log.warning("%s: its familiarity description reads features this version does not compute (%s); "
+                            "results carry no familiarity until it is described again (docs/models.md)",
+                            self.name, stored.get("features", "pooled features"))
         return self._feature_model
 
     @property
@@ -259,11 +262,7 @@ class Detector:
     def score_batch(self, items: list, copy_move: bool = True) -> Scores:
         """Inputs from :meth:`prepare` -> :class:`Scores`, from one pass of the model. ``copy_move=False``: without
         the copy-move check even when the detector makes it (the model's scores alone, about twice as fast)."""
-        if self.feature_model is None:
-            scores = Scores(self.predict_batch(items))
-        else:
-            logits, features = self.logits_and_features(np.stack(items))
-            scores = Scores(self.probabilities(logits), self.feature_model.familiarity(features))
+        scores = self.model_scores(items)
         return self.with_copy_moves(items, scores) if copy_move else scores
 
     def with_copy_moves(self, items: list, scores: Scores) -> Scores:
@@ -275,18 +274,27 @@ class Detector:
         pairs = pairs_of(items)
         return scores._replace(probabilities=with_copy_move(scores.probabilities, pairs), copy_move=pairs)
 
+    def model_scores(self, items: list) -> Scores:
+        """The model's own :class:`Scores` of ``items`` (no copy-move evidence), with familiarity when the weights
+        describe their training features."""
+        if self.feature_model is None:
+            return Scores(self.predict_batch(items))
+        logits, features = self.logits_and_features(np.stack(items))
+        return Scores(self.probabilities(logits), self.feature_model.familiarity(features))
+
     def image_features(self, items: list) -> np.ndarray:
-        """Inputs from :meth:`prepare` -> the (N, D) pooled features familiarity reads, one row per image."""
+        """Inputs from :meth:`prepare` -> the (N, D) stage statistics familiarity reads, one row per image."""
         return self.logits_and_features(np.stack(items))[1]
 
     def logits_and_features(self, arrays: np.ndarray) -> tuple[torch.Tensor, np.ndarray]:
-        """(N, 2) logits and the (N, D) pooled features the classifier reads (timm's ``pre_logits``)."""
+        """(N, 2) logits and the (N, D) stage statistics familiarity reads, from one pass
+        (:func:`logits_and_stage_statistics`)."""
         import torch
 
         with torch.inference_mode():
             x = self.preprocess.to_tensor(arrays).to(self.device)
-            features = pooled_features(self.model, x)
-            return self.model.get_classifier()(features).float().cpu(), features.float().cpu().numpy()
+            logits, features = logits_and_stage_statistics(self.model, x)
+            return logits.float().cpu(), features.float().cpu().numpy()
 
     def predict_arrays(self, arrays: np.ndarray) -> np.ndarray:
         """uint8 (N, H, W, C) arrays from :meth:`prepare` -> calibrated fake probabilities, shape (N,)."""
@@ -341,18 +349,24 @@ class Detector:
             torch.set_num_threads(before)
 
 
-def has_pooled_features(model: nn.Module) -> bool:
-    """Whether ``model`` follows timm's contract: ``forward_head(x, pre_logits=True)`` and ``get_classifier()``."""
-    head = getattr(model, "forward_head", None)
-    return (callable(head) and callable(getattr(model, "get_classifier", None))
-            and "pre_logits" in inspect.signature(head).parameters)
+def has_stage_features(model: nn.Module) -> bool:
+    """Whether ``model`` follows timm's contract for intermediate features: ``forward_intermediates`` (each feature
+    stage's output and the final features) and ``forward_head``."""
+    return callable(getattr(model, "forward_intermediates", None)) and callable(getattr(model, "forward_head", None))
 
 
-def pooled_features(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
-    """The pooled features a timm model's classifier reads; a model without timm's contract has none."""
-    if not has_pooled_features(model):
-        raise DetectorError(f"{type(model).__name__} does not expose pooled features (timm's forward_head)")
-    return model.forward_head(model.forward_features(x), pre_logits=True)
+def logits_and_stage_statistics(model: nn.Module, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """The logits of a timm model and, from the same pass, its stage statistics: each channel's mean and standard
+    deviation over the image, for every feature stage timm lists (``feature_info``), concatenated, shape (N, D).
+    What familiarity describes: the early stages keep how an image was made and processed, which the pooled features
+    the classifier reads are trained to ignore (docs/benchmarks/held-out.md, "Familiarity")."""
+    import torch
+
+    if not has_stage_features(model):
+        raise DetectorError(f"{type(model).__name__} does not expose its stages (timm's forward_intermediates)")
+    final, stages = model.forward_intermediates(x)
+    stats = [torch.cat([s.mean((2, 3)), s.std((2, 3), correction=0)], 1) for s in stages]
+    return model.forward_head(final), torch.cat(stats, 1)
 
 
 def classifier_module(model: nn.Module) -> nn.Module:

@@ -29,7 +29,13 @@ import numpy as np
 
 from fakescope.checkpoint import CheckpointMeta
 from fakescope.data.cache import file_digest
-from fakescope.inference.detector import BackendUnavailable, Detector, DetectorError, shipped_weights
+from fakescope.inference.detector import (
+    BackendUnavailable,
+    Detector,
+    DetectorError,
+    logits_and_stage_statistics,
+    shipped_weights,
+)
 from fakescope.inference.kinds.onnx import META_KEY, OnnxDetector, cached_onnx_path, make_session, onnx_available
 from fakescope.inference.shipped import SHIPPED_KEY, sha256_hex, write_header_entry
 
@@ -115,7 +121,7 @@ def save_proto(proto: Any, path: Path) -> Path:
 
 
 def with_features(model: nn.Module) -> nn.Module:
-    """A timm model answering (logits, pooled features): the ONNX graph of a checkpoint that describes its training
+    """A timm model answering (logits, stage statistics): the ONNX graph of a checkpoint that describes its training
     features has both outputs, so familiarity needs no second pass. (The wrapper class is defined here, on use, so
     that importing this module needs no PyTorch.)"""
     from torch import nn
@@ -126,15 +132,14 @@ def with_features(model: nn.Module) -> nn.Module:
             self.model = inner
 
         def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-            features = self.model.forward_head(self.model.forward_features(x), pre_logits=True)
-            return self.model.get_classifier()(features), features
+            return logits_and_stage_statistics(self.model, x)
 
     return WithFeatures(model).eval()
 
 
 def export_onnx(model: nn.Module, meta: CheckpointMeta, path: str | Path) -> Path:
     """Export ``model`` (fed as ``meta.preprocess`` says) to ``path`` with ``meta`` embedded; with a feature
-    description in ``meta`` the graph also outputs the pooled features."""
+    description in ``meta`` the graph also outputs the stage statistics familiarity reads."""
     import torch
 
     pre = meta.preprocess

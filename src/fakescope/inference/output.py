@@ -140,13 +140,14 @@ def write_results(results: Iterable[ScanResult], fmt: str, out: TextIO) -> None:
 
 
 def results_table(results: Iterable[ScanResult], threshold: float) -> Table:
-    """A Rich table of ``results``; the provenance and error columns appear only when some row has one."""
+    """A Rich table of ``results``, captioned with the ``threshold`` that labelled them; the familiarity,
+    copy-move, provenance and error columns appear only when some row has one."""
     results = list(results)
     with_prov = any(r.provenance is not None for r in results)
     with_errors = any(r.error is not None for r in results)
     with_familiarity = any(r.familiarity is not None for r in results)
     with_copy_move = any(r.copy_move is not None for r in results)
-    table = Table(title=None, show_lines=False)
+    table = Table(title=None, show_lines=False, caption=f"fake at probability >= {threshold:.3f}")
     table.add_column("file", overflow="fold")
     table.add_column("fake probability", justify="right")
     table.add_column("label")

@@ -169,7 +169,7 @@ class PatchDetector(Detector):
                         dtype=np.float64)
 
     def _logits_and_features(self, items: list[np.ndarray]) -> tuple[list[torch.Tensor], np.ndarray]:
-        """Patch stacks -> the (patches, 2) logits of each image and its (N, D) features: the mean pooled feature
+        """Patch stacks -> the (patches, 2) logits of each image and its (N, D) features: the mean stage statistics
         of its patches (what familiarity describes and reads for a patch detector)."""
         parts = [self.logits_and_features(c) for c in self._chunks(items)]
         sizes = [len(x) for x in items]
@@ -179,7 +179,7 @@ class PatchDetector(Detector):
     def image_features(self, items: list[np.ndarray]) -> np.ndarray:
         return self._logits_and_features(items)[1]
 
-    def score_batch(self, items: list[np.ndarray], copy_move: bool = True) -> Scores:  # patches: never checked
+    def model_scores(self, items: list[np.ndarray]) -> Scores:
         if self.feature_model is None:
             return Scores(self.predict_batch(items))
         logits, features = self._logits_and_features(items)
