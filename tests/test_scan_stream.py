@@ -52,6 +52,23 @@ def test_overlapping_inputs_score_each_file_once(tiny_images, tmp_path: Path, ti
     assert count_files(inputs) == 21
 
 
+def test_files_named_beside_their_folder_are_kept_unless_the_walk_reaches_them(tiny_images, tmp_path: Path,
+                                                                             tiny_detector_path: Path) -> None:
+    files = tiny_images(3, "mixed")
+    hidden = tiny_images(1, "mixed/.cache")[0]
+    folder = tmp_path / "mixed"
+    (folder / "notes.txt").write_text("not an image")
+    (folder / "noext").write_bytes(files[0].read_bytes())
+    named = [folder / "notes.txt", folder / "noext", folder / "missing.jpg", hidden, files[1], folder / "noext"]
+    det = Detector.load(str(tiny_detector_path))
+    results = {r.path: r for r in scan([folder, *named], det, workers=0)}
+    assert set(results) == {str(p) for p in [*files, *named]}  # each once: files[1] by the walk, noext once
+    assert "not a recognised image" in results[str(folder / "notes.txt")].error
+    assert "does not exist" in results[str(folder / "missing.jpg")].error
+    assert results[str(folder / "noext")].error is None and results[str(hidden)].error is None
+    assert count_files([folder, *named]) == len(results) == 7
+
+
 def test_skip_and_pathset(tiny_images, tmp_path: Path, tiny_detector_path: Path) -> None:
     files = tiny_images(37, "imgs")
     done = PathSet(str(p) for p in files[:10])

@@ -23,7 +23,7 @@ from typing import Any
 
 import numpy as np
 
-from fakescope.data.discovery import is_image_name, walk
+from fakescope.data.discovery import is_image_name, is_mask_folder, walk
 from fakescope.familiarity import decide
 from fakescope.forensics.io import MAX_PIXELS, MediaLoadError, load_image, open_image
 from fakescope.forensics.provenance import Provenance, read_provenance
@@ -135,10 +135,11 @@ def prepare_file(index: int, path: str | Path, preparer: Any, transform: Callabl
 
 
 def _distinct_roots(paths: Iterable[str | Path]) -> list[Path]:
-    """Input paths without repeats and without files or folders that lie inside another given folder.
+    """Input paths without repeats and without those a given folder's walk already reaches.
 
     Scanning ``photos/`` and ``photos/a.jpg`` together must score ``a.jpg`` once, or a resumed scan could not
-    tell a finished file from a pending one.
+    tell a finished file from a pending one. A named path the walk would pass over (``photos/notes.txt``, a
+    missing file, a hidden one) is kept: a file named on the command line is always tried.
     """
     roots = [Path(p) for p in paths]
     dirs = {os.path.abspath(p) for p in roots if p.is_dir()}
@@ -146,7 +147,7 @@ def _distinct_roots(paths: Iterable[str | Path]) -> list[Path]:
     out = []
     for p in roots:
         key = os.path.abspath(p)
-        if key in seen or (dirs and any(parent in dirs for parent in _ancestors(key))):
+        if key in seen or any(_walk_reaches(parent, key) for parent in _ancestors(key) if parent in dirs):
             continue
         seen.add(key)
         out.append(p)
@@ -158,6 +159,23 @@ def _ancestors(abspath: str) -> Iterator[str]:
     while parent != abspath:
         yield parent
         abspath, parent = parent, os.path.dirname(parent)
+
+
+def _walk_reaches(folder: str, path: str) -> bool:
+    """Whether :func:`walk_image_files` on ``folder`` reaches ``path`` below it (both absolute), by the rules of
+    :func:`fakescope.data.discovery.walk`: every folder between them is entered (not hidden, not a mask folder,
+    not a symbolic link), and ``path`` is a folder it enters too or a media file it lists."""
+    names = os.path.relpath(path, folder).split(os.sep)
+    node = folder
+    for name in names:
+        node = os.path.join(node, name)
+        if name.startswith(".") or is_mask_folder(name):
+            return False
+        if node != path and (os.path.islink(node) or not os.path.isdir(node)):
+            return False
+    if os.path.isdir(path) and not os.path.islink(path):
+        return True
+    return os.path.lexists(path) and is_media_name(names[-1])
 
 
 def is_media_name(name: str) -> bool:
