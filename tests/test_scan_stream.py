@@ -6,8 +6,11 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from collections import Counter
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -15,6 +18,8 @@ import torch
 
 from fakescope.checkpoint import CheckpointMeta, save_checkpoint
 from fakescope.data.preprocess import Preprocess
+from fakescope.forensics.io import ImageLoadError, load_image
+from fakescope.forensics.provenance import read_provenance
 from fakescope.inference.detector import Detector
 from fakescope.inference.scan import PathSet, count_files, scan, walk_image_files
 from fakescope.models.ela_cnn import ELACNN
@@ -67,6 +72,51 @@ def test_files_named_beside_their_folder_are_kept_unless_the_walk_reaches_them(t
     assert "does not exist" in results[str(folder / "missing.jpg")].error
     assert results[str(folder / "noext")].error is None and results[str(hidden)].error is None
     assert count_files([folder, *named]) == len(results) == 7
+
+
+@contextmanager
+def released_when_opened(fifos: list[Path]) -> Iterator[list[Path]]:
+    """Whoever opens one of ``fifos`` to read is let go at once (it reads an empty file), so a scan that opens
+    one fails its test instead of hanging; yields the list of those opened."""
+    opened: list[Path] = []
+    stop = threading.Event()
+
+    def watch() -> None:
+        while not stop.wait(0.05):
+            for fifo in fifos:
+                try:
+                    fd = os.open(fifo, os.O_WRONLY | os.O_NONBLOCK)
+                except OSError:  # ENXIO: no reader waiting
+                    continue
+                opened.append(fifo)
+                os.close(fd)
+
+    watcher = threading.Thread(target=watch, daemon=True)
+    watcher.start()
+    try:
+        yield opened
+    finally:
+        stop.set()
+        watcher.join()
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="no named pipes on this system")
+def test_named_pipes_are_error_rows_and_never_opened(tiny_images, tmp_path: Path, tiny_detector_path: Path) -> None:
+    (ok,) = tiny_images(1, "weird")
+    pipe, video_pipe = tmp_path / "weird" / "pipe.jpg", tmp_path / "weird" / "clip.mp4"
+    os.mkfifo(pipe)
+    os.mkfifo(video_pipe)
+    det = Detector.load(str(tiny_detector_path))
+    with released_when_opened([pipe, video_pipe]) as opened:
+        for provenance in (False, True):
+            results = {r.path: r for r in scan([tmp_path / "weird", pipe], det, workers=0, provenance=provenance)}
+            assert set(results) == {str(ok), str(pipe), str(video_pipe)}
+            assert results[str(ok)].error is None and results[str(ok)].fake_probability is not None
+            assert results[str(pipe)].error == results[str(video_pipe)].error == "not a regular file (a named pipe)"
+        with pytest.raises(ImageLoadError, match="not a regular file"):
+            load_image(pipe)
+        assert read_provenance(pipe).errors == [f"{pipe}: not a regular file (a named pipe)"]
+    assert opened == []
 
 
 def test_skip_and_pathset(tiny_images, tmp_path: Path, tiny_detector_path: Path) -> None:

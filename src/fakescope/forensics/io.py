@@ -7,7 +7,9 @@ from __future__ import annotations
 
 import importlib
 import io
+import os
 import re
+import stat
 import struct
 import warnings
 from collections.abc import Iterator
@@ -45,6 +47,23 @@ class ImageLoadError(MediaLoadError):
 
 def is_image_file(path: Path) -> bool:
     return path.suffix.lower() in IMAGE_EXTENSIONS
+
+
+_SPECIAL_FILES = {stat.S_IFIFO: "a named pipe", stat.S_IFSOCK: "a socket", stat.S_IFCHR: "a character device",
+                  stat.S_IFBLK: "a block device"}
+
+
+def irregular_file_reason(path: str | Path) -> str | None:
+    """``"not a regular file (a named pipe)"`` and the like when ``path`` is a pipe, socket or device, which must
+    never be opened: a FIFO blocks until something writes to it, a device may never end. None for a regular file
+    or a folder, and when ``path`` cannot be looked at (the opener then says why: missing, permission, ...)."""
+    try:
+        mode = os.stat(path).st_mode
+    except (OSError, ValueError):
+        return None
+    if stat.S_ISREG(mode) or stat.S_ISDIR(mode):
+        return None
+    return f"not a regular file ({_SPECIAL_FILES.get(stat.S_IFMT(mode), 'a special file')})"
 
 
 def _white_level(img: Image.Image, arr: np.ndarray) -> float:
@@ -244,6 +263,9 @@ def _without_png_text(source: str | Path | BinaryIO) -> bytes | None:
 def load_image(path: str | Path, max_pixels: int = MAX_PIXELS) -> Image.Image:
     """Load an image file as RGB; see :func:`open_image`."""
     path = Path(path)
+    irregular = irregular_file_reason(path)
+    if irregular is not None:
+        raise ImageLoadError(path, irregular)
     try:
         empty = path.is_file() and path.stat().st_size == 0
     except (OSError, ValueError) as err:  # a name too long for the file system, an embedded NUL byte

@@ -25,7 +25,7 @@ import numpy as np
 
 from fakescope.data.discovery import is_image_name, is_mask_folder, walk
 from fakescope.familiarity import decide
-from fakescope.forensics.io import MAX_PIXELS, MediaLoadError, load_image, open_image
+from fakescope.forensics.io import MAX_PIXELS, MediaLoadError, irregular_file_reason, load_image, open_image
 from fakescope.forensics.provenance import Provenance, read_provenance
 from fakescope.inference.detector import Detector
 from fakescope.inference.paths import PATH_BYTES, path_fields, path_from_record, path_text
@@ -120,7 +120,11 @@ def prepare_file(index: int, path: str | Path, preparer: Any, transform: Callabl
     read the image's provenance from the same bytes (kept when the pixels fail to decode).
 
     A video file (by extension) is sampled as ``video`` says (default :class:`VideoOptions`): its ``array`` is
-    a :class:`~fakescope.video.scan.PreparedVideo` holding every frame's face crops, scored as one result."""
+    a :class:`~fakescope.video.scan.PreparedVideo` holding every frame's face crops, scored as one result. A pipe,
+    socket or device is an error without being opened (:func:`~fakescope.forensics.io.irregular_file_reason`)."""
+    irregular = irregular_file_reason(path)
+    if irregular is not None:
+        return Prepared(index, str(path), None, irregular)
     try:
         if is_video_file(path):
             return Prepared(index, str(path), prepare_video(path, preparer, video, transform, max_pixels), None)

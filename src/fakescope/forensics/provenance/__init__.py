@@ -23,7 +23,7 @@ from typing import Any, Literal
 
 from PIL import Image, UnidentifiedImageError
 
-from fakescope.forensics.io import decoder_formats
+from fakescope.forensics.io import decoder_formats, irregular_file_reason
 from fakescope.forensics.provenance.c2pa_reader import C2paAction, C2paManifest, read_c2pa
 from fakescope.forensics.provenance.camera import CameraEvidence, camera_evidence, exif_texts
 from fakescope.forensics.provenance.generators import (
@@ -89,6 +89,9 @@ def _read_bytes(source: str | Path | bytes) -> bytes:
     if isinstance(source, bytes):
         return source
     path = Path(source)
+    irregular = irregular_file_reason(path)
+    if irregular is not None:  # a FIFO would block the read for ever
+        raise ValueError(irregular)
     if path.stat().st_size > MAX_FILE_BYTES:
         raise ValueError(f"file is over {MAX_FILE_BYTES // 2**20} MB; provenance not read")
     return path.read_bytes()
