@@ -4,6 +4,7 @@ from __future__ import annotations
 import json
 import os
 import struct
+import warnings
 import zlib
 from pathlib import Path
 
@@ -181,6 +182,20 @@ def test_decompression_bomb_pillow_limit(tmp_path, monkeypatch):
     assert "decompression bomb" in load_error(tmp_path / "big.png").reason
     monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 3000)
     assert load_image(tmp_path / "big.png").size == (64, 64)
+
+
+def test_pillows_bomb_warning_stays_quiet_under_fakescopes_limit(tmp_path, tiny_ela_checkpoint, monkeypatch):
+    """Between Pillow's warning level and max_pixels an image is scored with nothing on stderr: no decode fakescope
+    makes (the pixels, the provenance header, the ELA re-save, the report's pictures) lets the warning out."""
+    make_image((64, 64)).save(tmp_path / "big.jpg", quality=90)
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 3000)  # 4,096 pixels: over Pillow's warning level, under its error
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        result, rows = scan_json(str(tmp_path / "big.jpg"), "--model", str(tiny_ela_checkpoint), "--report",
+                                 str(tmp_path / "report.html"))
+    assert result.exit_code == 0, result.output
+    assert rows[0]["error"] is None and rows[0]["provenance"]["errors"] == []
+    assert [str(w.message) for w in caught if issubclass(w.category, Image.DecompressionBombWarning)] == []
 
 
 def test_unreadable_file_chmod(tmp_path):

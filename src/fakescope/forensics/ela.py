@@ -11,6 +11,8 @@ import io
 import numpy as np
 from PIL import Image, ImageChops
 
+from fakescope.forensics.io import own_pixel_limit
+
 
 def _rgb(img: Image.Image) -> Image.Image:
     """``img`` as RGB, without the copy ``convert`` makes of an image that already is."""
@@ -22,7 +24,8 @@ def resave_jpeg(img: Image.Image, quality: int = 90) -> Image.Image:
     buf = io.BytesIO()
     _rgb(img).save(buf, format="JPEG", quality=int(quality))
     buf.seek(0)
-    out = Image.open(buf)  # in memory: nothing to close, and a closed image could not be returned
+    with own_pixel_limit():
+        out = Image.open(buf)  # in memory: nothing to close, and a closed image could not be returned
     out.load()
     return _rgb(out)
 

@@ -179,11 +179,20 @@ def _labelled(source: str | Path | bytes | BinaryIO, name: str | None) -> tuple[
 
 
 @contextmanager
+def own_pixel_limit() -> Iterator[None]:
+    """Pillow's ``DecompressionBombWarning`` (above ``PIL.Image.MAX_IMAGE_PIXELS``, 89.5 Mpx) silenced, wherever
+    fakescope opens an image: its own ``max_pixels`` is the limit that applies, checked from the header. Which
+    images are accepted does not change (Pillow's error, at twice its limit, still fires)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+        yield
+
+
+@contextmanager
 def _decoding(label: str, max_pixels: int) -> Iterator[None]:
     """Every exception decoding raises becomes one :class:`ImageLoadError`."""
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # max_pixels is the limit that applies
+        with own_pixel_limit(), warnings.catch_warnings():
             warnings.filterwarnings("ignore", module=r"PIL\.")  # "Truncated File Read" etc.: the outcome says it
             yield
     except ImageLoadError:

@@ -23,7 +23,7 @@ from typing import Any, Literal
 
 from PIL import Image, UnidentifiedImageError
 
-from fakescope.forensics.io import decoder_formats, irregular_file_reason
+from fakescope.forensics.io import decoder_formats, irregular_file_reason, own_pixel_limit
 from fakescope.forensics.provenance.c2pa_reader import C2paAction, C2paManifest, read_c2pa
 from fakescope.forensics.provenance.camera import CameraEvidence, camera_evidence, exif_texts
 from fakescope.forensics.provenance.generators import (
@@ -138,7 +138,8 @@ def read_provenance(source: str | Path | bytes, name: str | None = None,
     except (OSError, ValueError) as err:
         record.errors.append(f"{name or source}: {getattr(err, 'strerror', None) or err}")
         return decide(record)
-    img = _part(record, "image header", lambda: Image.open(io.BytesIO(data), formats=decoder_formats()))
+    with own_pixel_limit():
+        img = _part(record, "image header", lambda: Image.open(io.BytesIO(data), formats=decoder_formats()))
     record.c2pa = _part(record, "C2PA manifest", read_c2pa, data, img.format if img else None)
     if img is not None:
         with img:
