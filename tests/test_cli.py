@@ -100,6 +100,34 @@ def test_scan_to_a_file_streams_and_shows_only_the_first_rows(images, tiny_ela_c
     assert bad.exit_code == 2 and "--output needs --format" in bad.output
 
 
+def usage_error(res) -> str:
+    """The one-line message of a usage error, unwrapped from its box."""
+    assert res.exit_code == 2 and "Traceback" not in res.output, res.output
+    return " ".join(res.output.replace("│", " ").split())
+
+
+def test_output_and_report_never_overwrite_a_scanned_file(images, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    before = {p: p.read_bytes() for p in images}
+    cases = [["imgs", "--format", "csv", "--output", "imgs/img000.jpg"],  # a file the folder's walk reads
+             ["imgs/p000.png", "--report", "imgs/p000.png"],  # the named file itself
+             ["imgs", "imgs/img001.jpg", "--report", "./imgs/../imgs/img001.jpg"]]
+    for args in cases:  # refused before the model is loaded: an unknown model would exit with 1
+        said = usage_error(invoke("scan", *args, "--model", "no-such-model"))
+        assert f"{args[-1].removeprefix('./')} is one of the files this scan reads" in said
+    said = usage_error(invoke("scan", "imgs", "--format", "json", "--output", "r.json", "--report", "r.json"))
+    assert "--output and --report are both r.json" in said
+    assert {p: p.read_bytes() for p in images} == before
+    assert not Path("r.json").exists()
+
+
+def test_output_in_a_new_folder_inside_the_scanned_one_is_made(images, tiny_ela_checkpoint, tmp_path):
+    out = tmp_path / "imgs" / "results" / "scan.csv"
+    res = invoke(*scan_args(tiny_ela_checkpoint, images[0].parent, "--format", "csv", "--output", out))
+    assert res.exit_code == 0, res.output
+    assert len(list(csv.DictReader(io.StringIO(out.read_text())))) == 5
+
+
 def test_interrupted_json_scan_leaves_a_valid_file(images, tiny_ela_checkpoint, tmp_path, monkeypatch):
     from fakescope.inference import scan as scan_mod
 

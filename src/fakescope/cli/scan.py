@@ -65,6 +65,7 @@ def scan(
         raise typer.BadParameter("--resume needs --format jsonl and --output FILE")
     if fmt == "table" and output is not None:
         raise typer.BadParameter("--output needs --format json, jsonl or csv")
+    _check_outputs(paths, output, report)
     video = _video_options(frames, every, top_k)
     if trust_credentials and not provenance:
         raise typer.BadParameter("--trust-credentials needs provenance (drop --no-provenance)")
@@ -75,6 +76,23 @@ def scan(
         counts = _scan(paths, model, fmt, output, threshold, batch_size, workers, device, backend, reading, resume,
                        report)
     _exit_status(counts, fail_on)
+
+
+def _check_outputs(paths: list[Path], output: Optional[Path], report: Optional[Path]) -> None:
+    """Refuse, before any work, an --output or --report that would overwrite a file the scan reads (or each
+    other)."""
+    import os
+
+    from fakescope.inference.scan import scan_reads
+
+    for option, path in (("--output", output), ("--report", report)):
+        if path is None:
+            continue
+        if scan_reads(paths, path):
+            raise typer.BadParameter(f"{path} is one of the files this scan reads; choose another path",
+                                     param_hint=option)
+    if output is not None and report is not None and os.path.realpath(output) == os.path.realpath(report):
+        raise typer.BadParameter(f"--output and --report are both {output}; give each its own file")
 
 
 def _scan(paths: list[Path], model: str, fmt: str, output: Optional[Path], threshold: Optional[float],

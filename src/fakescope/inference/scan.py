@@ -182,6 +182,21 @@ def _walk_reaches(folder: str, path: str) -> bool:
     return os.path.lexists(path) and is_media_name(names[-1])
 
 
+def scan_reads(paths: Iterable[str | Path], target: str | Path) -> bool:
+    """Whether a scan of ``paths`` reads the file ``target``: it is one of them, or a folder among them lists it
+    (as :func:`walk_image_files` would). Compared as resolved paths, so ``..`` or a symbolic link does not hide
+    it."""
+    target = os.path.realpath(target)
+    if os.path.isdir(target):
+        return False
+    for p in paths:
+        root = os.path.realpath(p)
+        if root == target or (target.startswith(root.rstrip(os.sep) + os.sep) and os.path.isdir(root)
+                              and _walk_reaches(root, target)):
+            return True
+    return False
+
+
 def is_media_name(name: str) -> bool:
     """An image or a video, by its name: what a folder scan reads."""
     return is_image_name(name) or is_video_file(name)
