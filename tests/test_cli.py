@@ -4,6 +4,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import os
 from pathlib import Path
 
 import pytest
@@ -12,6 +13,7 @@ from typer.testing import CliRunner
 from fakescope.cli import app
 from fakescope.forensics.io import load_image
 from fakescope.inference.detector import Detector
+from fakescope.inference.output import unwritable_reason
 from fakescope.registry import list_detectors
 
 RESULT_KEYS = {"path", "fake_probability", "label", "model", "error", "provenance", "familiarity"}
@@ -119,6 +121,22 @@ def test_output_and_report_never_overwrite_a_scanned_file(images, tmp_path, monk
     assert "--output and --report are both r.json" in said
     assert {p: p.read_bytes() for p in images} == before
     assert not Path("r.json").exists()
+
+
+def test_output_and_report_that_cannot_be_written_are_refused_before_scanning(images, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "taken").write_text("a file")
+    cases = [("--output", "imgs", "is a folder"), ("--report", "imgs", "is a folder"),
+             ("--output", "taken/r.json", "taken is not a folder"),
+             ("--report", "taken/sub/r.html", "taken is not a folder")]
+    if Path("/proc/self").is_dir():  # Linux: no file can be made in /proc, not even by root
+        cases += [("--output", "/proc/nope.json", "cannot write in /proc"),
+                  ("--report", "/proc/nope/x.html", "cannot create the folder /proc/nope")]
+    for option, path, reason in cases:
+        said = usage_error(invoke("scan", "imgs", "--format", "json", option, path, "--model", "no-such-model"))
+        assert f"Invalid value for {option}: {path}: {reason}" in said
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["imgs", "taken"]  # no imgs.part, nothing made
+    assert unwritable_reason(os.devnull) is None  # a device (/dev/stdout too) is written in place
 
 
 def test_output_in_a_new_folder_inside_the_scanned_one_is_made(images, tiny_ela_checkpoint, tmp_path):

@@ -79,10 +79,11 @@ def scan(
 
 
 def _check_outputs(paths: list[Path], output: Optional[Path], report: Optional[Path]) -> None:
-    """Refuse, before any work, an --output or --report that would overwrite a file the scan reads (or each
-    other)."""
+    """Refuse, before any work, an --output or --report that would overwrite a file the scan reads (or each other)
+    or cannot be written."""
     import os
 
+    from fakescope.inference.output import unwritable_reason
     from fakescope.inference.scan import scan_reads
 
     for option, path in (("--output", output), ("--report", report)):
@@ -91,6 +92,9 @@ def _check_outputs(paths: list[Path], output: Optional[Path], report: Optional[P
         if scan_reads(paths, path):
             raise typer.BadParameter(f"{path} is one of the files this scan reads; choose another path",
                                      param_hint=option)
+        reason = unwritable_reason(path)
+        if reason is not None:
+            raise typer.BadParameter(f"{path}: {reason}", param_hint=option)
     if output is not None and report is not None and os.path.realpath(output) == os.path.realpath(report):
         raise typer.BadParameter(f"--output and --report are both {output}; give each its own file")
 

@@ -6,6 +6,7 @@ import io
 import json
 import os
 import sys
+import tempfile
 import textwrap
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
@@ -129,6 +130,33 @@ def result_sink(output: str | Path | None, fmt: str, resume: bool = False) -> It
             yield writer
         finally:
             writer.close()
+
+
+def unwritable_reason(path: str | Path) -> str | None:
+    """Why no results file can be written at ``path`` (None: it can), found before any work: a folder there, a
+    parent folder that cannot be made (it is made now, as writing would make it) or takes no new file (the HTML
+    report is written beside its path and renamed into place), an existing file without write permission. A
+    device or pipe (``/dev/stdout``) is written in place and needs only its own permission."""
+    path = Path(path)
+    if path.is_dir():
+        return "is a folder"
+    if path.exists() and not os.access(path, os.W_OK):
+        return "permission denied"
+    if path.exists() and not path.is_file():
+        return None
+    folder = path.parent
+    above = next((p for p in (folder, *folder.parents) if p.exists()), None)
+    if above is not None and not above.is_dir():
+        return f"{above} is not a folder"
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        return f"cannot create the folder {folder}: {err.strerror or err}"
+    try:
+        with tempfile.TemporaryFile(dir=folder):
+            return None
+    except OSError as err:
+        return f"cannot write in {folder}: {err.strerror or err}"
 
 
 def write_results(results: Iterable[ScanResult], fmt: str, out: TextIO) -> None:
