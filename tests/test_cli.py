@@ -8,6 +8,8 @@ import os
 from pathlib import Path
 
 import pytest
+from conftest import make_image
+from PIL import Image
 from typer.testing import CliRunner
 
 from fakescope.cli import app
@@ -70,6 +72,23 @@ def test_scan_csv(images, tiny_ela_checkpoint):
     rows = list(csv.DictReader(io.StringIO(res.stdout)))
     assert len(rows) == 5 and set(rows[0]) == CSV_KEYS | {"path_bytes"}  # path_bytes empty unless a name is not UTF-8
     assert all(0.0 <= float(r["fake_probability"]) <= 1.0 and r["error"] == "" for r in rows)
+
+
+def test_scan_csv_cells_never_start_a_formula(tmp_path, tiny_ela_checkpoint, monkeypatch):
+    """A file name or an EXIF Software tag that a spreadsheet would run as a formula gets a leading quote."""
+    names = ['=HYPERLINK("http:__evil").jpg', "@SUM(1+1).jpg", "+1.jpg", "-1.jpg", "\tx.jpg", "plain.jpg"]
+    for name in names:
+        make_image().save(tmp_path / name, quality=90)
+    exif = Image.Exif()
+    exif[0x0131] = '=HYPERLINK("http://evil","x")'  # Software
+    make_image(seed=1).save(tmp_path / "software.jpg", quality=90, exif=exif)
+    monkeypatch.chdir(tmp_path)  # `scan *.jpg`: the names alone are the paths
+    res = invoke("scan", "--model", tiny_ela_checkpoint, "--format", "csv", "--", *names, "software.jpg")
+    assert res.exit_code == 0, res.output
+    rows = {r["path"]: r for r in csv.DictReader(io.StringIO(res.stdout))}
+    assert set(rows) == {f"'{n}" for n in names[:-1]} | {"plain.jpg", "software.jpg"}
+    assert rows["software.jpg"]["provenance_generator"] == '\'=HYPERLINK("http://evil","x")'
+    assert all(r["error"] == "" and 0.0 <= float(r["fake_probability"]) <= 1.0 for r in rows.values())  # numbers
 
 
 def test_scan_table(images, tiny_ela_checkpoint):

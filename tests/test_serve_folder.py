@@ -1,6 +1,7 @@
 """The endpoints behind the web page's folder view: POST /v1/detect/video and POST /v1/report (TestClient)."""
 from __future__ import annotations
 
+import csv
 import io
 import struct
 import zlib
@@ -96,6 +97,17 @@ def test_results_are_written_by_the_cli_writer(client, tmp_path):
         assert f'filename="fakescope-results.{fmt}"' in r.headers["content-disposition"]
     bad = client.post("/v1/results", json={"results": [{**rows[0], "threshold": 0.5}]})
     assert bad.status_code == 422 and "threshold" in bad.json()["detail"]
+
+
+def test_results_csv_never_starts_a_formula(client):
+    rows = [{"path": "=cmd|calc!A1", "fake_probability": 0.9, "label": "fake", "model": "m", "error": None,
+             "provenance": {"verdict": "declared_edit", "generator": "@SUM(1+1)"}},
+            {"path": "ok.jpg", "fake_probability": None, "label": None, "model": "m", "error": "-broken"}]
+    r = client.post("/v1/results?format=csv", json={"results": rows})
+    assert r.status_code == 200, r.text
+    a, b = csv.DictReader(io.StringIO(r.text))
+    assert (a["path"], a["provenance_generator"], a["fake_probability"]) == ("'=cmd|calc!A1", "'@SUM(1+1)", "0.9")
+    assert (b["path"], b["error"]) == ("ok.jpg", "'-broken")
 
 
 def test_uploads_keep_their_names_without_folders_or_clashes(tmp_path):

@@ -70,10 +70,22 @@ def resume_jsonl(path: str | Path) -> PathSet:
     return PathSet.from_jsonl(path)
 
 
+#: What makes a spreadsheet read a text cell as a formula (OWASP, "CSV Injection").
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+
+
+def csv_cell(value: object) -> object:
+    """``value`` safe to open in a spreadsheet: text that would start a formula (a file name ``=HYPERLINK(...)``,
+    an EXIF tag) gets a leading single quote, as OWASP advises; numbers and empty cells are left as they are."""
+    return "'" + value if isinstance(value, str) and value.startswith(FORMULA_STARTS) else value
+
+
 def csv_row(row: dict) -> dict:
-    """A result row for CSV: the provenance object becomes its verdict and generator columns."""
+    """A result row for CSV: the provenance object becomes its verdict and generator columns, and every text cell
+    goes through :func:`csv_cell`."""
     prov = row.get("provenance") or {}
-    return {**row, "provenance_verdict": prov.get("verdict"), "provenance_generator": prov.get("generator")}
+    row = {**row, "provenance_verdict": prov.get("verdict"), "provenance_generator": prov.get("generator")}
+    return {k: csv_cell(row.get(k)) for k in FIELDS}
 
 
 class ResultWriter:
