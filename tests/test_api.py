@@ -81,6 +81,22 @@ def test_arrays_of_any_dtype_score_as_the_same_pixels(tiny_ela_checkpoint):
         fakescope.detect(3, model=tiny_ela_checkpoint)
 
 
+def test_float_arrays_outside_0_1_are_refused_not_clipped(tiny_ela_checkpoint):
+    """Floats in 0..255 used to be clipped to white and scored; they, and NaN, are a clear error instead."""
+    pixels = np.asarray(make_image((40, 32), seed=5))
+    with pytest.raises(ValueError, match=r"0\.\.1, not 0\.\.255: pass uint8 .* or scale to 0\.\.1"):
+        fakescope.detect(pixels.astype(np.float32), model=tiny_ela_checkpoint)
+    with pytest.raises(ValueError, match="0..1, not -0.5"):
+        fakescope.detect(pixels / 255.0 - 0.5, model=tiny_ela_checkpoint)
+    nan = pixels / 255.0
+    nan[0, 0, 0] = np.nan
+    with pytest.raises(ValueError, match="NaN"):
+        fakescope.detect(nan, model=tiny_ela_checkpoint)
+    edges = np.zeros((32, 40, 3), np.float64)
+    edges[:, 20:] = 1.0  # 0 and 1 themselves are pixels
+    assert 0.0 <= fakescope.detect(edges, model=tiny_ela_checkpoint).fake_probability <= 1.0
+
+
 def test_scan_matches_the_cli_and_reports_errors_per_file(tiny_images, tiny_ela_checkpoint, tmp_path):
     paths = tiny_images(3, "folder")
     broken = tmp_path / "folder" / "broken.png"

@@ -55,7 +55,7 @@ def image_from_array(array: np.ndarray) -> Image.Image:
     if a.ndim not in (2, 3) or (a.ndim == 3 and a.shape[2] not in (3, 4)) or 0 in a.shape:
         raise ValueError(f"an image array must be H x W or H x W x 3/4, not shape {a.shape}")
     if a.dtype.kind == "f":
-        a = np.clip(np.nan_to_num(a) * 255.0 + 0.5, 0, 255).astype(np.uint8)
+        a = np.clip(_unit_floats(a) * 255.0 + 0.5, 0, 255).astype(np.uint8)
     elif a.dtype == np.uint16:
         a = (a.astype(np.float64) / 257.0 + 0.5).astype(np.uint8)
     elif a.dtype == np.bool_:
@@ -63,6 +63,18 @@ def image_from_array(array: np.ndarray) -> Image.Image:
     elif a.dtype != np.uint8:
         raise ValueError(f"an image array must be uint8, uint16, bool or float (0..1), not {a.dtype}")
     return Image.fromarray(np.ascontiguousarray(a))
+
+
+def _unit_floats(a: np.ndarray) -> np.ndarray:
+    """``a`` itself when every value is in 0..1; else ValueError (pixels in 0..255 as floats would be clipped to
+    white and mis-scored, and NaN is no pixel)."""
+    if np.isnan(a).any():
+        raise ValueError("a float image array must not contain NaN")
+    lo, hi = float(a.min()), float(a.max())
+    if lo < 0.0 or hi > 1.0:
+        raise ValueError(f"a float image array must hold values in 0..1, not {lo:g}..{hi:g}: pass uint8 pixels "
+                         "(e.g. array.astype(np.uint8)) or scale to 0..1 (array / 255)")
+    return a
 
 
 def _prepare_source(source: ImageSource, detector: Detector, video: VideoOptions | None) -> Prepared:
@@ -84,7 +96,7 @@ def detect(source: ImageSource, model: ModelSpec = "default", *, threshold: floa
     ``model``: a shipped detector name (``"default"``), a checkpoint or ``.onnx`` path, or a loaded Detector
     (loaded once and reused across calls). A file path also gives the file's ``provenance``, as a scan does.
     A file that cannot be read gives a Result with ``error`` set, as in a
-    scan; a source of the wrong type or shape raises ``TypeError`` / ``ValueError``.
+    scan; a source of the wrong type or shape, or a float array outside 0..1, raises ``TypeError`` / ``ValueError``.
 
     >>> r = fakescope.detect("photo.jpg")
     >>> r.fake_probability, r.label, r.to_dict()
