@@ -313,6 +313,8 @@ def test_threshold_on_known_reals_flags_at_most_the_share_asked(tiny_images, tin
     assert sum(r["label"] == "fake" for r in rows) == round(out["flagged_at_threshold"] * 10) <= 2
     assert out["threshold"] > probs[-3]  # 2 of 10 may score at or above it, not 3
     assert len(reals) == len(probs)
+    table = invoke("threshold", tmp_path / "reals", "--model", tiny_ela_checkpoint, "--fpr", "0.2")
+    assert f"--threshold {out['threshold']}\n" in table.stdout  # the very value checked above, not a rounding
 
 
 def test_threshold_without_images_is_a_one_line_error(tiny_ela_checkpoint, tmp_path):

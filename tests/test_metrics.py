@@ -167,6 +167,22 @@ def test_threshold_from_reals_warns_only_on_few_reals():
         threshold_from_reals([], "m", 0.5)
 
 
+@pytest.mark.parametrize(("reals", "fpr", "expected"), [
+    ([0.95020795, 0.5, 0.3], 0.0, 0.9503),  # 0.9502 (rounded to the nearest) would flag the real at 0.95020795
+    ([0.95020795, 0.95020799, 0.1, 0.2], 0.25, 0.95020796),  # 0.9503 would miss the one it claims: more places
+    ([0.2, 0.3], 0.0, 0.3001),
+])
+def test_threshold_from_reals_is_a_number_that_flags_what_it_says(reals, fpr, expected):
+    """The chosen threshold is printed and typed back as --threshold: as text it must flag exactly the share
+    claimed, so it is rounded up, to more places only when a score lies closer above it."""
+    from fakescope.evaluation.evaluate import threshold_from_reals
+
+    out = threshold_from_reals(reals, "m", 0.5, fpr)
+    typed = float(str(out["threshold"]))
+    assert out["threshold"] == typed == expected
+    assert np.mean(np.asarray(reals) >= typed) == out["flagged_at_threshold"] <= fpr
+
+
 def test_training_threshold_holds_per_data_folder(tmp_path):
     from fakescope.config import load_config
     from fakescope.engine.threshold import shipped_threshold

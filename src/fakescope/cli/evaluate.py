@@ -134,8 +134,8 @@ def _print_threshold(out: dict, model: str) -> None:
         f"; on other photos of this kind expect about {out['held_out_fpr']:.1%} (5-fold cross-fitted)")
     console.print(f"{out['n']} real images scored with {out['model']}: its threshold {out['model_threshold']:.3f} "
                   f"flags {out['flagged_at_model_threshold']:.1%} of them.\n"
-                  f"threshold {out['threshold']:.4f} flags {out['flagged_at_threshold']:.1%}{held}.\n"
-                  f"use: fakescope scan PATH --model {model} --threshold {out['threshold']:.4f}", highlight=False, soft_wrap=True)
+                  f"threshold {out['threshold']} flags {out['flagged_at_threshold']:.1%}{held}.\n"
+                  f"use: fakescope scan PATH --model {model} --threshold {out['threshold']}", highlight=False, soft_wrap=True)
 
 
 @app.command("plot-history")

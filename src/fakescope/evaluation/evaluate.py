@@ -1,6 +1,7 @@
 """Score a labelled folder with a Detector, through the same streaming pipeline ``scan`` uses."""
 from __future__ import annotations
 
+from decimal import ROUND_CEILING, Decimal
 from pathlib import Path
 from typing import Any
 
@@ -65,15 +66,32 @@ def threshold_for_reals(detector: Detector, paths: list[str | Path], max_fpr: fl
         "n_errors": len(errors), "errors": errors}
 
 
+#: Decimal places a threshold chosen on the user's reals is given to (more only where a score lies closer above it).
+THRESHOLD_PLACES = 4
+
+
+def typeable_threshold(threshold: float, scores: np.ndarray) -> float:
+    """``threshold`` rounded up to :data:`THRESHOLD_PLACES` decimals, or to as many more as keep it at or below the
+    lowest score it flags: the number as printed, passed back to ``--threshold``, flags exactly the same scores (a
+    threshold printed rounded to the nearest could pass below a real it claims not to flag)."""
+    flagged = scores[scores >= threshold]
+    ceiling = float(flagged.min()) if flagged.size else 1.0
+    for places in range(THRESHOLD_PLACES, 18):
+        value = float(Decimal(threshold).quantize(Decimal(1).scaleb(-places), rounding=ROUND_CEILING))
+        if value <= ceiling:
+            return value
+    return threshold
+
+
 def threshold_from_reals(probs: list[float], model: str, model_threshold: float, max_fpr: float = 0.05) -> dict[str, Any]:
-    """The lowest threshold that flags at most ``max_fpr`` of these real images' fake probabilities, the share the
-    model's own threshold flags, and, with at least 5 images, the cross-fitted share a threshold chosen this way
+    """The lowest threshold that flags at most ``max_fpr`` of these real images' fake probabilities (rounded up to
+    a number that flags the very same ones: :func:`typeable_threshold`), the share the model's own threshold flags, and, with at least 5 images, the cross-fitted share a threshold chosen this way
     flags on *other* photos of the same kind (:func:`~fakescope.evaluation.metrics.held_out_fpr`). ``warning`` is
     set under :data:`FEW_REALS` images."""
     if not probs:
         raise ValueError("no real images to choose a threshold on")
     labels, scores = [0] * len(probs), np.asarray(probs)
-    threshold = threshold_at_fpr(labels, probs, max_fpr)
+    threshold = typeable_threshold(threshold_at_fpr(labels, probs, max_fpr), scores)
     warning = None if len(probs) >= FEW_REALS else (
         f"a threshold from {len(probs)} reals is rough; a few hundred of the kind you will scan make it reliable")
     return {"model": model, "n": len(probs), "max_fpr": max_fpr, "threshold": threshold,

@@ -90,8 +90,9 @@ class ThresholdResult(BaseModel):
     model: str = Field(description="The detector whose scores these are.")
     n: int = Field(description="Real images the threshold was chosen on.")
     max_fpr: float = Field(description="The share of them it may flag (the request's fpr).")
-    threshold: float = Field(description="Lowest threshold that flags at most max_fpr of them; pass it as "
-                             "`threshold` to /v1/detect.")
+    threshold: float = Field(description="Lowest threshold that flags at most max_fpr of them, rounded up to 4 "
+                             "decimals (more where a score lies closer above it), flagging the same ones; pass it "
+                             "as `threshold` to /v1/detect.")
     flagged_at_threshold: float = Field(description="Share of them that threshold flags.")
     model_threshold: float = Field(description="The model's own threshold.")
     flagged_at_model_threshold: float = Field(description="Share of them the model's own threshold flags.")
