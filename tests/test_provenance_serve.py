@@ -45,7 +45,7 @@ def test_detect_returns_provenance(client: TestClient) -> None:
     assert body["label_reason"] is None and 0.0 <= body["fake_probability"] <= 1.0
     off = client.post("/v1/detect?provenance=false",
                       files={"file": ("signed.jpg", signed_image("JPEG"), "image/jpeg")}).json()
-    assert off["provenance"] is None and off["fake_probability"] == body["fake_probability"]
+    assert "provenance" not in off and off["fake_probability"] == body["fake_probability"]  # as the CLI's rows
 
 
 def test_trust_credentials_sets_the_label_not_the_score(client: TestClient) -> None:
@@ -55,6 +55,18 @@ def test_trust_credentials_sets_the_label_not_the_score(client: TestClient) -> N
     assert plain["label"] == "real" and trusted["label"] == "fake"
     assert trusted["fake_probability"] == plain["fake_probability"]
     assert "trusted Content Credentials" in trusted["label_reason"]
+
+
+@pytest.mark.parametrize("route", ["/v1/detect", "/v1/detect/batch"])
+def test_trust_credentials_without_provenance_is_refused(client: TestClient, route: str) -> None:
+    """As the CLI refuses --no-provenance --trust-credentials: the label would come from provenance not read."""
+    field = "file" if route == "/v1/detect" else "files"
+    files = [(field, ("signed.jpg", signed_image("JPEG"), "image/jpeg"))]
+    r = client.post(f"{route}?provenance=false&trust_credentials=true", files=files)
+    assert r.status_code == 422 and r.json() == {"detail": "trust_credentials=true needs provenance (drop "
+                                                 "provenance=false)"}
+    off = client.post(f"{route}?provenance=false", files=files).json()
+    assert "provenance" not in (off if route == "/v1/detect" else off["results"][0])
 
 
 def test_batch_returns_provenance_per_item(client: TestClient, tmp_path: Path) -> None:

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, SerializerFunctionWrapHandler, model_serializer
 
 from fakescope.forensics.provenance import Provenance
 
@@ -41,10 +41,19 @@ class DetectResult(BaseModel):
     explanation: Explanation | None = Field(None, description="Present when the request asked for explain=true.")
     provenance: Provenance | None = Field(None, description="What the file declares about its origin (C2PA Content "
                                           "Credentials, XMP, generator settings, camera EXIF), read from the uploaded "
-                                          "bytes; evidence about the file, kept apart from the pixel score. Null when "
-                                          "the request set provenance=false.")
+                                          "bytes; evidence about the file, kept apart from the pixel score. Absent "
+                                          "when the request set provenance=false, and for videos.")
     label_reason: str | None = Field(None, description="Set when something other than the score chose the label "
                                      "(trust_credentials), saying what.")
+
+    @model_serializer(mode="wrap")
+    def _without_unread_provenance(self, handler: SerializerFunctionWrapHandler):
+        # As in `fakescope scan --no-provenance`'s rows: provenance not read is no field, not a null. (No return
+        # annotation, so the OpenAPI schema stays the model's own.)
+        out = handler(self)
+        if self.provenance is None:
+            out.pop("provenance", None)
+        return out
 
 
 class FaceRecord(BaseModel):

@@ -39,7 +39,10 @@ def _reading(
     provenance: Annotated[bool, Query(description=PROVENANCE_HELP)] = True,
     trust_credentials: Annotated[bool, Query(description=TRUST_HELP)] = False,
 ) -> Reading:
-    return Reading(provenance or trust_credentials, trust_credentials)
+    if trust_credentials and not provenance:
+        raise HTTPException(422, detail="trust_credentials=true needs provenance (drop provenance=false)")
+    return Reading(provenance, trust_credentials)
+
 
 _ERRORS: dict[int | str, dict[str, Any]] = {
     400: {"model": ErrorMessage, "description": "Malformed multipart body, or more files than FAKESCOPE_MAX_BATCH_FILES."},
