@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import csv
 import io
+import json
 import struct
 import zlib
 from pathlib import Path
@@ -95,8 +96,27 @@ def test_results_are_written_by_the_cli_writer(client, tmp_path):
         r = client.post(f"/v1/results?format={fmt}", json={"results": rows})
         assert r.status_code == 200 and r.text == to_string(expected, fmt)
         assert f'filename="fakescope-results.{fmt}"' in r.headers["content-disposition"]
-    bad = client.post("/v1/results", json={"results": [{**rows[0], "threshold": 0.5}]})
-    assert bad.status_code == 422 and "threshold" in bad.json()["detail"]
+    bad = client.post("/v1/results", json={"results": [{**rows[0], "thresh": 0.5}]})
+    assert bad.status_code == 422 and "body.results.0.thresh" in bad.json()["detail"]
+
+
+def test_results_take_the_services_own_rows_and_check_each_field(client):
+    files = [("files", ("a.jpg", jpeg(1), "image/jpeg")), ("files", ("broken.jpg", b"not a jpeg", "image/jpeg"))]
+    batch = client.post("/v1/detect/batch", files=files).json()["results"]
+    assert {"threshold", "width", "height"} <= set(batch[0])  # web-only fields, not in a scan row
+    one = client.post("/v1/detect?explain=true", files={"file": ("c.jpg", jpeg(2), "image/jpeg")}).json()
+    assert one["explanation"]
+    r = client.post("/v1/results", json={"results": [*batch, one]})
+    assert r.status_code == 200, r.text
+    written, scan_keys = json.loads(r.text), ("path", "fake_probability", "label", "model", "error", "provenance")
+    assert [{k: w.get(k) for k in scan_keys} for w in written] == [{k: row.get(k) for k in scan_keys}
+                                                                   for row in (*batch, one)]
+    assert not {"threshold", "width", "height", "explanation"} & set().union(*written)
+    for field, value in [("fake_probability", "abc"), ("label", 12), ("path", None), ("copy_move", "3"),
+                         ("provenance", "declared_ai"), ("path_bytes", "zz")]:
+        bad = client.post("/v1/results?format=csv", json={"results": [{**batch[0], field: value}]})
+        assert bad.status_code == 422 and f"body.results.0.{field}:" in bad.json()["detail"], (field, bad.text)
+    assert client.post("/v1/results", json={"results": [{"path": "a.jpg"}]}).status_code == 422
 
 
 def test_results_csv_never_starts_a_formula(client):

@@ -1,7 +1,7 @@
 """The JSON the service speaks: pydantic models, so the OpenAPI schema at ``/docs`` documents every field."""
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SerializerFunctionWrapHandler, model_serializer
 
@@ -75,6 +75,39 @@ class VideoResult(DetectResult):
     """One scored video: the video's fake probability (mean of its highest frame scores) and every sampled frame."""
 
     frames: list[FrameRecord] = Field(description="The sampled frames with their scores and faces.")
+
+
+#: Fields of the service's results that a ``fakescope scan`` row does not have: accepted by ``POST /v1/results``
+#: and left out of the file it writes.
+WEB_ONLY_FIELDS = frozenset({"threshold", "width", "height", "explanation"})
+
+
+class ResultRecord(BaseModel):
+    """One record for ``POST /v1/results``: a result as ``/v1/detect/batch`` or ``/v1/detect/video`` gave it, or a
+    ``fakescope scan`` JSON row. Each field is checked for its type; an unknown field is refused."""
+
+    model_config = ConfigDict(extra="forbid", strict=True, allow_inf_nan=False)
+
+    path: str
+    fake_probability: float | None
+    label: Literal["real", "fake", "uncertain"] | None
+    model: str
+    error: str | None = None
+    frames: list[dict[str, Any]] | None = None
+    provenance: dict[str, Any] | None = None
+    label_reason: str | None = None
+    familiarity: float | None = None
+    copy_move: int | None = None
+    path_bytes: str | None = Field(None, pattern="^([0-9a-fA-F]{2})*$",
+                                   description="The file name's bytes as hex, when it is not UTF-8 (scan rows).")
+    threshold: float | None = Field(None, description="Web-only: accepted, not written.")
+    width: int | None = Field(None, description="Web-only: accepted, not written.")
+    height: int | None = Field(None, description="Web-only: accepted, not written.")
+    explanation: dict[str, Any] | None = Field(None, description="Web-only: accepted, not written.")
+
+    def scan_row(self) -> dict[str, Any]:
+        """The record as a ``fakescope scan`` row: the fields sent, without the web-only ones."""
+        return self.model_dump(exclude_unset=True, exclude=set(WEB_ONLY_FIELDS))
 
 
 class BatchResult(BaseModel):

@@ -16,7 +16,7 @@ import tempfile
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Literal
 
 from fastapi import APIRouter, Depends, File, HTTPException, Query, UploadFile
 from fastapi.responses import HTMLResponse, Response
@@ -28,7 +28,7 @@ from fakescope.serve.deps import ready_runtime
 from fakescope.serve.pipeline import PixelLease, Upload, UploadRejected, hold_pixels
 from fakescope.serve.routers.detect import _ERRORS, THRESHOLD_HELP, _read
 from fakescope.serve.runtime import ModelRuntime
-from fakescope.serve.schemas import ErrorMessage, UnprocessableMessage, VideoResult
+from fakescope.serve.schemas import ErrorMessage, ResultRecord, UnprocessableMessage, VideoResult
 from fakescope.video.frames import VIDEO_EXTENSIONS, is_video_file
 
 router = APIRouter(prefix="/v1", tags=["folder"])
@@ -78,8 +78,9 @@ async def detect_video(
 
 
 class ResultRows(BaseModel):
-    results: list[dict[str, Any]] = Field(description="Result records as /v1/detect/batch and /v1/detect/video give "
-                                          "them, without the web-only fields (threshold, width, height, explanation).")
+    results: list[ResultRecord] = Field(description="Result records as /v1/detect/batch and /v1/detect/video give "
+                                        "them (their web-only fields, threshold, width, height and explanation, are "
+                                        "left out of the file), or as `fakescope scan --format json` writes them.")
 
 
 @router.post("/results", summary="Results written as `fakescope scan` writes them (JSON list or CSV)",
@@ -87,14 +88,12 @@ class ResultRows(BaseModel):
                         401: _ERRORS[401],
                         200: {"description": "The file, as an attachment.",
                               "content": {"application/json": {}, "text/csv": {"schema": {"type": "string"}}}},
-                        422: {"model": UnprocessableMessage, "description": "A record with an unknown field."}})
+                        422: {"model": UnprocessableMessage, "description": "A record with a missing, unknown or "
+                              "wrongly typed field (named in the detail)."}})
 async def results_file(body: ResultRows, format: Literal["json", "csv"] = "json") -> Response:  # noqa: A002
     """The web page's downloads go through the CLI's own writer, so the file is the one `fakescope scan --format
     json|csv` writes for the same results."""
-    try:
-        text = to_string([ScanResult.from_dict(r) for r in body.results], format)
-    except (TypeError, KeyError, ValueError, AttributeError) as err:  # a missing, unknown or ill-typed field
-        raise HTTPException(422, detail=f"not a scan result record: {type(err).__name__}: {err}") from None
+    text = to_string([ScanResult.from_dict(r.scan_row()) for r in body.results], format)
     media = "application/json" if format == "json" else "text/csv"
     return Response(text, media_type=media,
                     headers={"Content-Disposition": f'attachment; filename="fakescope-results.{format}"'})
