@@ -77,6 +77,22 @@ def test_scan_command_writes_report(tmp_path: Path, tiny_images, tiny_ela_checkp
     assert text.count("data:image/jpeg;base64,") == 2 * 3 and "<b>2</b><span>files</span>" in text
 
 
+def test_report_says_when_trust_credentials_set_the_label(tmp_path: Path, tiny_images, tiny_ela_checkpoint: Path) -> None:
+    from provenance_files import signed_image
+
+    tiny_images(1, folder="in")
+    (tmp_path / "in" / "signed.jpg").write_bytes(signed_image("JPEG"))
+    report = tmp_path / "report.html"
+    res = runner.invoke(app, ["scan", str(tmp_path / "in"), "--model", str(tiny_ela_checkpoint), "--report", str(report),
+                              "--threshold", "1.0", "--trust-credentials"])
+    assert res.exit_code == 0, res.output
+    rows = {m[0]: m[1] for m in re.findall(r'<tr data-index=.*?data-name="[^"]*?([^/"]+)".*?<td><span class="label '
+                                           r'\w+">(.*?)</td>', report.read_text())}
+    assert rows["signed.jpg"].startswith('fake</span><div class="label-reason">trusted Content Credentials: ')
+    assert "label set by trust_credentials" in rows["signed.jpg"]
+    assert rows["img000.jpg"] == "real</span>"  # the score chose it: nothing under the label
+
+
 def _chromium() -> str:
     """Debian's chromium, installed with apt-get when it is missing and we are root; else skip."""
     found = shutil.which("chromium")

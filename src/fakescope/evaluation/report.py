@@ -208,7 +208,7 @@ class ReportWriter:
                 f'<td class="num">{p:.3f}<div class="bar"><i style="width:{p * 100:.1f}%"></i></div>'
                 f'{_familiarity_html(getattr(result, "familiarity", None))}'
                 f'{_copy_move_html(getattr(result, "copy_move", None))}</td>'
-                f'<td><span class="label {label}">{label}</span></td>'
+                f'<td><span class="label {label}">{label}</span>{_label_reason_html(getattr(result, "label_reason", None))}</td>'
                 f'<td>{ela}</td><td>{cam}</td><td>{provenance_html(prov)}</td></tr>\n')
 
     def add(self, result) -> None:
@@ -283,6 +283,11 @@ def write_report(results: Iterable, detector, out: str | Path, threshold: float 
             if on_row:
                 on_row(r)
     return writer.out
+
+
+def _label_reason_html(reason: str | None) -> str:
+    """Under the label, when something other than the score chose it (``--trust-credentials``): what did."""
+    return "" if not reason else f'<div class="label-reason">{html.escape(reason)}</div>'
 
 
 def _copy_move_html(pairs: int | None) -> str:
