@@ -133,3 +133,40 @@ def test_readme_layout_names_every_package_and_nothing_gone():
     assert named == top, f"README Layout: missing {sorted(top - named)}, gone {sorted(named - top)}"
     for package in {p.parent for p in src.rglob("__init__.py")} - {src}:
         assert f"{package.name}/" in layout, f"README Layout does not name {package.relative_to(src)}/"
+
+
+def readme_scan_tables() -> list[tuple[str, list[dict[str, str]], str]]:
+    """(command, rows by column name, summary line) of each README `fakescope scan` example that prints a table."""
+    lines, out = (REPO / "README.md").read_text().splitlines(), []
+    for i, line in enumerate(lines):
+        if not line.startswith("$ fakescope scan") or not lines[i + 1].startswith("┏"):
+            continue
+        header = [c.strip() for c in lines[i + 2].strip("┃").split("┃")]
+        end = next(j for j in range(i + 1, len(lines)) if lines[j].startswith("└"))
+        rows = [dict(zip(header, (c.strip() for c in row.strip("│").split("│")))) for row in lines[i + 4:end]]
+        out.append((line, rows, lines[end + 1]))
+    return out
+
+
+def test_readme_scan_tables_label_at_the_shipped_threshold():
+    """The sample output is the default detector's: a row labelled against the shipped threshold (or uncertain when
+    unfamiliar and undecided), and the summary counts those labels (it once showed a 0.753 'fake' at 0.827)."""
+    from fakescope.checkpoint import read_meta
+    from fakescope.familiarity import FAMILIAR_CUT, UNDECIDED
+    from fakescope.inference.detector import DEFAULT_DETECTOR, shipped_weights
+
+    if shipped_weights(DEFAULT_DETECTOR) is None:
+        pytest.skip("the default detector's weights are not in this checkout")
+    threshold = read_meta(shipped_weights(DEFAULT_DETECTOR)).threshold
+    tables = readme_scan_tables()
+    assert len(tables) >= 2
+    for command, rows, summary in tables:
+        assert "--threshold" not in command and "--trust-credentials" not in command, command
+        for row in rows:
+            p, familiarity = float(row["fake probability"]), float(row["familiarity"].split()[0])
+            unsure = familiarity < FAMILIAR_CUT and UNDECIDED[0] < p < UNDECIDED[1]
+            assert abs(p - threshold) > 5e-4, f"{row['file']}: {p} too close to {threshold:.4f} to tell"
+            assert row["label"] == ("uncertain" if unsure else "fake" if p >= threshold else "real"), (command, row)
+        n_fake = sum(r["label"] == "fake" for r in rows)
+        n_real = sum(r["label"] == "real" for r in rows)
+        assert summary.startswith(f"{len(rows)} files: {n_fake} flagged fake, {n_real} real, 0 errors"), summary

@@ -2,7 +2,7 @@
 
 The public API is here: ``detect``, ``scan``, ``Result``, ``load_image``, ``load_detector``, ``create_detector``,
 ``list_detectors``, ``register_detector``. Each is imported on first use (PEP 562), so ``import fakescope`` stays
-light: PyTorch is loaded only when a detector is.
+light. PyTorch is loaded only when something needs it: the shipped default scores with ONNX Runtime.
 """
 from __future__ import annotations
 
