@@ -135,8 +135,9 @@ def test_readme_layout_names_every_package_and_nothing_gone():
         assert f"{package.name}/" in layout, f"README Layout does not name {package.relative_to(src)}/"
 
 
-def readme_scan_tables() -> list[tuple[str, list[dict[str, str]], str]]:
-    """(command, rows by column name, summary line) of each README `fakescope scan` example that prints a table."""
+def readme_scan_tables() -> list[tuple[str, list[dict[str, str]], str, str]]:
+    """(command, rows by column name, caption, summary line) of each README `fakescope scan` example that prints a
+    table."""
     lines, out = (REPO / "README.md").read_text().splitlines(), []
     for i, line in enumerate(lines):
         if not line.startswith("$ fakescope scan") or not lines[i + 1].startswith("┏"):
@@ -144,7 +145,7 @@ def readme_scan_tables() -> list[tuple[str, list[dict[str, str]], str]]:
         header = [c.strip() for c in lines[i + 2].strip("┃").split("┃")]
         end = next(j for j in range(i + 1, len(lines)) if lines[j].startswith("└"))
         rows = [dict(zip(header, (c.strip() for c in row.strip("│").split("│")))) for row in lines[i + 4:end]]
-        out.append((line, rows, lines[end + 1]))
+        out.append((line, rows, lines[end + 1].strip(), lines[end + 2]))
     return out
 
 
@@ -160,7 +161,8 @@ def test_readme_scan_tables_label_at_the_shipped_threshold():
     threshold = read_meta(shipped_weights(DEFAULT_DETECTOR)).threshold
     tables = readme_scan_tables()
     assert len(tables) >= 2
-    for command, rows, summary in tables:
+    for command, rows, caption, summary in tables:
+        assert caption == f"fake at probability >= {threshold:.3f}", (command, caption)
         assert "--threshold" not in command and "--trust-credentials" not in command, command
         for row in rows:
             p, familiarity = float(row["fake probability"]), float(row["familiarity"].split()[0])
@@ -169,4 +171,6 @@ def test_readme_scan_tables_label_at_the_shipped_threshold():
             assert row["label"] == ("uncertain" if unsure else "fake" if p >= threshold else "real"), (command, row)
         n_fake = sum(r["label"] == "fake" for r in rows)
         n_real = sum(r["label"] == "real" for r in rows)
-        assert summary.startswith(f"{len(rows)} files: {n_fake} flagged fake, {n_real} real, 0 errors"), summary
+        n_unsure = sum(r["label"] == "uncertain" for r in rows)
+        unsure = f", {n_unsure} uncertain" if n_unsure else ""
+        assert summary.startswith(f"{len(rows)} files: {n_fake} flagged fake, {n_real} real{unsure}, 0 errors"), summary

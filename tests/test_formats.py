@@ -12,7 +12,7 @@ from typer.testing import CliRunner
 
 import fakescope
 from fakescope.cli import app
-from fakescope.inference.scan import walk_image_files
+from fakescope.inference.inputs import walk_image_files
 
 FORMATS = {"heic": "HEIF", "avif": "AVIF"}
 

@@ -246,3 +246,12 @@ def test_mean_difference_interval():
     assert 0.0 < d["low"] < d["difference"] < d["high"] and d["difference"] == pytest.approx(0.05, abs=0.02)
     tie = mean_difference(base + rng.normal(0, 0.05, 120), base)
     assert tie["low"] < 0 < tie["high"]
+
+
+def test_class_metrics_are_undefined_rather_than_zero_without_their_class():
+    """A real-only folder (cameras) has no fake to recall: recall and F1 are None, as ROC-AUC is; precision is
+    defined once something is flagged (every flag is then a false alarm) and None while nothing is."""
+    none_flagged = compute_metrics([0, 0, 0], [0.1, 0.2, 0.3], threshold=0.5)
+    assert none_flagged["recall"] is None and none_flagged["f1"] is None and none_flagged["precision"] is None
+    one_flagged = compute_metrics([0, 0, 0], [0.1, 0.2, 0.9], threshold=0.5)
+    assert one_flagged["precision"] == 0.0 and one_flagged["recall"] is None and one_flagged["roc_auc"] is None

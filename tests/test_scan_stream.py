@@ -21,7 +21,8 @@ from fakescope.data.preprocess import Preprocess
 from fakescope.forensics.io import ImageLoadError, load_image
 from fakescope.forensics.provenance import read_provenance
 from fakescope.inference.detector import Detector
-from fakescope.inference.scan import PathSet, count_files, scan, walk_image_files
+from fakescope.inference.inputs import count_files, walk_image_files
+from fakescope.inference.scan import PathSet, scan
 from fakescope.models.ela_cnn import ELACNN
 
 

@@ -19,7 +19,8 @@ from fakescope.checkpoint import CheckpointMeta, read_meta, save_checkpoint
 from fakescope.cli import app
 from fakescope.data.preprocess import Preprocess
 from fakescope.inference.detector import Detector
-from fakescope.inference.scan import scan, walk_image_files
+from fakescope.inference.inputs import walk_image_files
+from fakescope.inference.scan import scan
 from fakescope.models.ela_cnn import ELACNN
 from fakescope.video.clips import ClipPreparer, ClipSpec, clip_preprocess, fit_length
 from fakescope.video.faces import FaceBox, FaceDetector, crop_box

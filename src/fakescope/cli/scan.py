@@ -83,8 +83,8 @@ def _check_outputs(paths: list[Path], output: Optional[Path], report: Optional[P
     or cannot be written."""
     import os
 
+    from fakescope.inference.inputs import scan_reads
     from fakescope.inference.output import unwritable_reason
-    from fakescope.inference.scan import scan_reads
 
     for option, path in (("--output", output), ("--report", report)):
         if path is None:
@@ -104,8 +104,8 @@ def _scan(paths: list[Path], model: str, fmt: str, output: Optional[Path], thres
           report: Optional[Path]) -> Counter:
     """A scan in this process; ``reading``: the keyword arguments of inference.scan.scan beyond the basics (video
     options, provenance)."""
+    from fakescope.inference.inputs import walk_image_files
     from fakescope.inference.output import resume_jsonl
-    from fakescope.inference.scan import walk_image_files
 
     detector = load_detector(model, device, backend)
     for p in paths:
@@ -217,7 +217,7 @@ def _count_in_background(bars, task, paths: list[Path], skip) -> None:
     """Fill in the bar's total from a cheap listing pass; until then the bar is indeterminate."""
     import threading
 
-    from fakescope.inference.scan import count_files
+    from fakescope.inference.inputs import count_files
 
     if not bars.disabled:
         threading.Thread(target=lambda: bars.progress.update(task, total=count_files(paths, skip)), daemon=True).start()

@@ -172,7 +172,8 @@ def mean_difference(a: Sequence[float], b: Sequence[float], draws: int = 2000, s
 def compute_metrics(y_true: Sequence[int], p_fake: Sequence[float], threshold: float = 0.5) -> dict[str, Any]:
     """Accuracy, precision, recall, F1, ROC-AUC, AP, EER, ECE and the confusion matrix ``[[tn, fp], [fn, tp]]``.
 
-    Rank metrics (ROC-AUC, AP, EER) are None when only one class is present.
+    Rank metrics (ROC-AUC, AP, EER) are None when only one class is present; recall and F1 when there is no fake
+    (a real-only folder), precision when nothing is flagged: undefined, not 0.
     """
     y = np.asarray(y_true, dtype=int)
     p = np.asarray(p_fake, dtype=np.float64)
@@ -187,9 +188,9 @@ def compute_metrics(y_true: Sequence[int], p_fake: Sequence[float], threshold: f
         "n": int(y.size),
         "threshold": float(threshold),
         "accuracy": float(accuracy_score(y, pred)),
-        "precision": float(precision_score(y, pred, zero_division=0)),
-        "recall": float(recall_score(y, pred, zero_division=0)),
-        "f1": float(f1_score(y, pred, zero_division=0)),
+        "precision": float(precision_score(y, pred)) if pred.any() else None,
+        "recall": float(recall_score(y, pred)) if y.any() else None,
+        "f1": float(f1_score(y, pred)) if y.any() else None,
         "roc_auc": float(roc_auc_score(y, p)) if both else None,
         "average_precision": float(average_precision_score(y, p)) if both else None,
         "eer": eer,

@@ -3,31 +3,33 @@
 The target is ``ClassifierOutputTarget(1)``: every detector returns logits (N, 2) with index 1 = fake, so the map
 shows what pushes the score towards fake, whatever the prediction. The layer is the one each detector declares
 in the registry (``get_spec(name).target_layer``), resolved with ``model.get_submodule``. The CAM objects are
-used as context managers so that their hooks are released even on error.
+used as context managers so that their hooks are released even on error. PyTorch and pytorch-grad-cam are imported
+when a map is drawn, so the model-free views (ELA, noise, copy-move) start without them.
 """
 from __future__ import annotations
 
 import logging
 import threading
+from typing import TYPE_CHECKING
 
 import numpy as np
-import torch
 from PIL import Image
-from pytorch_grad_cam import GradCAM, GradCAMPlusPlus, ScoreCAM
-from pytorch_grad_cam.base_cam import BaseCAM
-from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
-from torch import nn
 
 from fakescope.data.preprocess import Preprocess
 from fakescope.registry import get_spec
+
+if TYPE_CHECKING:
+    import torch
+    from pytorch_grad_cam.base_cam import BaseCAM
+    from torch import nn
 
 log = logging.getLogger(__name__)
 
 #: Index of the "fake" logit in every detector's output.
 FAKE_CLASS = 1
-#: CAM methods by CLI name. Score-CAM runs one forward pass per channel of the target layer: cheap for the
-#: ELA-CNN (64 channels), slow for wide layers (EfficientNet's 1280).
-CAM_METHODS: dict[str, type[BaseCAM]] = {"gradcam": GradCAM, "gradcam++": GradCAMPlusPlus, "scorecam": ScoreCAM}
+#: CAM methods by CLI name, each a pytorch-grad-cam class. Score-CAM runs one forward pass per channel of the target
+#: layer: cheap for the ELA-CNN (64 channels), slow for wide layers (EfficientNet's 1280).
+CAM_METHODS: dict[str, str] = {"gradcam": "GradCAM", "gradcam++": "GradCAMPlusPlus", "scorecam": "ScoreCAM"}
 CAM_LABELS = {"gradcam": "Grad-CAM", "gradcam++": "Grad-CAM++", "scorecam": "Score-CAM"}
 #: The method of the scan report, the REST service and `fakescope explain` unless one is named: on the shipped
 #: default it points at CASIA's tampered regions better than Grad-CAM at the same cost
@@ -69,19 +71,30 @@ def resize_map(heatmap: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     return np.clip(heatmap, 0.0, 1.0).astype(np.float32)
 
 
+def cam_class(method: str) -> type[BaseCAM]:
+    """The pytorch-grad-cam class of ``method`` (a :data:`CAM_METHODS` name)."""
+    if method not in CAM_METHODS:
+        raise ExplainError(f"unknown CAM method {method!r}; choose from {', '.join(CAM_METHODS)}")
+    import pytorch_grad_cam
+
+    return getattr(pytorch_grad_cam, CAM_METHODS[method])
+
+
 def model_cams_and_logits(model: nn.Module, architecture: str, x: torch.Tensor,
                           method: str = DEFAULT_CAM) -> tuple[np.ndarray, torch.Tensor]:
     """CAM of the fake logit for every input of batch ``x`` (N, C, S, S) -> float32 (N, S, S), each in [0, 1], and
     the logits (N, 2) of the same forward pass."""
-    if method not in CAM_METHODS:
-        raise ExplainError(f"unknown CAM method {method!r}; choose from {', '.join(CAM_METHODS)}")
+    import torch
+    from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
+
+    cam_type = cam_class(method)
     layer = target_layer(model, architecture)
     device = next(model.parameters()).device
     with _CAM_LOCK, torch.inference_mode(False), torch.enable_grad():
         # A fresh copy (never an inference tensor) that carries a gradient, so the hooks fire even when every
         # parameter is frozen.
         x = x.detach().clone().to(device).requires_grad_(True)
-        with CAM_METHODS[method](model=model, target_layers=[layer]) as cam:
+        with cam_type(model=model, target_layers=[layer]) as cam:
             grayscale = cam(input_tensor=x, targets=[ClassifierOutputTarget(FAKE_CLASS)] * len(x))
             logits = cam.outputs.detach().float().cpu()
         model.zero_grad(set_to_none=True)

@@ -4,7 +4,6 @@ from __future__ import annotations
 import numpy as np
 from matplotlib import colormaps
 from PIL import Image
-from pytorch_grad_cam.utils.image import show_cam_on_image
 
 from fakescope.explain.cam import resize_map
 
@@ -21,6 +20,8 @@ def overlay(img: Image.Image, heatmap: np.ndarray, image_weight: float = 0.5) ->
     The map is resized to the image when their sizes differ. For 6-channel rgb+ela detectors pass the RGB image:
     the overlay is always drawn on what a person sees.
     """
+    from pytorch_grad_cam.utils.image import show_cam_on_image  # imports PyTorch: only when an overlay is drawn
+
     rgb = np.asarray(img.convert("RGB"), dtype=np.float32) / 255.0
     mask = resize_map(np.asarray(heatmap, dtype=np.float32), img.size)
     return Image.fromarray(show_cam_on_image(rgb, mask, use_rgb=True, image_weight=image_weight))

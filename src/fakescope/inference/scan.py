@@ -23,11 +23,11 @@ from typing import Any
 
 import numpy as np
 
-from fakescope.data.discovery import is_image_name, is_mask_folder, walk
 from fakescope.familiarity import decide
 from fakescope.forensics.io import MAX_PIXELS, MediaLoadError, irregular_file_reason, load_image, open_image
 from fakescope.forensics.provenance import Provenance, read_provenance
 from fakescope.inference.detector import Detector
+from fakescope.inference.inputs import distinct_roots, walk_image_files
 from fakescope.inference.paths import PATH_BYTES, path_fields, path_from_record, path_text
 from fakescope.inference.pool import run_sharded
 from fakescope.video.frames import is_video_file
@@ -138,87 +138,6 @@ def prepare_file(index: int, path: str | Path, preparer: Any, transform: Callabl
         return Prepared(index, str(path), None, f"{type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}")
 
 
-def _distinct_roots(paths: Iterable[str | Path]) -> list[Path]:
-    """Input paths without repeats and without those a given folder's walk already reaches.
-
-    Scanning ``photos/`` and ``photos/a.jpg`` together must score ``a.jpg`` once, or a resumed scan could not
-    tell a finished file from a pending one. A named path the walk would pass over (``photos/notes.txt``, a
-    missing file, a hidden one) is kept: a file named on the command line is always tried.
-    """
-    roots = [Path(p) for p in paths]
-    dirs = {os.path.abspath(p) for p in roots if p.is_dir()}
-    seen: set[str] = set()
-    out = []
-    for p in roots:
-        key = os.path.abspath(p)
-        if key in seen or any(_walk_reaches(parent, key) for parent in _ancestors(key) if parent in dirs):
-            continue
-        seen.add(key)
-        out.append(p)
-    return out
-
-
-def _ancestors(abspath: str) -> Iterator[str]:
-    parent = os.path.dirname(abspath)
-    while parent != abspath:
-        yield parent
-        abspath, parent = parent, os.path.dirname(parent)
-
-
-def _walk_reaches(folder: str, path: str) -> bool:
-    """Whether :func:`walk_image_files` on ``folder`` reaches ``path`` below it (both absolute), by the rules of
-    :func:`fakescope.data.discovery.walk`: every folder between them is entered (not hidden, not a mask folder,
-    not a symbolic link), and ``path`` is a folder it enters too or a media file it lists."""
-    names = os.path.relpath(path, folder).split(os.sep)
-    node = folder
-    for name in names:
-        node = os.path.join(node, name)
-        if name.startswith(".") or is_mask_folder(name):
-            return False
-        if node != path and (os.path.islink(node) or not os.path.isdir(node)):
-            return False
-    if os.path.isdir(path) and not os.path.islink(path):
-        return True
-    return os.path.lexists(path) and is_media_name(names[-1])
-
-
-def scan_reads(paths: Iterable[str | Path], target: str | Path) -> bool:
-    """Whether a scan of ``paths`` reads the file ``target``: it is one of them, or a folder among them lists it
-    (as :func:`walk_image_files` would). Compared as resolved paths, so ``..`` or a symbolic link does not hide
-    it."""
-    target = os.path.realpath(target)
-    if os.path.isdir(target):
-        return False
-    for p in paths:
-        root = os.path.realpath(p)
-        if root == target or (target.startswith(root.rstrip(os.sep) + os.sep) and os.path.isdir(root)
-                              and _walk_reaches(root, target)):
-            return True
-    return False
-
-
-def is_media_name(name: str) -> bool:
-    """An image or a video, by its name: what a folder scan reads."""
-    return is_image_name(name) or is_video_file(name)
-
-
-def walk_image_files(roots: Iterable[str | Path]) -> Iterator[Path]:
-    """Image and video files below ``roots``, streamed as listed (:func:`fakescope.data.discovery.walk` unsorted):
-    memory does not grow with the file count, and the order is the same on every call for an unchanged folder,
-    which is what lets each worker take its own share. A path given explicitly is yielded as it is, so a missing
-    file becomes an error entry."""
-    for root in roots:
-        if Path(root).is_dir():
-            yield from walk(root, is_media_name, sort=False)
-        else:
-            yield Path(root)
-
-
-def count_files(roots: Iterable[str | Path], skip: Container[str] | None = None) -> int:
-    """How many files a scan of ``roots`` will score (a cheap listing pass, for progress bars)."""
-    return sum(1 for p in walk_image_files(_distinct_roots(roots)) if not skip or str(p) not in skip)
-
-
 class PathSet:
     """A compact, picklable set of path strings: sorted 64-bit hashes, 8 bytes per path (1M paths = 8 MB).
 
@@ -294,7 +213,7 @@ def iter_prepared(paths: Iterable[str | Path], preparer: Any, workers: int, tran
     """Prepared files, decoded in ``workers`` processes (0: in this process); at most about
     ``workers x 4 x CHUNK`` files are in flight, whatever the input size. ``provenance``: read each image's
     provenance in the same worker, from the same bytes. ``max_pixels``: see :func:`prepare_file`."""
-    stream = _FileStream(_distinct_roots(paths), preparer, transform, skip, video, provenance, max_pixels)
+    stream = _FileStream(distinct_roots(paths), preparer, transform, skip, video, provenance, max_pixels)
     if workers <= 0:
         yield from stream.shard()
         return
@@ -390,7 +309,7 @@ def scan(
     result, not decoded (a video: frames over a fifth of it, see :data:`~fakescope.video.frames.FRAME_COST`).
     ``copy_move=False``: the detector's scores without its copy-move check, if it makes one (faster).
     """
-    roots = _distinct_roots(paths)
+    roots = distinct_roots(paths)
     if workers is None:
         workers = auto_workers(sum(1 for _ in islice(walk_image_files(roots), 16)))
     prepared = iter_prepared(roots, detector.preparer, workers, transform, skip, video, provenance or trust_credentials,
