@@ -326,3 +326,17 @@ def test_threshold_without_images_is_a_one_line_error(tiny_ela_checkpoint, tmp_p
 def test_evaluate_bad_format_is_usage_error(tmp_path, tiny_ela_checkpoint):
     res = invoke("evaluate", "--data", tmp_path, "--model", tiny_ela_checkpoint, "--format", "csv")
     assert res.exit_code == 2
+
+
+def test_tables_written_to_a_file_or_pipe_are_not_folded_at_80_columns(monkeypatch):
+    """Rich assumes 80 columns when it cannot ask a terminal: a scan table redirected to a file folded file names
+    mid-word and cut its headers ("probabil…"). Piped, the consoles are PIPED_WIDTH wide unless COLUMNS says."""
+    import io
+
+    from fakescope.cli import _util
+
+    monkeypatch.delenv("COLUMNS", raising=False)
+    monkeypatch.setattr("sys.stdout", io.StringIO())
+    assert _util._console().width == _util.PIPED_WIDTH
+    monkeypatch.setenv("COLUMNS", "90")
+    assert _util._console().width == 90

@@ -160,7 +160,7 @@ def test_scan_summary_counts_uncertain_results():
 
     from fakescope.cli.scan import tally
 
-    assert tally(Counter(fake=2, real=3, error=1)) == "2 flagged fake, 3 real, 1 errors"
+    assert tally(Counter(fake=2, real=3, error=1)) == "2 flagged fake, 3 real, 1 error"
     assert tally(Counter(fake=2, real=3, uncertain=4)) == "2 flagged fake, 3 real, 4 uncertain, 0 errors"
 
 

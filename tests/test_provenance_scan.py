@@ -140,3 +140,19 @@ def test_compressed_text_over_pillows_limit_keeps_the_pixel_score(tmp_path: Path
     assert len(r.provenance.errors) == 1 and "MAX_TEXT_CHUNK" in r.provenance.errors[0]
     (plain,) = scan([d], detector, workers=0)
     assert plain.fake_probability == r.fake_probability
+
+
+@pytest.mark.parametrize(("make", "model", "shown"), [("Apple", "iPhone 4", "Apple iPhone 4"),
+                                                      ("Canon", "Canon EOS 5D", "Canon EOS 5D")])
+def test_the_table_names_a_cameras_device_not_its_firmware(make, model, shown):
+    """A camera original's EXIF Software is its firmware version ("4.1" on an iPhone), no generator: the table
+    names the device."""
+    from fakescope.forensics.provenance import Provenance
+    from fakescope.forensics.provenance.camera import CameraEvidence
+    from fakescope.inference.output import provenance_cell
+    from fakescope.inference.scan import ScanResult
+
+    prov = Provenance(verdict="camera_original_likely", source="exif", generator="4.1",
+                      camera=CameraEvidence(make=make, model=model, software="4.1"))
+    result = ScanResult(path="photo.jpg", fake_probability=0.1, label="real", model="m", provenance=prov)
+    assert provenance_cell(result) == f"camera_original_likely ({shown})"

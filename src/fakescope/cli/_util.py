@@ -6,7 +6,9 @@ fast. Commands import their heavy modules inside the command function.
 from __future__ import annotations
 
 import logging
+import os
 import re
+import sys
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from enum import Enum
@@ -19,8 +21,18 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="fakescope: tell real images from deepfakes and tampered images, and show why.")
-console = Console()
-err_console = Console(stderr=True)
+#: Columns of a table written to a file or a pipe (a terminal's own width otherwise, or COLUMNS): wide enough that file
+#: names and headers are not folded at the 80 columns Rich assumes when it cannot ask a terminal.
+PIPED_WIDTH = 200
+
+
+def _console(stderr: bool = False) -> Console:
+    piped = not (sys.stderr if stderr else sys.stdout).isatty() and "COLUMNS" not in os.environ
+    return Console(stderr=stderr, width=PIPED_WIDTH if piped else None)
+
+
+console = _console()
+err_console = _console(stderr=True)
 log = logging.getLogger("fakescope")
 T = TypeVar("T")
 

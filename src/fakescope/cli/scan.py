@@ -191,7 +191,12 @@ def _scan_distributed(paths: list[Path], model: str, fmt: str, output: Optional[
 def tally(counts: Counter) -> str:
     """'N flagged fake, N real[, N uncertain], N errors' (uncertain: unfamiliar images with an undecided score)."""
     uncertain = f", {counts['uncertain']} uncertain" if counts["uncertain"] else ""
-    return f"{counts['fake']} flagged fake, {counts['real']} real{uncertain}, {counts['error']} errors"
+    return f"{counts['fake']} flagged fake, {counts['real']} real{uncertain}, {plural(counts['error'], 'error')}"
+
+
+def plural(n: int, noun: str) -> str:
+    """``1 file``, ``2 files``."""
+    return f"{n} {noun}{'' if n == 1 else 's'}"
 
 
 def _video_options(frames: int, every: Optional[int], top_k: int):
@@ -234,5 +239,5 @@ def _summary(results, output: Optional[Path], threshold: float, counts: Counter)
                       "pixels' own", highlight=False)
     if output is not None and sum(counts.values()) > len(results):
         console.print(f"(the first {len(results)} results; all are in {output})", highlight=False)
-    console.print(f"{sum(counts.values())} files: {tally(counts)}" + (f"; results in {output}" if output else ""),
+    console.print(f"{plural(sum(counts.values()), 'file')}: {tally(counts)}" + (f"; results in {output}" if output else ""),
                   highlight=False)
