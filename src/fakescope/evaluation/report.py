@@ -219,9 +219,10 @@ class ReportWriter:
 
     @staticmethod
     def _provenance(result) -> Provenance | None:
-        """The provenance the scan read with the pixels, else read here (videos: not read)."""
+        """The provenance the scan read with the pixels, else read here (videos, and files that are not there or not
+        regular files: not read, their error says why)."""
         prov = getattr(result, "provenance", None)
-        if prov is not None or is_video_file(result.path):
+        if prov is not None or is_video_file(result.path) or not os.path.isfile(result.path):
             return prov
         return read_provenance(result.path)
 
