@@ -152,8 +152,21 @@ def test_explain_command(tmp_path: Path, tiny_images, tiny_ela_checkpoint: Path)
     written = sorted(p.name for p in (tmp_path / "out").iterdir())
     assert written == sorted(f"{p.stem}_gradcam.png" for p in paths)
     assert Image.open(tmp_path / "out" / written[0]).size == Image.open(paths[0]).size
-    assert "2 gradcam images written" in res.output and "1 errors" in res.output
+    assert "2 gradcam images written" in res.output and "; 1 error\n" in res.output
     res = runner.invoke(app, ["explain", str(paths[0]), "--method", "noise", "--out", str(tmp_path / "n")])
     assert res.exit_code == 0 and (tmp_path / "n" / f"{paths[0].stem}_noise.png").is_file()
     res = runner.invoke(app, ["explain", str(paths[0]), "--method", "lime"])
     assert res.exit_code == 2
+
+
+def test_explain_says_which_file_a_numbered_picture_shows(tmp_path: Path) -> None:
+    """Two inputs called photo.png cannot both become photo_ela.png: the second is numbered, and the command says so."""
+    for folder in ("a", "b"):
+        (tmp_path / folder).mkdir()
+        make_image(seed=len(folder)).save(tmp_path / folder / "photo.png")
+    res = runner.invoke(app, ["explain", str(tmp_path / "a" / "photo.png"), str(tmp_path / "b" / "photo.png"),
+                              "--method", "ela", "--out", str(tmp_path / "out")])
+    assert res.exit_code == 0, res.output
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["photo-2_ela.png", "photo_ela.png"]
+    assert f"{tmp_path / 'b' / 'photo.png'} -> photo-2_ela.png" in res.output
+    assert "2 ela images written" in res.output and "; 0 errors" in res.output

@@ -14,6 +14,7 @@ from fakescope.cli._util import (
     console,
     fail,
     load_detector,
+    plural,
     print_skipped,
     progress_bars,
 )
@@ -22,7 +23,7 @@ from fakescope.cli._util import (
 @app.command()
 def explain(
     images: Annotated[list[Path], typer.Argument(help="Image files and folders.")],
-    method: Annotated[ExplainMethod, typer.Option(help="Class-activation maps (gradcam++, gradcam, scorecam: slow on wide layers) or the model-free ela and noise views.")] = "gradcam++",
+    method: Annotated[ExplainMethod, typer.Option(help="Class-activation maps (gradcam++, gradcam, scorecam: slow on wide layers) or the model-free ela, noise and copy-move views.")] = "gradcam++",
     model: Annotated[str, typer.Option("--model", "-m", help="Detector name or checkpoint path (CAM methods).")] = "default",
     out: Annotated[Path, typer.Option(help="Folder for the <name>_<method>.png overlays.")] = Path("explain"),
     device: DeviceOpt = "auto",
@@ -38,7 +39,11 @@ def explain(
         except ExplainError as err:
             raise fail(str(err)) from None
     print_skipped(f"{d.path}: {d.error}" for d in done if d.error)
+    for d in done:  # two inputs of the same name: say which file each numbered picture shows
+        if d.output is not None and not d.output.name.startswith(f"{d.path.stem}_"):
+            console.print(f"{d.path} -> {d.output.name}", highlight=False)
     written = sum(d.output is not None for d in done)
-    console.print(f"{written} {method} images written to {out}; {len(done) - written} errors", highlight=False)
+    console.print(f"{written} {method} images written to {out}; {plural(len(done) - written, 'error')}",
+                  highlight=False)
     if not written:
         raise typer.Exit(1)

@@ -20,6 +20,7 @@ from fakescope.cli._util import (
     fail,
     load_detector,
     note,
+    plural,
     progress_bars,
     state,
     warn,
@@ -193,10 +194,6 @@ def tally(counts: Counter) -> str:
     uncertain = f", {counts['uncertain']} uncertain" if counts["uncertain"] else ""
     return f"{counts['fake']} flagged fake, {counts['real']} real{uncertain}, {plural(counts['error'], 'error')}"
 
-
-def plural(n: int, noun: str) -> str:
-    """``1 file``, ``2 files``."""
-    return f"{n} {noun}{'' if n == 1 else 's'}"
 
 
 def _video_options(frames: int, every: Optional[int], top_k: int):
