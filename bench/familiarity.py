@@ -4,7 +4,7 @@
 
 Two kinds of feature, from one pass of the detector: the pooled features (the classifier's input) and the stage
 statistics fakescope describes (each channel's mean and standard deviation in each of timm's feature stages,
-``logits_and_stage_statistics``), of the detector's training images (up to 200 per set and class, as
+``stage_statistics``), of the detector's training images (up to 200 per set and class, as
 ``fakescope train`` describes them), its validation images, a sample of a shared set it never trained on (wildfaces)
 and the real-only camera originals. Each measure is cut where 5% of the validation images fall beyond it (the
 familiarity cut), and the share of each never-seen set beyond the cut is reported: the higher, the better the measure
@@ -30,25 +30,28 @@ from fakescope.data.discovery import discover_samples
 from fakescope.engine.familiarity import capped
 from fakescope.engine.loaders import folder_splits
 from fakescope.familiarity import MIN_SCALE, FeatureModel, fit_feature_model
-from fakescope.inference.detector import Detector, logits_and_stage_statistics
+from fakescope.inference.detector import Detector, stage_statistics
 from fakescope.inference.scan import iter_prepared
 
 Measure = Callable[[np.ndarray], np.ndarray]  # features -> distance (higher: farther)
 
 
-def both_features(det: Detector, samples: list) -> tuple[np.ndarray, np.ndarray]:
-    """(pooled features, stage statistics) of ``samples``, from one pass of the PyTorch model."""
+def both_features(det: Detector, samples: list) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(pooled features, stage statistics, labels) of the readable ``samples``, in the samples' order (decode workers
+    yield in their own: the class-conditional measures pair each row with its label), from one pass of the PyTorch
+    model."""
     import torch
 
+    ready = sorted((item.index, item.array) for item in iter_prepared([s.path for s in samples], det.preparer, 2)
+                   if item.error is None)
     pooled, stages = [], []
-    arrays = [item.array for item in iter_prepared([s.path for s in samples], det.preparer, 2) if item.error is None]
     with torch.inference_mode():
-        for i in range(0, len(arrays), 32):
-            x = det.preprocess.to_tensor(np.stack(arrays[i:i + 32]))
-            final, _ = det.model.forward_intermediates(x)
+        for i in range(0, len(ready), 32):
+            x = det.preprocess.to_tensor(np.stack([a for _, a in ready[i:i + 32]]))
+            final, maps = det.model.forward_intermediates(x)  # one pass gives both kinds
             pooled.append(det.model.forward_head(final, pre_logits=True).numpy())
-            stages.append(logits_and_stage_statistics(det.model, x)[1].numpy())
-    return np.concatenate(pooled), np.concatenate(stages)
+            stages.append(stage_statistics(maps).numpy())
+    return np.concatenate(pooled), np.concatenate(stages), np.asarray([samples[i].label for i, _ in ready])
 
 
 def features(model: str, sample: int, cache: Path) -> dict[str, np.ndarray]:
@@ -64,8 +67,7 @@ def features(model: str, sample: int, cache: Path) -> dict[str, np.ndarray]:
             "cameras": discover_samples(data_root() / "cameras")}
     out = {}
     for name, samples in sets.items():
-        out[f"pooled_{name}"], out[f"stages_{name}"] = both_features(det, samples)
-    out["train_labels"] = np.asarray([s.label for s in sets["train"]])
+        out[f"pooled_{name}"], out[f"stages_{name}"], out[f"{name}_labels"] = both_features(det, samples)
     cache.parent.mkdir(parents=True, exist_ok=True)
     np.savez(cache, **out)
     return out

@@ -249,8 +249,7 @@ class Detector:
         """Whether this detector adds copy-move evidence to its scores (``info["copy_move"]``, which a recipe's
         ``copy_move: true`` sets): the keypoint pairs of :mod:`fakescope.forensics.copymove` in its squashed RGB
         input. The shipped default does."""
-        pre = self.preprocess
-        return bool(self.meta.info.get("copy_move")) and pre.resize == "squash" and pre.input_mode == "rgb"
+        return bool(self.meta.info.get("copy_move")) and copy_move_input(self.preprocess)
 
     def decision_threshold(self, copy_move: bool = True) -> float:
         """The threshold for its scores: the shipped one, or, for scores without the copy-move check of a detector
@@ -349,6 +348,11 @@ class Detector:
             torch.set_num_threads(before)
 
 
+def copy_move_input(pre: Preprocess) -> bool:
+    """Whether inputs prepared by ``pre`` are what the copy-move check reads: the whole image, squashed, RGB."""
+    return pre.resize == "squash" and pre.input_mode == "rgb"
+
+
 def has_stage_features(model: nn.Module) -> bool:
     """Whether ``model`` follows timm's contract for intermediate features: ``forward_intermediates`` (each feature
     stage's output and the final features) and ``forward_head``."""
@@ -360,13 +364,17 @@ def logits_and_stage_statistics(model: nn.Module, x: torch.Tensor) -> tuple[torc
     deviation over the image, for every feature stage timm lists (``feature_info``), concatenated, shape (N, D).
     What familiarity describes: the early stages keep how an image was made and processed, which the pooled features
     the classifier reads are trained to ignore (docs/benchmarks/held-out.md, "Familiarity")."""
-    import torch
-
     if not has_stage_features(model):
         raise DetectorError(f"{type(model).__name__} does not expose its stages (timm's forward_intermediates)")
     final, stages = model.forward_intermediates(x)
-    stats = [torch.cat([s.mean((2, 3)), s.std((2, 3), correction=0)], 1) for s in stages]
-    return model.forward_head(final), torch.cat(stats, 1)
+    return model.forward_head(final), stage_statistics(stages)
+
+
+def stage_statistics(stages: list[torch.Tensor]) -> torch.Tensor:
+    """Each channel's mean and standard deviation over the image, for each (N, C, H, W) stage, concatenated (N, D)."""
+    import torch
+
+    return torch.cat([torch.cat([s.mean((2, 3)), s.std((2, 3), correction=0)], 1) for s in stages], 1)
 
 
 def classifier_module(model: nn.Module) -> nn.Module:
