@@ -38,6 +38,8 @@ err_console = _console(stderr=True)
 def plural(n: int, noun: str) -> str:
     """``1 file``, ``2 files``."""
     return f"{n} {noun}{'' if n == 1 else 's'}"
+
+
 log = logging.getLogger("fakescope")
 T = TypeVar("T")
 

@@ -195,7 +195,6 @@ def tally(counts: Counter) -> str:
     return f"{counts['fake']} flagged fake, {counts['real']} real{uncertain}, {plural(counts['error'], 'error')}"
 
 
-
 def _video_options(frames: int, every: Optional[int], top_k: int):
     from fakescope.video.scan import VideoOptions
 

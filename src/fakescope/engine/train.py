@@ -39,7 +39,7 @@ from fakescope.engine.parallel import (
 from fakescope.engine.pixel import DetectorLoss, MaskSupervised
 from fakescope.engine.threshold import shipped_threshold
 from fakescope.evaluation.metrics import compute_metrics
-from fakescope.inference.detector import classifier_module, resolve_device, softmax_fake
+from fakescope.inference.detector import classifier_module, copy_move_input, resolve_device, softmax_fake
 from fakescope.inference.kinds import SINGLE, get_kind
 from fakescope.inference.kinds.patch import PatchConfig, PatchDetector, aggregate, patch_info
 from fakescope.registry import create_detector, get_spec
@@ -206,7 +206,7 @@ def fit(cfg: TrainConfig, track: Track = _no_track, on_epoch=None) -> FitResult:
     if cfg.mask_loss and (clip_spec(pre) is not None or pre.resize != "squash"):
         raise ValueError(f"mask_loss needs a whole-image detector; {cfg.model.name!r} reads "
                          f"{'video clips' if clip_spec(pre) is not None else 'native-resolution crops'}")
-    if cfg.copy_move and (clip_spec(pre) is not None or pre.resize != "squash" or pre.input_mode != "rgb"):
+    if cfg.copy_move and (clip_spec(pre) is not None or not copy_move_input(pre)):
         raise ValueError(f"copy_move needs a whole-image RGB detector; {cfg.model.name!r} reads "
                          f"{pre.input_mode} input ({pre.resize})")
     model.to(device, memory_format=torch.channels_last)  # the layout oneDNN's CPU convolutions are fastest in

@@ -236,18 +236,11 @@ def provenance_cell(r: ScanResult) -> str:
         return "-"
     if p.source == "c2pa":
         who = f"signed by {p.signed_by}" if p.signed_by else None
-    elif p.verdict == "camera_original_likely" and p.camera is not None and (p.camera.make or p.camera.model):
-        who = camera_name(p.camera.make, p.camera.model)  # the device, not its firmware version (EXIF Software)
+    elif p.verdict == "camera_original_likely" and p.camera is not None and p.camera.device:
+        who = p.camera.device  # the device, not its firmware version (EXIF Software)
     else:
         who = p.generator
     return escape(p.verdict + (f" ({who})" if who else ""))
-
-
-def camera_name(make: str | None, model: str | None) -> str:
-    """``Canon Canon EOS 5D`` reads ``Canon EOS 5D``: the model alone when it already starts with the make."""
-    if make and model and model.lower().startswith(make.lower()):
-        return model
-    return " ".join(v for v in (make, model) if v)
 
 
 def to_string(results: list[ScanResult], fmt: str) -> str:

@@ -205,8 +205,7 @@ def _camera_verdict(r: Provenance, x: XmpFindings, cam: CameraEvidence) -> Prove
         r.generator = x.creator_tool or cam.software
         return r
     r.generator = cam.software or x.creator_tool
-    device = cam.model if cam.make and cam.model and cam.model.startswith(cam.make) else " ".join(
-        v for v in (cam.make, cam.model) if v) or "a capture device"
+    device = cam.device or "a capture device"
     against = []
     if cam.thumbnail == "inconsistent":
         against.append("the EXIF thumbnail does not show this image" + (

@@ -69,6 +69,14 @@ class CameraEvidence:
     def present(self) -> bool:
         return bool(self.make or self.model)
 
+    @property
+    def device(self) -> str | None:
+        """The device EXIF names: ``Apple iPhone 4``, or the model alone when it already starts with the make
+        (``Canon EOS 5D``, not ``Canon Canon EOS 5D``); None without either."""
+        if self.make and self.model and self.model.startswith(self.make):
+            return self.model
+        return " ".join(v for v in (self.make, self.model) if v) or None
+
 
 def clean_text(value: Any) -> str | None:
     if value is None:
