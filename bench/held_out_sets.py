@@ -43,8 +43,8 @@ from fakescope.data.discovery import Sample, discover_samples
 from fakescope.engine.familiarity import add_familiarity, describable
 from fakescope.engine.train import fit, folder_splits
 from fakescope.ensemble.combine import Combiner
-from fakescope.evaluation.metrics import compute_metrics, roc_auc_interval
-from fakescope.familiarity import FAMILIAR_CUT, decide
+from fakescope.evaluation.metrics import compute_metrics, familiarity_metrics, roc_auc_interval
+from fakescope.familiarity import FAMILIAR_CUT
 from fakescope.inference.detector import Detector
 from fakescope.inference.scan import scan
 
@@ -121,16 +121,15 @@ def left_out_row(name: str, rows: list, threshold: float) -> tuple[str, float | 
     y, p, f = columns(rows)
     flagged = float(np.mean(p[y == 0] >= threshold)) if (y == 0).any() else float("nan")
     caught = float(np.mean(p[y == 1] >= threshold)) if (y == 1).any() else float("nan")
+    fam = familiarity_metrics(y, p, [None if np.isnan(v) else v for v in f], threshold)
+    described = fam["unfamiliar"] is not None
     unfamiliar = np.nan_to_num(f, nan=1.0) < FAMILIAR_CUT
-    described = not np.isnan(f).all()
-    labels = np.asarray([decide(pi, None if np.isnan(fi) else fi, threshold) for pi, fi in zip(p, f)])
-    uncertain = f"{np.mean(labels[y == 0] == 'uncertain'):.3f} / " + (
-        f"{np.mean(labels[y == 1] == 'uncertain'):.3f}" if (y == 1).any() else "-")
-    familiar_auc = auc_text(y[~unfamiliar], p[~unfamiliar]) if described and (~unfamiliar).sum() > 10 else "-"
+    uncertain = " / ".join("-" if v is None else f"{v:.3f}" for v in (fam["uncertain_real"], fam["uncertain_fake"]))
+    familiar_auc = auc_text(y[~unfamiliar], p[~unfamiliar]) if fam["roc_auc_familiar"] is not None else "-"
     auc = compute_metrics(y, p)["roc_auc"] if len(set(y.tolist())) == 2 else None
     ece = compute_metrics(y, p, threshold)["ece"]
     cells = [name, f"{auc_text(y, p)} ({len(y)})", f"{flagged:.3f} / {caught:.3f}".replace("nan", "-"),
-             f"{ece:.3f}", f"{unfamiliar.mean():.3f}" if described else "-", uncertain if described else "-",
+             f"{ece:.3f}", f"{fam['unfamiliar']:.3f}" if described else "-", uncertain if described else "-",
              familiar_auc]
     return " | ".join(cells), auc
 

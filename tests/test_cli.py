@@ -273,8 +273,9 @@ def test_evaluate_folder_without_layout_fails_cleanly(tiny_images, tiny_ela_chec
 
 
 @pytest.mark.parametrize("command", ["scan", "evaluate"])
-def test_unknown_model_is_a_one_line_error(images, tmp_path, command):
-    where = ["--data", tmp_path] if command == "evaluate" else [images[0]]
+def test_unknown_model_is_a_one_line_error(images, tiny_images, tmp_path, command):
+    tiny_images(1, "data/real")
+    where = ["--data", tmp_path / "data"] if command == "evaluate" else [images[0]]
     res = invoke(command, *where, "--model", "no-such-model")
     assert res.exit_code == 1
     assert "Traceback" not in res.output
@@ -340,3 +341,24 @@ def test_tables_written_to_a_file_or_pipe_are_not_folded_at_80_columns(monkeypat
     assert _util._console().width == _util.PIPED_WIDTH
     monkeypatch.setenv("COLUMNS", "90")
     assert _util._console().width == 90
+
+
+def test_evaluate_checks_every_folder_before_scoring_any(tiny_images, tiny_ela_checkpoint, tmp_path, monkeypatch):
+    """A folder without labels, given last, fails at once instead of after the others were scored."""
+    import fakescope.evaluation.evaluate as evaluation
+
+    tiny_images(2, "data/real", seed=1)
+    tiny_images(2, "data/fake", seed=2)
+    tiny_images(2, "flat")
+    monkeypatch.setattr(evaluation, "evaluate_detector", lambda *a, **k: pytest.fail("scored before the check"))
+    res = invoke("evaluate", "--data", tmp_path / "data", "--data", tmp_path / "flat", "--model", tiny_ela_checkpoint)
+    assert res.exit_code == 1 and "flat: no labelled images" in res.stderr
+
+
+def test_evaluate_of_a_detector_without_description_has_no_familiarity(tiny_images, tiny_ela_checkpoint, tmp_path):
+    tiny_images(2, "data/real", seed=1)
+    tiny_images(2, "data/fake", seed=2)
+    res = invoke("evaluate", "--data", tmp_path / "data", "--model", tiny_ela_checkpoint, "--format", "json")
+    assert res.exit_code == 0, res.output
+    assert {json.loads(res.stdout)[k] for k in ("unfamiliar", "uncertain_real", "roc_auc_familiar")} == {None}
+    assert "unfamiliar" not in invoke("evaluate", "--data", tmp_path / "data", "--model", tiny_ela_checkpoint).stdout

@@ -233,3 +233,22 @@ def test_timm_models_are_described_whole_or_in_patches(name, resize, expected):
     timm stages, so it gets no description (nor fails trying)."""
     model, pre = create_detector(name, pretrained=False, **({"size": 32, "resize": resize} if resize else {}))
     assert describable(model, pre) is expected
+
+
+def test_evaluate_reports_how_familiar_the_labelled_images_are(described_checkpoint, tmp_path):
+    """evaluate adds the share called unfamiliar, the uncertain shares and ROC-AUC on the familiar part, as the
+    left-out benchmark reports them, for a detector with a description; its table shows them."""
+    from test_cli import invoke
+
+    for label, seed in (("real", 300), ("fake", 400)):
+        (tmp_path / "data" / label).mkdir(parents=True)
+        for i in range(4):
+            make_image((72, 64), seed=seed + i).save(tmp_path / "data" / label / f"{i}.png")
+    res = invoke("evaluate", "--data", tmp_path / "data", "--model", described_checkpoint, "--format", "json")
+    assert res.exit_code == 0, res.output
+    m = json.loads(res.stdout)
+    assert 0.0 <= m["unfamiliar"] <= 1.0
+    assert 0.0 <= m["uncertain_real"] <= 1.0 and 0.0 <= m["uncertain_fake"] <= 1.0
+    assert m["roc_auc_familiar"] is None  # 8 images: too few to rank the familiar part
+    table = invoke("evaluate", "--data", tmp_path / "data", "--model", described_checkpoint)
+    assert table.exit_code == 0 and "uncertain_real" in table.stdout

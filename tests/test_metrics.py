@@ -255,3 +255,26 @@ def test_class_metrics_are_undefined_rather_than_zero_without_their_class():
     assert none_flagged["recall"] is None and none_flagged["f1"] is None and none_flagged["precision"] is None
     one_flagged = compute_metrics([0, 0, 0], [0.1, 0.2, 0.9], threshold=0.5)
     assert one_flagged["precision"] == 0.0 and one_flagged["recall"] is None and one_flagged["roc_auc"] is None
+
+
+def test_familiarity_metrics_count_unfamiliar_and_uncertain_and_rank_the_familiar_part():
+    from fakescope.evaluation.metrics import MIN_FAMILIAR, familiarity_metrics
+
+    # 12 familiar images ranked perfectly, then 4 unfamiliar ones ranked backwards: two undecided (uncertain),
+    # two decisive (0.05 and 0.95 stay real and fake)
+    y = [0] * 6 + [1] * 6 + [0, 0, 1, 1]
+    p = [0.1] * 6 + [0.9] * 6 + [0.95, 0.6, 0.5, 0.05]
+    f = [0.5] * 12 + [0.01] * 4
+    m = familiarity_metrics(y, p, f, threshold=0.7)
+    assert m["unfamiliar"] == 0.25
+    assert m["uncertain_real"] == 1 / 8 and m["uncertain_fake"] == 1 / 8
+    assert m["roc_auc_familiar"] == 1.0  # all images together rank worse
+    assert compute_metrics(y, p)["roc_auc"] < 1.0
+    few = familiarity_metrics(y, p, [0.01] * (len(y) - MIN_FAMILIAR + 1) + [0.5] * (MIN_FAMILIAR - 1), 0.7)
+    assert few["roc_auc_familiar"] is None and few["unfamiliar"] > 0
+
+
+def test_familiarity_metrics_are_none_without_a_description():
+    from fakescope.evaluation.metrics import familiarity_metrics
+
+    assert set(familiarity_metrics([0, 1], [0.2, 0.8], [None, None], 0.5).values()) == {None}

@@ -44,10 +44,15 @@ def evaluate(
     """Accuracy, precision, recall, F1, ROC-AUC, AP, EER, ECE and the confusion matrix on labelled folders."""
     import json
 
-    from fakescope.data.discovery import LayoutError
+    from fakescope.data.discovery import LayoutError, discover_samples
     from fakescope.evaluation.evaluate import evaluate_detector
     from fakescope.evaluation.tables import cross_table, metrics_table
 
+    for folder in data:  # every layout checked before any scoring, so a bad last folder loses no work
+        try:
+            discover_samples(folder)
+        except LayoutError as err:
+            raise fail(str(err)) from None
     rows = []
     for name in model:
         detector = load_detector(name, device, backend)

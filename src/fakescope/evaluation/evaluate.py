@@ -8,35 +8,53 @@ from typing import Any
 import numpy as np
 
 from fakescope.data.discovery import Sample, discover_samples
-from fakescope.evaluation.metrics import HELD_OUT_FOLDS, compute_metrics, held_out_fpr, threshold_at_fpr
+from fakescope.evaluation.metrics import (
+    HELD_OUT_FOLDS,
+    compute_metrics,
+    familiarity_metrics,
+    held_out_fpr,
+    threshold_at_fpr,
+)
 from fakescope.inference.detector import Detector
 from fakescope.inference.scan import ScanResult, scan
 
 
-def score_samples(detector: Detector, samples: list[Sample], batch_size: int = 32, workers: int | None = None,
-                  on_result=None, transform=None, copy_move: bool = True) -> tuple[list[int], list[float], list[ScanResult]]:
-    """(labels, fake probabilities, failed results) for labelled samples, in the samples' order (scan yields its
-    own); unreadable files are left out of the first two. ``transform`` perturbs each image; ``copy_move=False``
-    scores without the detector's copy-move check."""
-    prob: dict[str, float] = {}
+def scored_results(detector: Detector, samples: list[Sample], batch_size: int = 32, workers: int | None = None,
+                   on_result=None, transform=None, copy_move: bool = True) -> tuple[list[Sample], list[ScanResult], list[ScanResult]]:
+    """(the samples scored, their results in the same order, failed results) for labelled samples (scan yields in
+    its own order); ``transform`` perturbs each image; ``copy_move=False`` scores without the detector's copy-move
+    check."""
+    done: dict[str, ScanResult] = {}
     failed = []
     for r in scan([s.path for s in samples], detector, batch_size, workers, on_result=on_result, transform=transform,
                   copy_move=copy_move):
         if r.error is not None:
             failed.append(r)
         else:
-            prob[r.path] = r.fake_probability
-    scored = [s for s in samples if str(s.path) in prob]
-    return [s.label for s in scored], [prob[str(s.path)] for s in scored], failed
+            done[r.path] = r
+    scored = [s for s in samples if str(s.path) in done]
+    return scored, [done[str(s.path)] for s in scored], failed
+
+
+def score_samples(detector: Detector, samples: list[Sample], batch_size: int = 32, workers: int | None = None,
+                  on_result=None, transform=None, copy_move: bool = True) -> tuple[list[int], list[float], list[ScanResult]]:
+    """(labels, fake probabilities, failed results) for labelled samples, in the samples' order; unreadable files
+    are left out of the first two (:func:`scored_results`)."""
+    scored, results, failed = scored_results(detector, samples, batch_size, workers, on_result, transform, copy_move)
+    return [s.label for s in scored], [r.fake_probability for r in results], failed
 
 
 def evaluate_detector(detector: Detector, data: str | Path, threshold: float | None = None, batch_size: int = 32,
                       workers: int | None = None, on_result=None, copy_move: bool = True) -> dict[str, Any]:
-    """Metrics of ``detector`` on the labelled images below ``data`` (unreadable files counted, not scored);
-    ``copy_move=False``: of the model alone, at its own threshold, for a detector that checks for copy-moves."""
-    labels, probs, failed = score_samples(detector, discover_samples(data), batch_size, workers, on_result,
-                                          copy_move=copy_move)
-    metrics = compute_metrics(labels, probs, detector.decision_threshold(copy_move) if threshold is None else threshold)
+    """Metrics of ``detector`` on the labelled images below ``data`` (unreadable files counted, not scored), and
+    how familiar it finds them (:func:`familiarity_metrics`); ``copy_move=False``: of the model alone, at its own
+    threshold, for a detector that checks for copy-moves."""
+    scored, results, failed = scored_results(detector, discover_samples(data), batch_size, workers, on_result,
+                                             copy_move=copy_move)
+    labels, probs = [s.label for s in scored], [r.fake_probability for r in results]
+    threshold = detector.decision_threshold(copy_move) if threshold is None else threshold
+    metrics = compute_metrics(labels, probs, threshold)
+    metrics.update(familiarity_metrics(labels, probs, [r.familiarity for r in results], threshold))
     metrics["n_errors"] = len(failed)
     metrics["errors"] = [f"{r.path}: {r.error}" for r in failed]
     return metrics

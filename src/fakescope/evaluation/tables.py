@@ -7,6 +7,8 @@ from rich.markup import escape
 from rich.table import Table
 
 COLUMNS = ["n", "accuracy", "precision", "recall", "f1", "roc_auc", "average_precision", "eer", "ece"]
+#: Shown when some detector describes its training images (:func:`fakescope.evaluation.metrics.familiarity_metrics`).
+FAMILIARITY = ("unfamiliar", "uncertain_real", "uncertain_fake", "roc_auc_familiar")
 
 
 def _fmt(v: Any) -> str:
@@ -18,7 +20,8 @@ def _fmt(v: Any) -> str:
 def metrics_table(rows: list[dict[str, Any]]) -> Table:
     """One column per (model, data) evaluation, one row per metric: reads well however many metrics there are."""
     table = Table("metric", *[f"{r['model']}\n{r['data']}" for r in rows])
-    for c in ("threshold", *COLUMNS, "accuracy_real", "accuracy_fake", "accuracy_at_eer_threshold"):
+    described = [c for c in FAMILIARITY if any(r.get(c) is not None for r in rows)]
+    for c in ("threshold", *COLUMNS, "accuracy_real", "accuracy_fake", "accuracy_at_eer_threshold", *described):
         table.add_row(c, *[_fmt(r.get(c)) for r in rows])
     table.add_row(escape("confusion [[tn, fp], [fn, tp]]"), *[str(r["confusion_matrix"]) for r in rows])
     return table
