@@ -169,9 +169,10 @@ def test_fakescope_models_lists_every_detector_with_torch_unimportable(tmp_path:
     assert all(f"│ {name} " in table.stdout for name in list_detectors())
 
 
-@pytest.mark.parametrize("method", ["ela", "noise"])
+@pytest.mark.parametrize("method", ["ela", "noise", "copy-move"])
 def test_model_free_explain_views_need_no_torch(tmp_path: Path, method: str) -> None:
-    """ELA and the noise level read only the pixels: drawing them must not wait seconds for PyTorch to import."""
+    """ELA, the noise level and the copy-move evidence read only the pixels: drawing them must not wait seconds for
+    PyTorch to import."""
     res = _run_without_torch(["explain", str(EXAMPLES[0]), "--method", method, "--out", str(tmp_path / "out")],
                              tmp_path)
     assert res.returncode == 0, res.stderr[-3000:]

@@ -43,7 +43,7 @@ def explain(
         if d.output is not None and not d.output.name.startswith(f"{d.path.stem}_"):
             console.print(f"{d.path} -> {d.output.name}", highlight=False)
     written = sum(d.output is not None for d in done)
-    console.print(f"{written} {method} images written to {out}; {plural(len(done) - written, 'error')}",
+    console.print(f"{plural(written, f'{method} image')} written to {out}; {plural(len(done) - written, 'error')}",
                   highlight=False)
     if not written:
         raise typer.Exit(1)

@@ -30,10 +30,16 @@ def noise_view(img: Image.Image) -> Image.Image:
     return colorize(noise_map(img), "inferno")
 
 
+#: The copy-move view's shade over the copy and its source, and how strongly it covers them (0..255).
+SHADE, SHADE_ALPHA = (255, 64, 0), 110
+
+
 def copy_move_view(img: Image.Image) -> Image.Image:
-    """The image with the copy and its source shaded and a line from each matched keypoint to its copy."""
+    """The image with the copy and its source shaded orange and a line from each matched keypoint to its copy; the
+    rest of the image as it is. Pillow only, so the view draws without importing PyTorch."""
     found = find_copy_move(np.asarray(img.convert("RGB")))
-    out = overlay(img, regions_map(found, img.width, img.height), image_weight=0.7)
+    shade = Image.fromarray((regions_map(found, img.width, img.height) * SHADE_ALPHA).astype(np.uint8))
+    out = Image.composite(Image.new("RGB", img.size, SHADE), img.convert("RGB"), shade)
     pairs = found.pairs * np.tile([img.width / SIZE, img.height / SIZE], 2)
     draw = ImageDraw.Draw(out)
     for x0, y0, x1, y1 in pairs.tolist():
