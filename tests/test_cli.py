@@ -18,7 +18,7 @@ from fakescope.inference.detector import Detector
 from fakescope.inference.output import unwritable_reason
 from fakescope.registry import list_detectors
 
-RESULT_KEYS = {"path", "fake_probability", "label", "model", "error", "provenance", "familiarity"}
+RESULT_KEYS = {"path", "fake_probability", "label", "threshold", "model", "error", "provenance", "familiarity"}
 CSV_KEYS = RESULT_KEYS - {"provenance"} | {"provenance_verdict", "provenance_generator", "label_reason", "copy_move"}
 METRIC_KEYS = {"n", "accuracy", "precision", "recall", "f1", "roc_auc", "average_precision", "eer", "confusion_matrix"}
 
@@ -201,6 +201,41 @@ def test_the_table_names_the_threshold_that_labelled_it(images, tiny_ela_checkpo
         res = invoke(*scan_args(tiny_ela_checkpoint, images[0].parent, *extra))
         assert res.exit_code == 0, res.output
         assert f"fake at probability >= {shown:.3f}" in res.output
+
+
+def _rows(text: str, fmt: str) -> list[dict]:
+    """Rows of a scan's output, numbers and nulls as JSON has them (CSV: empty cells are null)."""
+    if fmt == "json":
+        return json.loads(text)
+    if fmt == "jsonl":
+        return [json.loads(line) for line in text.splitlines()]
+    rows = list(csv.DictReader(io.StringIO(text)))
+    return [{**r, **{k: None if r[k] == "" else float(r[k]) for k in ("fake_probability", "threshold")},
+             "label": r["label"] or None} for r in rows]
+
+
+@pytest.mark.parametrize("fmt", ["json", "jsonl", "csv"])
+def test_every_row_records_the_threshold_that_labelled_it(images, tiny_ela_checkpoint, fmt):
+    """A results file says how it was labelled: each scored row has the threshold its label used (the model's own,
+    or --threshold), an error row null, as its probability and label are."""
+    (images[0].parent / "broken.jpg").write_bytes(b"not an image")
+    own = Detector.load(tiny_ela_checkpoint).threshold
+    for extra, used in (([], own), (["--threshold", "0.25"], 0.25)):
+        res = invoke(*scan_args(tiny_ela_checkpoint, images[0].parent, "--format", fmt, *extra))
+        assert res.exit_code == 0, res.output
+        rows = {Path(r["path"]).name: r for r in _rows(res.stdout, fmt)}
+        broken = rows.pop("broken.jpg")
+        assert broken["error"] and broken["threshold"] is None and broken["label"] is None
+        assert len(rows) == 5 and all(r["threshold"] == used for r in rows.values())
+        assert all(r["label"] == ("fake" if r["fake_probability"] >= used else "real") for r in rows.values())
+
+
+@pytest.mark.parametrize("command", [["scan", "x.jpg"], ["evaluate", "--data", "x"], ["robustness", "--data", "x"]])
+@pytest.mark.parametrize("value", ["nan", "inf", "-inf", "1.5", "-0.1"])
+def test_a_threshold_that_is_not_a_probability_is_refused_naming_the_option(command, value):
+    res = invoke(*command, "--threshold", value)
+    assert res.exit_code == 2, res.output
+    assert f"Invalid value for '--threshold': {value} is not a probability from 0 to 1" in res.output
 
 
 def test_resume_skips_finished_files_and_appends(images, tiny_ela_checkpoint, tmp_path):

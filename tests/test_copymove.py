@@ -168,6 +168,10 @@ def test_a_scan_can_leave_the_check_out(tmp_path, default_detectors):
         assert res.exit_code == 0, res.output
         rows[flag] = json.loads(res.stdout)[0]
     assert rows["--copy-move"]["copy_move"] == on.copy_move and "copy_move" not in rows["--no-copy-move"]
+    # each row records the threshold for the way it was scored
+    assert (rows["--copy-move"]["threshold"], rows["--no-copy-move"]["threshold"]) == (
+        checked.decision_threshold(), checked.decision_threshold(copy_move=False))
+    assert (on.threshold, off.threshold) == (checked.decision_threshold(), checked.decision_threshold(copy_move=False))
     assert rows["--no-copy-move"]["fake_probability"] == pytest.approx(off.fake_probability)
     import fakescope
 
@@ -267,6 +271,7 @@ def test_a_video_is_labelled_at_the_model_threshold(monkeypatch, default_detecto
     item = Prepared(0, "clip.mp4", PreparedVideo("clip.mp4", [], VideoOptions()), None)
     ((_, result),) = score_prepared([item], checked)
     assert result.label == "fake" and result.copy_move is None
+    assert result.threshold == checked.decision_threshold(copy_move=False)
     writer = ReportWriter(Path("unused.html"), checked)
     assert writer.threshold == checked.threshold and writer.video_threshold == checked.decision_threshold(False)
     assert ReportWriter(Path("unused.html"), checked, copy_move=False).threshold == checked.decision_threshold(False)

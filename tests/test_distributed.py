@@ -457,6 +457,7 @@ def test_torchrun_scan_exports_the_onnx_model_once(tmp_path, tiny_images, tiny_e
     env = {**os.environ, "FAKESCOPE_CACHE": str(cache), "OMP_NUM_THREADS": "1"}
     proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300)
     assert proc.returncode == 0, proc.stderr[-2000:]
-    assert len(out.read_text().splitlines()) == 6
+    rows = [json.loads(line) for line in out.read_text().splitlines()]
+    assert len(rows) == 6 and all(r["threshold"] == Detector.load(tiny_ela_checkpoint).threshold for r in rows)
     assert len(list((cache / "onnx").glob("*.onnx"))) == 1
     assert (proc.stdout + proc.stderr).count("exported") == 1, proc.stderr[-2000:]

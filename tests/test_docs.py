@@ -3,6 +3,7 @@ write_section call has a page, and every relative link in README.md and docs/ po
 from __future__ import annotations
 
 import ast
+import itertools
 import re
 import sys
 from pathlib import Path
@@ -174,3 +175,21 @@ def test_readme_scan_tables_label_at_the_shipped_threshold():
         n_unsure = sum(r["label"] == "uncertain" for r in rows)
         unsure = f", {n_unsure} uncertain" if n_unsure else ""
         assert summary.startswith(f"{len(rows)} files: {n_fake} flagged fake, {n_real} real{unsure}, 0 errors"), summary
+
+
+def test_readme_json_excerpts_show_a_rows_fields_as_scan_writes_them():
+    """Each README excerpt of a `--format json` row (`... | head -N`) is N lines whose fields come in the order a
+    scan writes them (an excerpt once lacked a field the rows had gained)."""
+    from fakescope.forensics.provenance import Provenance
+    from fakescope.inference.scan import ScanResult
+
+    order = list(ScanResult("a.jpg", 0.5, "fake", "m", threshold=0.5, provenance=Provenance()).to_dict())
+    lines = (REPO / "README.md").read_text().splitlines()
+    excerpts = [(i, int(m.group(1))) for i, line in enumerate(lines)
+                if line.startswith("$ ") and (m := re.search(r"\bhead -(\d+)\b", line)) and lines[i + 1] == "["]
+    assert len(excerpts) >= 2
+    for i, n in excerpts:
+        shown = list(itertools.takewhile(lambda line: line != "```" and not line.startswith("$ "), lines[i + 1:]))
+        assert len(shown) == n, lines[i]
+        keys = [m.group(1) for line in shown if (m := re.match(r'    "(\w+)":', line))]
+        assert keys == order[:len(keys)], lines[i]

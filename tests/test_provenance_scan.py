@@ -52,8 +52,8 @@ def test_provenance_never_changes_score_or_label(folder: Path, tiny_ela_checkpoi
     detector = Detector.load(str(tiny_ela_checkpoint), device="cpu")
     off = {Path(r.path).name: r for r in scan([folder], detector, workers=0)}
     on = {Path(r.path).name: r for r in scan([folder], detector, workers=0, provenance=True)}
-    assert all(r.provenance is None and set(r.to_dict()) == {"path", "fake_probability", "label", "model", "error", "familiarity"}
-               for r in off.values())
+    plain = {"path", "fake_probability", "label", "threshold", "model", "error", "familiarity"}
+    assert all(r.provenance is None and set(r.to_dict()) == plain for r in off.values())
     for name, r in on.items():
         assert r.provenance is not None
         assert (r.fake_probability, r.label) == (off[name].fake_probability, off[name].label)

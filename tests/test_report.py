@@ -68,14 +68,16 @@ def test_report_is_self_contained_and_complete(tmp_path: Path, tiny_images, tiny
     assert not list(out.parent.glob("*.part"))
 
 
-def test_a_missing_file_has_no_provenance_section_of_its_own_error(tmp_path: Path, tiny_ela_checkpoint: Path) -> None:
-    """A file that is not there has nothing to declare: its row says provenance was not read, rather than "none"
-    with the missing file listed as a provenance problem."""
+def test_a_file_with_no_bytes_has_no_provenance_section_of_its_own_error(tmp_path: Path,
+                                                                         tiny_ela_checkpoint: Path) -> None:
+    """A file that is not there, or empty, has nothing to declare (as in the scan's rows): its row says provenance
+    was not read, rather than "none" with its error listed as a provenance problem."""
     detector = Detector.load(str(tiny_ela_checkpoint), device="cpu")
-    (result,) = scan([tmp_path / "gone.jpg"], detector, workers=0)
-    assert result.error is not None
-    text = write_report([result], detector, tmp_path / "report.html").read_text()
-    assert "provenance not read" in text and "no provenance metadata" not in text
+    (tmp_path / "empty.jpg").write_bytes(b"")
+    results = list(scan([tmp_path / "gone.jpg", tmp_path / "empty.jpg"], detector, workers=0))
+    assert len(results) == 2 and all(r.error is not None for r in results)
+    text = write_report(results, detector, tmp_path / "report.html").read_text()
+    assert text.count("provenance not read") == 2 and "no provenance metadata" not in text
 
 
 def test_scan_command_writes_report(tmp_path: Path, tiny_images, tiny_ela_checkpoint: Path) -> None:

@@ -224,9 +224,11 @@ def test_results_are_written_from_a_stream_in_every_format():
     from fakescope.inference.output import write_results
     from fakescope.inference.scan import ScanResult
 
-    results = [ScanResult("a.jpg", 0.9, "fake", "m"), ScanResult("b.jpg", None, None, "m", "not an image"),
-               ScanResult("c.mp4", 0.1, "real", "m", frames=[{"index": 0, "score": 0.1}])]
+    results = [ScanResult("a.jpg", 0.9, "fake", "m", threshold=0.5), ScanResult("b.jpg", None, None, "m", "not an image"),
+               ScanResult("c.mp4", 0.1, "real", "m", threshold=0.25, frames=[{"index": 0, "score": 0.1}])]
     rows = [r.to_dict() for r in results]
+    assert list(rows[0])[:5] == ["path", "fake_probability", "label", "threshold", "model"]
+    assert [r["threshold"] for r in rows] == [0.5, None, 0.25]  # an error row decided no label
     for items in (results, []):
         buf = io.StringIO()
         write_results(iter(items), "json", buf)
@@ -238,6 +240,51 @@ def test_results_are_written_from_a_stream_in_every_format():
     assert [json.loads(line) for line in buf.getvalue().splitlines()] == rows
     buf = io.StringIO()
     write_results(iter(results), "csv", buf)
-    assert [r["path"] for r in csv.DictReader(io.StringIO(buf.getvalue()))] == ["a.jpg", "b.jpg", "c.mp4"]
+    table = list(csv.DictReader(io.StringIO(buf.getvalue())))
+    assert [(r["path"], r["threshold"]) for r in table] == [("a.jpg", "0.5"), ("b.jpg", ""), ("c.mp4", "0.25")]
     with pytest.raises(ValueError, match="unknown format"):
         write_results(iter(results), "xml", buf)
+
+
+def test_rows_written_before_the_threshold_field_still_resume_and_merge(tmp_path: Path) -> None:
+    """A JSONL file from a fakescope whose rows had no ``threshold``: its files are still done on --resume, and its
+    rows still read (a distributed scan's parts are merged through ScanResult.from_dict)."""
+    from fakescope.inference.output import resume_jsonl, to_string
+    from fakescope.inference.scan import ScanResult
+
+    old = {"path": "a.jpg", "fake_probability": 0.9, "label": "fake", "model": "m", "error": None}
+    jsonl = tmp_path / "old.jsonl"
+    jsonl.write_text(json.dumps(old) + "\n")
+    assert "a.jpg" in resume_jsonl(jsonl)
+    result = ScanResult.from_dict(old)
+    assert (result.label, result.threshold) == ("fake", None)
+    assert json.loads(to_string([result], "json")) == [{**old, "threshold": None, "familiarity": None}]
+
+
+def test_error_rows_carry_provenance_only_when_the_files_bytes_were_read(tmp_path: Path,
+                                                                        tiny_detector_path: Path) -> None:
+    """Provenance is what a file declares: a file whose bytes were read but whose pixels fail to decode keeps what
+    its bytes declare; a file with no bytes to read (missing, empty, a pipe) has none, and its row no such key.
+    Either way an error row has no threshold, as it has no label; the table's provenance cell says which."""
+    from fakescope.inference.output import provenance_cell
+
+    folder = tmp_path / "in"
+    folder.mkdir()
+    malformed = sorted((Path(__file__).parent / "fixtures" / "malformed").glob("*.bin"))
+    for fixture in malformed:
+        (folder / f"{fixture.stem}.jpg").write_bytes(fixture.read_bytes())
+    (folder / "empty.jpg").write_bytes(b"")
+    unread = [folder / "empty.jpg", tmp_path / "missing.jpg"]
+    if hasattr(os, "mkfifo"):
+        os.mkfifo(folder / "pipe.jpg")
+        unread.append(folder / "pipe.jpg")
+    det = Detector.load(str(tiny_detector_path))
+    results = {Path(r.path).name: r for r in scan([folder, tmp_path / "missing.jpg"], det, workers=0, provenance=True)}
+    rows = {name: r.to_dict() for name, r in results.items()}
+    assert len(rows) == len(malformed) + len(unread) and all(r["error"] for r in rows.values())
+    assert all(r["threshold"] is None and r["label"] is None for r in rows.values())
+    for fixture in malformed:
+        name = f"{fixture.stem}.jpg"
+        assert rows[name]["provenance"]["verdict"] == "none" and provenance_cell(results[name]) == "none", name
+    for path in unread:
+        assert "provenance" not in rows[path.name] and provenance_cell(results[path.name]) == "-", path.name

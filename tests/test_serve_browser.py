@@ -362,7 +362,8 @@ def test_folder_view_scores_20_files_sorts_opens_and_downloads(browser, folder_s
         assert len(rows) == 20 and {r["path"] for r in rows} == {p.name for p in files}
         assert all(ScanResult.from_dict(r).to_dict() == r for r in rows)  # scan records, nothing else
         by_name = {r["path"]: r for r in rows}
-        assert "not a recognised image" in by_name["broken.jpg"]["error"]
+        assert "not a recognised image" in by_name["broken.jpg"]["error"] and by_name["broken.jpg"]["threshold"] is None
+        assert all(r["threshold"] is not None for r in rows if r["error"] is None)  # what each label used
         assert by_name["IMG_0006.heic"]["error"] is None and by_name["IMG_0007.avif"]["error"] is None
         video = by_name["clip.mp4"]
         assert len(video["frames"]) == 6 and all(r.get("frames") is None for r in rows if r is not video)
@@ -382,6 +383,8 @@ def test_folder_view_scores_20_files_sorts_opens_and_downloads(browser, folder_s
         page.click("#folder-table tr[data-path='clip.mp4']")  # a video opens its per-frame plot
         page.wait_for_selector("#video-view:not([hidden])")
         assert page.locator("#frame-plot circle.frame").count() == 6
+        y = float(page.get_attribute("#frame-plot line.threshold", "y1"))  # drawn at the video row's threshold
+        assert y == pytest.approx(200 - 30 + (2 * 30 - 200) * video["threshold"])
         page.click("#folder-table th[data-sort=score]")
         page.screenshot(path=str(tmp_path / "folder.png"), full_page=True)
         page.click("#folder-table tr[data-path='IMG_0004.png']")  # an image opens the views above

@@ -49,6 +49,7 @@ def test_video_endpoint_gives_the_scan_frames(client, tiny_ela_checkpoint, tmp_p
     assert body["path"] == "clip.mp4" and body["fake_probability"] == pytest.approx(p, abs=1e-6)
     assert [set(f) for f in body["frames"]] == [FRAME_KEYS] * len(frames)
     assert [f["score"] for f in body["frames"]] == pytest.approx([f["score"] for f in frames], abs=1e-6)
+    assert expected.threshold is not None and body["threshold"] == expected.threshold  # as the scan row has it
     bad = client.post("/v1/detect/video", files={"file": ("clip.mp4", b"\x00" * 300, "video/mp4")})
     assert bad.status_code == 422 and bad.json()["detail"].startswith("clip.mp4: not a readable video")
     named = client.post("/v1/detect/video", files={"file": ("notes.txt", b"hello", "text/plain")})
@@ -102,18 +103,21 @@ def test_results_are_written_by_the_cli_writer(client, tmp_path):
 
 def test_results_take_the_services_own_rows_and_check_each_field(client):
     files = [("files", ("a.jpg", jpeg(1), "image/jpeg")), ("files", ("broken.jpg", b"not a jpeg", "image/jpeg"))]
-    batch = client.post("/v1/detect/batch", files=files).json()["results"]
-    assert {"threshold", "width", "height"} <= set(batch[0])  # web-only fields, not in a scan row
+    body = client.post("/v1/detect/batch", files=files).json()
+    batch = body["results"]
+    assert {"width", "height"} <= set(batch[0])  # web-only fields, not in a scan row
+    assert (batch[0]["threshold"], batch[1]["threshold"]) == (body["threshold"], None)  # as scan rows: null on error
     one = client.post("/v1/detect?explain=true", files={"file": ("c.jpg", jpeg(2), "image/jpeg")}).json()
     assert one["explanation"]
     r = client.post("/v1/results", json={"results": [*batch, one]})
     assert r.status_code == 200, r.text
-    written, scan_keys = json.loads(r.text), ("path", "fake_probability", "label", "model", "error", "provenance")
+    written = json.loads(r.text)
+    scan_keys = ("path", "fake_probability", "label", "threshold", "model", "error", "provenance")
     assert [{k: w.get(k) for k in scan_keys} for w in written] == [{k: row.get(k) for k in scan_keys}
                                                                    for row in (*batch, one)]
-    assert not {"threshold", "width", "height", "explanation"} & set().union(*written)
-    for field, value in [("fake_probability", "abc"), ("label", 12), ("path", None), ("copy_move", "3"),
-                         ("provenance", "declared_ai"), ("path_bytes", "zz")]:
+    assert not {"width", "height", "explanation"} & set().union(*written)
+    for field, value in [("fake_probability", "abc"), ("label", 12), ("threshold", "0.5"), ("path", None),
+                         ("copy_move", "3"), ("provenance", "declared_ai"), ("path_bytes", "zz")]:
         bad = client.post("/v1/results?format=csv", json={"results": [{**batch[0], field: value}]})
         assert bad.status_code == 422 and f"body.results.0.{field}:" in bad.json()["detail"], (field, bad.text)
     assert client.post("/v1/results", json={"results": [{"path": "a.jpg"}]}).status_code == 422

@@ -32,7 +32,7 @@ from fakescope.video.frames import (
 )
 from fakescope.video.scan import VideoOptions, prepare_video, score_video, top_k_mean
 
-RESULT_KEYS = {"path", "fake_probability", "label", "model", "error", "familiarity"}
+RESULT_KEYS = {"path", "fake_probability", "label", "threshold", "model", "error", "familiarity"}
 FRAME_KEYS = {"index", "time", "score", "face", "faces"}
 runner = CliRunner()
 

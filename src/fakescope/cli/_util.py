@@ -79,6 +79,14 @@ def _check_device(value: Optional[str]) -> Optional[str]:
     return value
 
 
+def _check_probability(value: Optional[float]) -> Optional[float]:
+    """A threshold option's value, refused unless a probability. Checked here, not by Typer's min/max: its range
+    check tells NaN that it "should be less than or equal to 1"."""
+    if value is not None and not 0.0 <= value <= 1.0:  # False for NaN too
+        raise typer.BadParameter(f"{value:g} is not a probability from 0 to 1")
+    return value
+
+
 def _set_quiet(value: bool) -> bool:
     if value:
         state.quiet = True
@@ -93,8 +101,8 @@ BackendOpt = Annotated[Backend, typer.Option(help=BACKEND_HELP)]
 BatchSizeOpt = Annotated[int, typer.Option(help="Images per inference batch.", min=1)]
 WorkersOpt = Annotated[Optional[int], typer.Option(help="Decoding processes (default: automatic).", min=0)]
 TableOrJsonOpt = Annotated[TableOrJson, typer.Option("--format", "-f", help="Output format.")]
-ThresholdOpt = Annotated[Optional[float], typer.Option(help="Decision threshold (default: the model's).", min=0.0,
-                                                       max=1.0)]
+ThresholdOpt = Annotated[Optional[float], typer.Option(help="Fake if probability >= T, 0 to 1 (default: the model's).",
+                                                       callback=_check_probability)]
 QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="Only results: no logs, notes or progress bars.",
                                         callback=_set_quiet, is_eager=True)]
 DataOpt = Annotated[Path, typer.Option(help="Labelled folder (real/ + fake/ or another layout).")]

@@ -219,12 +219,12 @@ class ReportWriter:
 
     @staticmethod
     def _provenance(result) -> Provenance | None:
-        """The provenance the scan read with the pixels, else read here (videos, and files that are not there or not
-        regular files: not read, their error says why)."""
-        prov = getattr(result, "provenance", None)
-        if prov is not None or is_video_file(result.path) or not os.path.isfile(result.path):
+        """The provenance the scan read with the pixels, else read here; none for videos, and, as in the scan's rows,
+        for files with no bytes to read (not there, empty, not regular files: their error says why)."""
+        prov, path = getattr(result, "provenance", None), result.path
+        if prov is not None or is_video_file(path) or not os.path.isfile(path) or os.path.getsize(path) == 0:
             return prov
-        return read_provenance(result.path)
+        return read_provenance(path)
 
     def _notes(self) -> str:
         notes = [("Scores come from the detector alone. Provenance (Content Credentials, XMP, generator settings, "

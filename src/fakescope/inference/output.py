@@ -21,8 +21,8 @@ from fakescope.inference.scan import PathSet, ScanResult
 
 #: CSV columns; ``path_bytes`` is empty unless the file name is not UTF-8 (see :mod:`fakescope.inference.paths`);
 #: the provenance object becomes its verdict and generator columns.
-FIELDS = ["path", "fake_probability", "label", "familiarity", "model", "error", PATH_BYTES, "provenance_verdict",
-          "provenance_generator", "label_reason", "copy_move"]
+FIELDS = ["path", "fake_probability", "label", "threshold", "familiarity", "model", "error", PATH_BYTES,
+          "provenance_verdict", "provenance_generator", "label_reason", "copy_move"]
 FORMATS = ("table", "json", "jsonl", "csv")
 
 

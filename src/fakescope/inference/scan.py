@@ -16,7 +16,7 @@ import json
 import logging
 import os
 from collections.abc import Callable, Container, Iterable, Iterator
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from itertools import islice
 from pathlib import Path
 from typing import Any
@@ -38,11 +38,20 @@ log = logging.getLogger(__name__)
 
 @dataclass
 class ScanResult:
-    """One scanned file. On error, ``fake_probability`` and ``label`` are None and ``error`` says why."""
+    """One scanned file. On error, ``fake_probability``, ``label`` and ``threshold`` are None and ``error`` says why.
+
+    ``provenance`` is what the file declares, so an error row has it only when the file's bytes were read: a file
+    whose pixels fail to decode (truncated, malformed, over the pixel limit) keeps what its bytes declare; a file
+    with no bytes to read (missing, empty, unreadable, a folder, a pipe or device) has none.
+    """
 
     path: str
     fake_probability: float | None
     label: str | None
+    #: The probability at or above which this file's label is fake: the scan's ``threshold``, else the detector's
+    #: decision threshold for how it scored the file. Keyword-only, so that it can sit right after ``label`` in the
+    #: rows while ``ScanResult(path, p, label, model)`` keeps its meaning; None in a row from an older fakescope.
+    threshold: float | None = field(default=None, kw_only=True)
     model: str
     error: str | None = None
     #: Videos only: one record per sampled frame (index, time in s, score, face flag, faces with box and score).
@@ -65,13 +74,14 @@ class ScanResult:
         d = asdict(self)
         for key in ("frames", "provenance", "label_reason", "copy_move"):
             if d[key] is None:
-                del d[key]  # an image scanned without provenance keeps exactly the six fields
+                del d[key]  # an image scanned without provenance keeps exactly the seven fields
         if self.error is not None:
             d["error"] = path_text(self.error)
         return {**path_fields(self.path), **{k: v for k, v in d.items() if k != "path"}}
 
     @classmethod
     def from_dict(cls, record: dict[str, Any]) -> ScanResult:
+        """The result a :meth:`to_dict` record holds (one written before rows had ``threshold`` reads as None)."""
         fields = {k: v for k, v in record.items() if k != PATH_BYTES}
         return cls(**{**fields, "path": path_from_record(record)})
 
@@ -255,8 +265,8 @@ def score_prepared(
         for i, (item, p) in enumerate(zip(batch, scores.probabilities)):
             f = None if scores.familiarity is None else round(float(scores.familiarity[i]), 4)
             pairs = None if scores.copy_move is None else int(scores.copy_move[i])
-            yield done(item, ScanResult(item.path, float(p), decide(float(p), f, cut), detector.name, familiarity=f,
-                                        copy_move=pairs))
+            yield done(item, ScanResult(item.path, float(p), decide(float(p), f, cut), detector.name, threshold=cut,
+                                        familiarity=f, copy_move=pairs))
         batch.clear()
 
     for item in items:
@@ -266,7 +276,8 @@ def score_prepared(
         if isinstance(item.array, PreparedVideo):  # a whole video: its frames are batched on their own
             p, frames = score_video(item.array, detector, batch_size)  # frames are never checked for copy-moves
             cut = detector.decision_threshold(copy_move=False) if threshold is None else threshold
-            yield done(item, ScanResult(item.path, p, detector.label(p, cut), detector.name, frames=frames))
+            yield done(item, ScanResult(item.path, p, detector.label(p, cut), detector.name, threshold=cut,
+                                        frames=frames))
             continue
         batch.append(item)
         if len(batch) >= batch_size:

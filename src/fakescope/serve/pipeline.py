@@ -179,7 +179,7 @@ async def score_uploads(runtime: ModelRuntime, uploads: list[Upload], strict: bo
     out: list[tuple[DetectResult, Image.Image | None]] = []
     arrays, scored = [], []
     for up in uploads:
-        result = DetectResult(path=up.name, fake_probability=None, label=None, model=model, threshold=threshold)
+        result = DetectResult(path=up.name, fake_probability=None, label=None, model=model)
         if reading.provenance and up.data:
             result.provenance = await runtime.run_decoder(read_provenance, up.data, up.name)
         img = None
@@ -209,6 +209,7 @@ async def score_uploads(runtime: ModelRuntime, uploads: list[Upload], strict: bo
         result.familiarity = None if scores.familiarity is None else round(float(scores.familiarity[i]), 4)
         result.copy_move = None if scores.copy_move is None else int(scores.copy_move[i])
         result.fake_probability, result.label = float(p), decide(float(p), result.familiarity, threshold)
+        result.threshold = threshold
         if reading.trust_credentials:
             trusted_label(result)
     return out

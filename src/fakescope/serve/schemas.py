@@ -18,7 +18,7 @@ class Explanation(BaseModel):
 
 
 class DetectResult(BaseModel):
-    """One scored image: the same fields as a ``fakescope scan`` result, plus the threshold used."""
+    """One scored image: the same fields as a ``fakescope scan`` result, plus the decoded size and explanation."""
 
     path: str = Field(description="The uploaded file name.")
     fake_probability: float | None = Field(description="Calibrated probability that the image is fake, 0..1.")
@@ -26,6 +26,9 @@ class DetectResult(BaseModel):
         description="'fake' if fake_probability >= threshold (or, with trust_credentials, a valid C2PA manifest "
                     "declares AI generation); 'uncertain' when the image is unlike the detector's training images "
                     "(familiarity below 0.05) and the score is between 0.1 and 0.9.")
+    threshold: float | None = Field(None, description="The probability at or above which this image's label is fake: "
+                                    "the model's own threshold, or the request's `threshold`. Null, as "
+                                    "fake_probability and label are, when the image could not be scored.")
     familiarity: float | None = Field(None, description="How much the image looks like the detector's training "
                                       "images, 0..1: the share of its validation images that lie at least as far "
                                       "from the training features (5% of them score below 0.05). Null when the "
@@ -35,7 +38,6 @@ class DetectResult(BaseModel):
                                   "Null when the detector does not check for copy-moves (the shipped default does).")
     model: str = Field(description="The detector that scored the image.")
     error: str | None = Field(None, description="Why this image could not be scored (batch items only).")
-    threshold: float = Field(description="Decision threshold applied: the model's own, or the request's `threshold`.")
     width: int | None = Field(None, description="Decoded image width in pixels.")
     height: int | None = Field(None, description="Decoded image height in pixels.")
     explanation: Explanation | None = Field(None, description="Present when the request asked for explain=true.")
@@ -79,7 +81,7 @@ class VideoResult(DetectResult):
 
 #: Fields of the service's results that a ``fakescope scan`` row does not have: accepted by ``POST /v1/results``
 #: and left out of the file it writes.
-WEB_ONLY_FIELDS = frozenset({"threshold", "width", "height", "explanation"})
+WEB_ONLY_FIELDS = frozenset({"width", "height", "explanation"})
 
 
 class ResultRecord(BaseModel):
@@ -91,6 +93,7 @@ class ResultRecord(BaseModel):
     path: str
     fake_probability: float | None
     label: Literal["real", "fake", "uncertain"] | None
+    threshold: float | None = None
     model: str
     error: str | None = None
     frames: list[dict[str, Any]] | None = None
@@ -100,7 +103,6 @@ class ResultRecord(BaseModel):
     copy_move: int | None = None
     path_bytes: str | None = Field(None, pattern="^([0-9a-fA-F]{2})*$",
                                    description="The file name's bytes as hex, when it is not UTF-8 (scan rows).")
-    threshold: float | None = Field(None, description="Web-only: accepted, not written.")
     width: int | None = Field(None, description="Web-only: accepted, not written.")
     height: int | None = Field(None, description="Web-only: accepted, not written.")
     explanation: dict[str, Any] | None = Field(None, description="Web-only: accepted, not written.")

@@ -64,8 +64,6 @@ async def detect_video(
         raise HTTPException(422, detail=f"{upload.name}: not a video file name ({', '.join(sorted(VIDEO_EXTENSIONS))})")
     detector, model = runtime.detector, runtime.model_name
     assert detector is not None and model is not None
-    # a video's frames are scored by the model alone (no copy-move check): its own threshold
-    threshold = detector.decision_threshold(copy_move=False) if threshold is None else threshold
     with tempfile.TemporaryDirectory(prefix="fakescope-video-") as tmp:
         (path,) = await runtime.run_decoder(save_uploads, [upload], Path(tmp))
         async with _admitted(runtime, [path]):
@@ -74,12 +72,12 @@ async def detect_video(
     if result.error is not None:
         raise HTTPException(422, detail=f"{upload.name}: {result.error}")
     return VideoResult(path=upload.name, fake_probability=result.fake_probability, label=result.label, model=model,
-                       threshold=threshold, frames=result.frames)
+                       threshold=result.threshold, frames=result.frames)
 
 
 class ResultRows(BaseModel):
     results: list[ResultRecord] = Field(description="Result records as /v1/detect/batch and /v1/detect/video give "
-                                        "them (their web-only fields, threshold, width, height and explanation, are "
+                                        "them (their web-only fields, width, height and explanation, are "
                                         "left out of the file), or as `fakescope scan --format json` writes them.")
 
 

@@ -5,8 +5,8 @@
 "use strict";
 
 const VIDEO_NAME = /\.(mp4|avi|mov|mkv|webm)$/i;
-// the fields of a `fakescope scan` record; the API's web-only ones (threshold, width, height, explanation) are left out
-const RECORD = ["fake_probability", "label", "familiarity", "model", "error", "frames", "provenance", "label_reason", "copy_move"];
+// the fields of a `fakescope scan` record; the API's web-only ones (width, height, explanation) are left out
+const RECORD = ["fake_probability", "label", "threshold", "familiarity", "model", "error", "frames", "provenance", "label_reason", "copy_move"];
 const SVG = "http://www.w3.org/2000/svg";
 let rows = []; // { file, path, result: null | scan row, thumb: object URL | null }
 let sort = { key: null, dir: 1 };
@@ -51,9 +51,8 @@ function setResult(row, result) {
   if (result.model) modelName = result.model;
   const out = { path: row.path };
   RECORD.forEach((k) => result[k] !== undefined && result[k] !== null && (out[k] = result[k]));
-  ["fake_probability", "label", "model", "error"].forEach((k) => k in out || (out[k] = null));
+  ["fake_probability", "label", "threshold", "model", "error"].forEach((k) => k in out || (out[k] = null));
   row.result = out;
-  row.threshold = result.threshold; // what the label used (not a field of scan rows)
 }
 
 async function scoreImages(images, progress) {
@@ -190,7 +189,7 @@ function openRow(row, tr) {
   tr.classList.add("open");
   $("video-view").hidden = true;
   if (r.error) return showError(r.error);
-  if (r.frames) return showVideo(r, row.threshold);
+  if (r.frames) return showVideo(r);
   $("result").hidden = true;
   detect(row.file).then(() => $("result").scrollIntoView({ block: "nearest" }));
 }
@@ -201,7 +200,7 @@ function svgEl(name, attrs) {
   return el;
 }
 
-function showVideo(r, threshold) {
+function showVideo(r) {
   showError("");
   $("result").hidden = true;
   $("video-name").textContent = r.path;
@@ -211,7 +210,7 @@ function showVideo(r, threshold) {
   const plot = $("frame-plot"), w = 640, h = 200, pad = 30;
   const last = Math.max(...r.frames.map((f) => f.time), 1e-6);
   const x = (t) => pad + (w - 2 * pad) * (t / last), y = (p) => h - pad + (2 * pad - h) * p;
-  const t = threshold === undefined ? 0.5 : threshold;
+  const t = r.threshold;
   const items = [svgEl("line", { x1: pad, y1: y(0), x2: w - pad, y2: y(0), stroke: "#d9dee6" }),
     svgEl("line", { x1: pad, y1: y(t), x2: w - pad, y2: y(t), stroke: "#b3261e", "stroke-dasharray": "5 4", class: "threshold" }),
     svgEl("polyline", { points: r.frames.map((f) => x(f.time) + "," + y(f.score)).join(" "), fill: "none", stroke: "#2f5bd3" })];
