@@ -231,7 +231,7 @@ def test_the_table_and_the_report_show_the_pairs_found(tmp_path, default_detecto
     results = sorted(scan([tmp_path], checked, workers=0), key=lambda r: r.path)
     moved, plain = results
     console = Console(width=200, record=True)
-    console.print(results_table(results, checked.threshold))
+    console.print(results_table(results))
     text = console.export_text()
     assert "copy-move" in text and f"{moved.copy_move} pairs" in text
     html = Path(write_report(results, checked, tmp_path / "report.html")).read_text()

@@ -288,3 +288,17 @@ def test_error_rows_carry_provenance_only_when_the_files_bytes_were_read(tmp_pat
         assert rows[name]["provenance"]["verdict"] == "none" and provenance_cell(results[name]) == "none", name
     for path in unread:
         assert "provenance" not in rows[path.name] and provenance_cell(results[path.name]) == "-", path.name
+
+
+def test_table_caption_names_each_threshold_that_labelled_its_rows():
+    """The caption reads the rows' thresholds: one when all agree, each with its kind of file when the default
+    labelled images (with its copy-move check) and videos (without) at different ones, none when nothing scored."""
+    from fakescope.inference.output import threshold_caption
+    from fakescope.inference.scan import ScanResult
+
+    image = ScanResult("a.jpg", 0.9, "fake", "m", threshold=0.827)
+    video = ScanResult("v.mp4", 0.8, "fake", "m", frames=[], threshold=0.714)
+    error = ScanResult("b.jpg", None, None, "m", error="unreadable")
+    assert threshold_caption([image, error]) == "fake at probability >= 0.827"
+    assert threshold_caption([image, video]) == "fake at probability >= 0.827 (images), 0.714 (videos)"
+    assert threshold_caption([error]) is None

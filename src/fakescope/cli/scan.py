@@ -129,8 +129,7 @@ def _scan(paths: list[Path], model: str, fmt: str, output: Optional[Path], thres
                                           else f"; the {n} results so far are in {output}")
         raise fail(f"interrupted after {n} files{hint}", 130) from None
     if fmt == "table" or (output is not None and not state.quiet):  # with --output and --quiet: all is in the file
-        _summary(results, output, detector.decision_threshold(reading["copy_move"]) if threshold is None else threshold,
-                 counts)
+        _summary(results, output, counts)
     if writer:
         note(f"report: {writer.close()}")
     return counts
@@ -225,12 +224,12 @@ def _count_in_background(bars, task, paths: list[Path], skip) -> None:
         threading.Thread(target=lambda: bars.progress.update(task, total=count_files(paths, skip)), daemon=True).start()
 
 
-def _summary(results, output: Optional[Path], threshold: float, counts: Counter) -> None:
+def _summary(results, output: Optional[Path], counts: Counter) -> None:
     """The table of the results kept (all of them, or the first TABLE_ROWS with --output) and the counts."""
     from fakescope.inference.output import results_table
 
     if results:
-        console.print(results_table(results, threshold))
+        console.print(results_table(results))
     if any(r.label_reason for r in results):
         console.print("* label set by --trust-credentials (label_reason in the JSON output); the score is the "
                       "pixels' own", highlight=False)

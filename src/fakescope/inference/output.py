@@ -179,15 +179,30 @@ def write_results(results: Iterable[ScanResult], fmt: str, out: TextIO) -> None:
     writer.close()
 
 
-def results_table(results: Iterable[ScanResult], threshold: float) -> Table:
-    """A Rich table of ``results``, captioned with the ``threshold`` that labelled them; the familiarity,
-    copy-move, provenance and error columns appear only when some row has one."""
+def threshold_caption(results: list[ScanResult]) -> str | None:
+    """What labelled ``results``: "fake at probability >= T" from their rows' thresholds, with the kind of file each
+    applies to when images and videos were labelled at different ones (the default checks images for copy-moves,
+    not video frames); None when no row was scored."""
+    by_kind: dict[str, float] = {}
+    for r in results:
+        if r.threshold is not None:
+            by_kind.setdefault("videos" if r.frames is not None else "images", r.threshold)
+    if not by_kind:
+        return None
+    if len(set(by_kind.values())) == 1:
+        return f"fake at probability >= {next(iter(by_kind.values())):.3f}"
+    return "fake at probability >= " + ", ".join(f"{t:.3f} ({kind})" for kind, t in sorted(by_kind.items()))
+
+
+def results_table(results: Iterable[ScanResult]) -> Table:
+    """A Rich table of ``results``, captioned with the thresholds that labelled them (:func:`threshold_caption`);
+    the familiarity, copy-move, provenance and error columns appear only when some row has one."""
     results = list(results)
     with_prov = any(r.provenance is not None for r in results)
     with_errors = any(r.error is not None for r in results)
     with_familiarity = any(r.familiarity is not None for r in results)
     with_copy_move = any(r.copy_move is not None for r in results)
-    table = Table(title=None, show_lines=False, caption=f"fake at probability >= {threshold:.3f}")
+    table = Table(title=None, show_lines=False, caption=threshold_caption(results))
     table.add_column("file", overflow="fold")
     table.add_column("fake probability", justify="right")
     table.add_column("label")
