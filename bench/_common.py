@@ -39,6 +39,7 @@ def _split(folder: str, seed: int, val_fraction: float) -> tuple[tuple[Sample, .
 #: Which page of docs/benchmarks/ holds each ``## heading`` a bench writes (docs/benchmarks/index.md lists the pages).
 PAGES = {
     "Default detector": "default-detector.md",
+    "Camera originals, processed as the web processes them": "default-detector.md",  # by hand: fakescope robustness
     "Test-time averaging": "default-detector.md",
     "Mask head as a detector": "default-detector.md",
     "Candidates on the left-out table": "held-out.md",  # written by hand from the runs of the rows' commands
