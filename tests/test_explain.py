@@ -5,7 +5,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import pytorch_grad_cam
 import torch
+import tqdm
 from conftest import make_image
 from PIL import Image
 from typer.testing import CliRunner
@@ -24,6 +26,7 @@ from fakescope.explain import (
 from fakescope.explain.cam import target_layer
 from fakescope.forensics.noise import noise_map
 from fakescope.inference.detector import Detector
+from fakescope.progress import reporting
 from fakescope.registry import create_detector, get_spec, list_detectors
 
 runner = CliRunner()
@@ -79,10 +82,25 @@ def test_cam_on_rgb_plus_ela_input_overlays_the_rgb_image() -> None:
     assert np.abs(np.asarray(picture, dtype=int) - np.asarray(img, dtype=int)).mean() > 5
 
 
-def test_score_cam_on_the_ela_cnn() -> None:
-    heat = cam_heatmap(tiny_detector("ela-cnn"), make_image(IMAGE_SIZE), "scorecam")
+def test_score_cam_on_the_ela_cnn_reports_to_fakescope_progress_and_prints_no_bar(capfd) -> None:
+    """pytorch-grad-cam's Score-CAM loops with a bare tqdm bar on stderr; fakescope routes that loop to its own
+    (silent unless a caller installed a tracker) and leaves the user's tqdm alone."""
+    det = tiny_detector("ela-cnn")
+    reported: list[tuple[int | None, str]] = []
+
+    def tracker(steps, total, description):
+        reported.append((total, description))
+        return steps
+
+    with reporting(tracker):
+        heat = cam_heatmap(det, make_image(IMAGE_SIZE), "scorecam")
     _check_map(heat)
     assert heat.std() > 1e-3
+    assert reported == [(64 // 16, "Score-CAM")]  # features.5's 64 channels in pytorch-grad-cam's batches of 16
+    _check_map(cam_heatmap(det, make_image(IMAGE_SIZE), "scorecam"))  # no tracker: nothing at all
+    assert capfd.readouterr() == ("", "")
+    assert pytorch_grad_cam.score_cam.tqdm is tqdm
+    assert not det.model._forward_pre_hooks, "the channels-last input hook was not removed"
 
 
 def test_cam_works_inside_inference_mode_and_with_frozen_weights() -> None:
@@ -157,6 +175,16 @@ def test_explain_command(tmp_path: Path, tiny_images, tiny_ela_checkpoint: Path)
     assert res.exit_code == 0 and (tmp_path / "n" / f"{paths[0].stem}_noise.png").is_file()
     res = runner.invoke(app, ["explain", str(paths[0]), "--method", "lime"])
     assert res.exit_code == 2
+
+
+def test_explain_scorecam_into_a_pipe_prints_only_its_result_line(tmp_path: Path, tiny_images,
+                                                                   tiny_ela_checkpoint: Path) -> None:
+    paths = tiny_images(1)
+    res = runner.invoke(app, ["explain", str(paths[0]), "--method", "scorecam", "--model", str(tiny_ela_checkpoint),
+                              "--out", str(tmp_path / "out")])
+    assert res.exit_code == 0, res.output
+    assert res.output == f"1 scorecam images written to {tmp_path / 'out'}; 0 errors\n"
+    assert (tmp_path / "out" / f"{paths[0].stem}_scorecam.png").is_file()
 
 
 def test_explain_says_which_file_a_numbered_picture_shows(tmp_path: Path) -> None:

@@ -9,13 +9,18 @@ when a map is drawn, so the model-free views (ELA, noise, copy-move) start witho
 from __future__ import annotations
 
 import logging
+import sys
 import threading
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from types import SimpleNamespace
 from typing import TYPE_CHECKING
 
 import numpy as np
 from PIL import Image
 
 from fakescope.data.preprocess import Preprocess
+from fakescope.progress import track
 from fakescope.registry import get_spec
 
 if TYPE_CHECKING:
@@ -28,7 +33,8 @@ log = logging.getLogger(__name__)
 #: Index of the "fake" logit in every detector's output.
 FAKE_CLASS = 1
 #: CAM methods by CLI name, each a pytorch-grad-cam class. Score-CAM runs one forward pass per channel of the target
-#: layer: cheap for the ELA-CNN (64 channels), slow for wide layers (EfficientNet's 1280).
+#: layer: cheap for the ELA-CNN (64 channels), slow for wide layers (EfficientNet's 1280; one map of the shipped default
+#: is timed in docs/benchmarks/localisation.md).
 CAM_METHODS: dict[str, str] = {"gradcam": "GradCAM", "gradcam++": "GradCAMPlusPlus", "scorecam": "ScoreCAM"}
 CAM_LABELS = {"gradcam": "Grad-CAM", "gradcam++": "Grad-CAM++", "scorecam": "Score-CAM"}
 #: The method of the scan report, the REST service and `fakescope explain` unless one is named: on the shipped
@@ -80,6 +86,47 @@ def cam_class(method: str) -> type[BaseCAM]:
     return getattr(pytorch_grad_cam, CAM_METHODS[method])
 
 
+@contextmanager
+def _channels_last_input(model: nn.Module, device: torch.device) -> Iterator[None]:
+    """Within this block a model on the CPU reads its image batches channels-last, the layout oneDNN's convolutions
+    are fastest in (as training does): the same sums, added in another order. Score-CAM's masked forward passes are
+    what it speeds up (docs/benchmarks/localisation.md). Clips (5-D) have no such layout. A thread scoring with the
+    same model meanwhile reads channels-last too, which changes its scores by float rounding at most."""
+    import torch
+
+    def to_channels_last(_module: nn.Module, args: tuple) -> tuple | None:
+        x = args[0]
+        return (x.contiguous(memory_format=torch.channels_last), *args[1:]) if x.ndim == 4 else None
+
+    handle = model.register_forward_pre_hook(to_channels_last) if device.type == "cpu" else None
+    try:
+        yield
+    finally:
+        if handle is not None:
+            handle.remove()
+
+
+@contextmanager
+def _progress_to_fakescope(cam_type: type[BaseCAM], method: str) -> Iterator[None]:
+    """pytorch-grad-cam's Score-CAM walks its masked batches through a bare ``tqdm.tqdm``, which no option turns off
+    and which writes its bar to stderr even into a pipe or a log. For this block the module of ``cam_type`` (only
+    it: the user's own tqdm is untouched) sees a ``tqdm`` that reports to :func:`fakescope.progress.track` instead,
+    a Rich bar in the CLI when stderr is a terminal and nothing otherwise. Callers hold ``_CAM_LOCK``."""
+    module = sys.modules[cam_type.__module__]
+    library_tqdm = getattr(module, "tqdm", None)
+
+    def steps(batch_starts: range) -> Iterable[int]:
+        return track(batch_starts, len(batch_starts), CAM_LABELS[method])
+
+    if library_tqdm is not None:
+        module.tqdm = SimpleNamespace(tqdm=steps)
+    try:
+        yield
+    finally:
+        if library_tqdm is not None:
+            module.tqdm = library_tqdm
+
+
 def model_cams_and_logits(model: nn.Module, architecture: str, x: torch.Tensor,
                           method: str = DEFAULT_CAM) -> tuple[np.ndarray, torch.Tensor]:
     """CAM of the fake logit for every input of batch ``x`` (N, C, S, S) -> float32 (N, S, S), each in [0, 1], and
@@ -90,7 +137,8 @@ def model_cams_and_logits(model: nn.Module, architecture: str, x: torch.Tensor,
     cam_type = cam_class(method)
     layer = target_layer(model, architecture)
     device = next(model.parameters()).device
-    with _CAM_LOCK, torch.inference_mode(False), torch.enable_grad():
+    with (_CAM_LOCK, torch.inference_mode(False), torch.enable_grad(), _channels_last_input(model, device),
+          _progress_to_fakescope(cam_type, method)):
         # A fresh copy (never an inference tensor) that carries a gradient, so the hooks fire even when every
         # parameter is frozen.
         x = x.detach().clone().to(device).requires_grad_(True)
