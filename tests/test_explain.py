@@ -183,7 +183,7 @@ def test_explain_scorecam_into_a_pipe_prints_only_its_result_line(tmp_path: Path
     res = runner.invoke(app, ["explain", str(paths[0]), "--method", "scorecam", "--model", str(tiny_ela_checkpoint),
                               "--out", str(tmp_path / "out")])
     assert res.exit_code == 0, res.output
-    assert res.output == f"1 scorecam images written to {tmp_path / 'out'}; 0 errors\n"
+    assert res.output == f"1 scorecam image written to {tmp_path / 'out'}; 0 errors\n"
     assert (tmp_path / "out" / f"{paths[0].stem}_scorecam.png").is_file()
 
 
