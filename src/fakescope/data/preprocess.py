@@ -91,6 +91,8 @@ class Preprocess:
         as video models read them, -> (N, T, C, H, W)."""
         import torch
 
+        if isinstance(arrays, np.ndarray) and not arrays.flags.writeable:  # a PIL image's np.asarray: torch would warn
+            arrays = arrays.copy()
         t = torch.as_tensor(arrays)
         if t.ndim == 5:
             return self.to_tensor(t.flatten(0, 1)).unflatten(0, tuple(t.shape[:2]))
