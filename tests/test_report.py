@@ -80,6 +80,22 @@ def test_a_file_with_no_bytes_has_no_provenance_section_of_its_own_error(tmp_pat
     assert text.count("provenance not read") == 2 and "no provenance metadata" not in text
 
 
+def test_an_unreadable_file_has_no_provenance_section_of_its_own_error(tmp_path: Path, tiny_ela_checkpoint: Path,
+                                                                       monkeypatch) -> None:
+    """A file the scan could not open (permission denied) is not read again for the report: its row says provenance
+    was not read, as its scan row has none. Root reads any file, so the permission is refused by a stand-in."""
+    from fakescope.inference.scan import ScanResult
+
+    locked = tmp_path / "locked.jpg"
+    Image.new("RGB", (32, 32)).save(locked)
+    real_access = os.access
+    monkeypatch.setattr(os, "access", lambda p, mode: False if Path(p) == locked else real_access(p, mode))
+    detector = Detector.load(str(tiny_ela_checkpoint), device="cpu")
+    row = ScanResult(str(locked), None, None, detector.name, error="cannot open: permission denied")
+    text = write_report([row], detector, tmp_path / "report.html").read_text()
+    assert "provenance not read" in text and "no provenance metadata" not in text
+
+
 def test_scan_command_writes_report(tmp_path: Path, tiny_images, tiny_ela_checkpoint: Path) -> None:
     tiny_images(2, folder="in")
     report = tmp_path / "out" / "report.html"

@@ -220,9 +220,10 @@ class ReportWriter:
     @staticmethod
     def _provenance(result) -> Provenance | None:
         """The provenance the scan read with the pixels, else read here; none for videos, and, as in the scan's rows,
-        for files with no bytes to read (not there, empty, not regular files: their error says why)."""
+        for files with no bytes to read (not there, empty, unreadable, not regular files: their error says why)."""
         prov, path = getattr(result, "provenance", None), result.path
-        if prov is not None or is_video_file(path) or not os.path.isfile(path) or os.path.getsize(path) == 0:
+        if (prov is not None or is_video_file(path) or not os.path.isfile(path) or os.path.getsize(path) == 0
+                or not os.access(path, os.R_OK)):
             return prov
         return read_provenance(path)
 
