@@ -29,7 +29,7 @@ from fakescope.config import load_config
 from fakescope.data.discovery import discover_samples
 from fakescope.engine.familiarity import capped
 from fakescope.engine.loaders import folder_splits
-from fakescope.familiarity import MIN_SCALE, FeatureModel, fit_feature_model
+from fakescope.familiarity import FeatureModel, fit_feature_model, standardisation
 from fakescope.inference.detector import Detector, stage_statistics
 from fakescope.inference.scan import iter_prepared
 
@@ -110,7 +110,7 @@ def main() -> None:
     for kind, label in (("pooled", "pooled features"), ("stages", "stage statistics")):
         raw = {name: f[f"{kind}_{name}"] for name in ("train", "val", "wildfaces", "cameras")}
         standardise = kind == "stages"
-        center, scale = raw["train"].mean(0), np.maximum(raw["train"].std(0), MIN_SCALE)
+        center, scale = standardisation(raw["train"])
         z = {name: (x - center) / scale for name, x in raw.items()} if standardise else raw
         measures: dict[str, tuple[Measure, dict[str, np.ndarray]]] = {
             f"Mahalanobis, PCA {k}": (mahalanobis(z["train"], f["train_labels"], k), z) for k in (32, 128)}

@@ -44,7 +44,7 @@ from fakescope.engine.familiarity import add_familiarity, describable
 from fakescope.engine.train import fit, folder_splits
 from fakescope.ensemble.combine import Combiner
 from fakescope.evaluation.metrics import compute_metrics, familiarity_metrics, roc_auc_interval
-from fakescope.familiarity import FAMILIAR_CUT
+from fakescope.familiarity import familiar
 from fakescope.inference.detector import Detector
 from fakescope.inference.scan import scan
 
@@ -123,9 +123,9 @@ def left_out_row(name: str, rows: list, threshold: float) -> tuple[str, float | 
     caught = float(np.mean(p[y == 1] >= threshold)) if (y == 1).any() else float("nan")
     fam = familiarity_metrics(y, p, [None if np.isnan(v) else v for v in f], threshold)
     described = fam["unfamiliar"] is not None
-    unfamiliar = np.nan_to_num(f, nan=1.0) < FAMILIAR_CUT
+    known = familiar(f)
     uncertain = " / ".join("-" if v is None else f"{v:.3f}" for v in (fam["uncertain_real"], fam["uncertain_fake"]))
-    familiar_auc = auc_text(y[~unfamiliar], p[~unfamiliar]) if fam["roc_auc_familiar"] is not None else "-"
+    familiar_auc = auc_text(y[known], p[known]) if fam["roc_auc_familiar"] is not None else "-"
     auc = compute_metrics(y, p)["roc_auc"] if len(set(y.tolist())) == 2 else None
     ece = compute_metrics(y, p, threshold)["ece"]
     cells = [name, f"{auc_text(y, p)} ({len(y)})", f"{flagged:.3f} / {caught:.3f}".replace("nan", "-"),

@@ -138,3 +138,16 @@ def test_uploads_keep_their_names_without_folders_or_clashes(tmp_path):
     ups = [Upload(n, "image/jpeg", b"x") for n in ("a/b/IMG_1.jpg", "c/IMG_1.jpg", "..\\..\\evil.png", "", ".hidden")]
     assert [p.name for p in save_uploads(ups, tmp_path)] == ["IMG_1.jpg", "IMG_1-2.jpg", "evil.png", "upload", "hidden"]
     assert all(p.parent == tmp_path for p in tmp_path.iterdir())
+
+
+def test_result_records_take_exactly_a_scan_rows_fields_and_the_web_only_ones():
+    """POST /v1/results checks each record against ResultRecord, which lists a scan row's fields by hand: a field
+    added to ScanResult and not there would make the service refuse the CLI's own rows."""
+    import dataclasses
+
+    from fakescope.inference.paths import PATH_BYTES
+    from fakescope.inference.scan import ScanResult
+    from fakescope.serve.schemas import WEB_ONLY_FIELDS, ResultRecord
+
+    scan_fields = {f.name for f in dataclasses.fields(ScanResult)} | {PATH_BYTES}
+    assert set(ResultRecord.model_fields) == scan_fields | WEB_ONLY_FIELDS

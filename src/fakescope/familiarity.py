@@ -91,12 +91,23 @@ class FeatureModel:
         return cls(**{k: np.asarray(d[k], np.float64) for k in _FIELDS})
 
 
+def standardisation(train: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(center, scale) that standardise each feature of ``train`` (N, D): its mean and its spread, at least
+    :data:`MIN_SCALE`."""
+    return train.mean(0), np.maximum(train.std(0), MIN_SCALE)
+
+
+def familiar(familiarity: np.ndarray) -> np.ndarray:
+    """Which images are familiar (at or above :data:`FAMILIAR_CUT`); NaN, no familiarity, counts as familiar."""
+    return np.nan_to_num(np.asarray(familiarity, np.float64), nan=1.0) >= FAMILIAR_CUT
+
+
 def fit_feature_model(train: np.ndarray, val: np.ndarray, components: int = COMPONENTS) -> FeatureModel:
     """Describe training features ``train`` (N, D); the validation features ``val`` (M, D) set the reference."""
     from sklearn.decomposition import PCA
 
     train = np.asarray(train, np.float64)
-    center, scale = train.mean(0), np.maximum(train.std(0), MIN_SCALE)
+    center, scale = standardisation(train)
     standard = (train - center) / scale
     pca = PCA(n_components=min(components, train.shape[1], len(train) - 1), random_state=0).fit(standard)
     # the PCA's own mean of the standardised features is zero, so its projection is the product with its components

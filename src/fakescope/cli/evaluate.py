@@ -48,9 +48,10 @@ def evaluate(
     from fakescope.evaluation.evaluate import evaluate_detector
     from fakescope.evaluation.tables import cross_table, metrics_table
 
-    for folder in data:  # every layout checked before any scoring, so a bad last folder loses no work
+    samples = {}
+    for folder in data:  # every folder listed (and its layout checked) once, before any scoring
         try:
-            discover_samples(folder)
+            samples[folder] = discover_samples(folder)
         except LayoutError as err:
             raise fail(str(err)) from None
     rows = []
@@ -61,9 +62,9 @@ def evaluate(
             with progress_bars() as bars:
                 on_result = _counting(bars.counter(f"{detector.name} on {folder.name}"), scored)
                 try:
-                    metrics = evaluate_detector(detector, folder, threshold, batch_size, on_result=on_result,
+                    metrics = evaluate_detector(detector, samples[folder], threshold, batch_size, on_result=on_result,
                                                 copy_move=copy_move)
-                except (LayoutError, ValueError) as err:
+                except ValueError as err:  # nothing readable to score
                     raise fail(str(err)) from None
             if plots:
                 _evaluation_plots(scored, folder, metrics["threshold"], plots, detector.name, len(model) * len(data) > 1)

@@ -44,13 +44,14 @@ def score_samples(detector: Detector, samples: list[Sample], batch_size: int = 3
     return [s.label for s in scored], [r.fake_probability for r in results], failed
 
 
-def evaluate_detector(detector: Detector, data: str | Path, threshold: float | None = None, batch_size: int = 32,
-                      workers: int | None = None, on_result=None, copy_move: bool = True) -> dict[str, Any]:
-    """Metrics of ``detector`` on the labelled images below ``data`` (unreadable files counted, not scored), and
-    how familiar it finds them (:func:`familiarity_metrics`); ``copy_move=False``: of the model alone, at its own
-    threshold, for a detector that checks for copy-moves."""
-    scored, results, failed = scored_results(detector, discover_samples(data), batch_size, workers, on_result,
-                                             copy_move=copy_move)
+def evaluate_detector(detector: Detector, data: str | Path | list[Sample], threshold: float | None = None,
+                      batch_size: int = 32, workers: int | None = None, on_result=None,
+                      copy_move: bool = True) -> dict[str, Any]:
+    """Metrics of ``detector`` on the labelled images below ``data`` (or on these samples, already listed;
+    unreadable files counted, not scored), and how familiar it finds them (:func:`familiarity_metrics`);
+    ``copy_move=False``: of the model alone, at its own threshold, for a detector that checks for copy-moves."""
+    samples = data if isinstance(data, list) else discover_samples(data)
+    scored, results, failed = scored_results(detector, samples, batch_size, workers, on_result, copy_move=copy_move)
     labels, probs = [s.label for s in scored], [r.fake_probability for r in results]
     threshold = detector.decision_threshold(copy_move) if threshold is None else threshold
     metrics = compute_metrics(labels, probs, threshold)

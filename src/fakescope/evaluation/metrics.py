@@ -213,20 +213,19 @@ def familiarity_metrics(y_true: Sequence[int], p_fake: Sequence[float], familiar
     calls unfamiliar (below ``FAMILIAR_CUT``), the shares of reals and of fakes it labels ``uncertain`` (unfamiliar
     and undecided), and ROC-AUC on the familiar part, to set beside ROC-AUC on all (None with one class or fewer
     than :data:`MIN_FAMILIAR` familiar images). Every value is None for a detector without that description."""
-    from fakescope.familiarity import FAMILIAR_CUT, decide
+    from fakescope.familiarity import decide, familiar
 
     keys = ("unfamiliar", "uncertain_real", "uncertain_fake", "roc_auc_familiar")
     f = np.asarray([np.nan if v is None else v for v in familiarity], dtype=np.float64)
     if f.size == 0 or np.isnan(f).all():
         return dict.fromkeys(keys)
     y, p = np.asarray(y_true, dtype=int), np.asarray(p_fake, dtype=np.float64)
-    familiar = np.nan_to_num(f, nan=1.0) >= FAMILIAR_CUT
+    known = familiar(f)
     uncertain = np.asarray([decide(pi, None if np.isnan(fi) else fi, threshold) == "uncertain" for pi, fi in zip(p, f)])
-    rankable = familiar.sum() >= MIN_FAMILIAR and len(np.unique(y[familiar])) == 2
+    rankable = known.sum() >= MIN_FAMILIAR and len(np.unique(y[known])) == 2
     return {
-        "unfamiliar": float((~familiar).mean()),
+        "unfamiliar": float((~known).mean()),
         "uncertain_real": float(uncertain[y == 0].mean()) if (y == 0).any() else None,
         "uncertain_fake": float(uncertain[y == 1].mean()) if (y == 1).any() else None,
-        "roc_auc_familiar": float(roc_auc_score(y[familiar], p[familiar])) if rankable else None,
+        "roc_auc_familiar": float(roc_auc_score(y[known], p[known])) if rankable else None,
     }
-
