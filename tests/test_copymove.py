@@ -257,12 +257,12 @@ def test_evaluate_measures_the_model_alone_on_request(tmp_path, default_detector
     assert out["--no-copy-move"]["threshold"] == pytest.approx(checked.decision_threshold(copy_move=False))
 
 
-def test_a_video_is_labelled_at_the_model_threshold(monkeypatch, default_detectors):
+def test_a_video_is_labelled_at_the_model_threshold(monkeypatch, tmp_path, default_detectors):
     """A video's frames are scored by the model alone, so its label uses the model's own threshold, not the one
-    chosen with the copy-move evidence; so does the report's frame strip."""
+    chosen with the copy-move evidence; the report states the threshold of each kind of file, as its rows carry them."""
     import fakescope.inference.scan as scan_module
     from fakescope.evaluation.report import ReportWriter
-    from fakescope.inference.scan import Prepared, score_prepared
+    from fakescope.inference.scan import Prepared, ScanResult, score_prepared
     from fakescope.video.scan import PreparedVideo, VideoOptions
 
     checked, _ = default_detectors
@@ -272,6 +272,11 @@ def test_a_video_is_labelled_at_the_model_threshold(monkeypatch, default_detecto
     ((_, result),) = score_prepared([item], checked)
     assert result.label == "fake" and result.copy_move is None
     assert result.threshold == checked.decision_threshold(copy_move=False)
-    writer = ReportWriter(Path("unused.html"), checked)
-    assert writer.threshold == checked.threshold and writer.video_threshold == checked.decision_threshold(False)
-    assert ReportWriter(Path("unused.html"), checked, copy_move=False).threshold == checked.decision_threshold(False)
+    image = ScanResult("photo.png", 0.1, "real", checked.name, threshold=checked.threshold)
+    writer = ReportWriter(tmp_path / "report.html", checked)
+    for row in (result, image):
+        writer.add(row)
+    assert writer.thresholds == {"videos": checked.decision_threshold(False), "images": checked.threshold}
+    page = writer.close().read_text()
+    both = f"{checked.threshold:.3f} (images), {checked.decision_threshold(False):.3f} (videos)"
+    assert f"threshold {both}" in page and f"Flagged = fake probability &ge; {both}" in page

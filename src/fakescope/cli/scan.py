@@ -117,7 +117,7 @@ def _scan(paths: list[Path], model: str, fmt: str, output: Optional[Path], thres
     if done:
         note(f"resuming: {len(done)} files already scored")
     results, counts = [], Counter()
-    writer = _report_writer(report, detector, threshold, reading["copy_move"])
+    writer = _report_writer(report, detector)
     try:
         for r in _stream(paths, detector, fmt, output, resume, batch_size, workers, threshold, done, writer, reading,
                          counts):
@@ -204,14 +204,14 @@ def _video_options(frames: int, every: Optional[int], top_k: int):
         raise typer.BadParameter(f"--frames, --every, --top-k: {err}") from None
 
 
-def _report_writer(report: Optional[Path], detector, threshold: Optional[float], copy_move: bool = True):
+def _report_writer(report: Optional[Path], detector):
     """A streaming HTML report writer fed by the scan, or None without --report (then nothing is imported: the
     report's Grad-CAM needs PyTorch, a scan does not)."""
     if not report:
         return None
     from fakescope.evaluation.report import ReportWriter
 
-    return ReportWriter(report, detector, threshold, copy_move=copy_move)
+    return ReportWriter(report, detector)
 
 
 def _count_in_background(bars, task, paths: list[Path], skip) -> None:

@@ -34,6 +34,7 @@ from fakescope.explain.overlay import overlay
 from fakescope.explain.views import ela_view
 from fakescope.forensics.io import MAX_PIXELS, ImageLoadError, load_image
 from fakescope.forensics.provenance import Provenance, read_provenance
+from fakescope.inference.output import thresholds_by_kind, thresholds_text
 from fakescope.inference.paths import path_text
 from fakescope.video.frames import is_video_file
 
@@ -128,16 +129,13 @@ class ReportWriter:
     ``detector``: the :class:`~fakescope.inference.Detector` that produced the scores (for the class-activation column).
     """
 
-    def __init__(self, out: str | Path, detector, threshold: float | None = None, max_visuals: int = MAX_VISUALS,
-                 title: str = "fakescope scan report", cam_method: str = DEFAULT_CAM, max_pixels: int = MAX_PIXELS,
-                 copy_move: bool = True):
+    def __init__(self, out: str | Path, detector, max_visuals: int = MAX_VISUALS,
+                 title: str = "fakescope scan report", cam_method: str = DEFAULT_CAM, max_pixels: int = MAX_PIXELS):
         self.out = Path(out)
         self.max_pixels = max_pixels
         self.detector = detector
-        # the detector's own thresholds for what the scan gave: images with or without its copy-move check, videos
-        # (their frames are never checked) without
-        self.threshold = detector.decision_threshold(copy_move) if threshold is None else threshold
-        self.video_threshold = detector.decision_threshold(copy_move=False) if threshold is None else threshold
+        #: the thresholds the rows were labelled at, by kind of file (images, videos), as the rows carry them
+        self.thresholds: dict[str, float] = {}
         self.max_visuals = max_visuals
         self.title = title
         if cam_method not in CAM_LABELS:
@@ -199,7 +197,7 @@ class ReportWriter:
         if getattr(result, "frames", None):  # a video: its sampled frames with face boxes, no per-image maps
             from fakescope.video.render import video_cells
 
-            thumb, ela, cam = video_cells(result, self.video_threshold, data_uri, self.max_pixels)
+            thumb, ela, cam = video_cells(result, result.threshold, data_uri, self.max_pixels)
         else:
             thumb, ela, cam = self._visual_cells(result.path)
         return (f'<tr data-index="{i}" data-score="{p:.6f}" data-flagged="{int(result.label == "fake")}" '
@@ -215,6 +213,8 @@ class ReportWriter:
         """Append one :class:`~fakescope.inference.scan.ScanResult` (scored or failed)."""
         prov = self._provenance(result)
         self.counts.count(result.label if result.error is None else None, prov)
+        for kind, t in thresholds_by_kind([result]).items():
+            self.thresholds.setdefault(kind, t)
         self._rows.write(self._error_row(result, prov) if result.error is not None else self._scored_row(result, prov))
 
     @staticmethod
@@ -232,7 +232,7 @@ class ReportWriter:
                   "camera EXIF) is a separate signal about the file, listed for the analyst: it never changes a "
                   "score. Only a valid C2PA signature resists forging, and a file that declares nothing proves "
                   "nothing."),
-                 (f"Flagged = fake probability &ge; {self.threshold:.3f}. The ELA map shows JPEG re-compression "
+                 (f"Flagged = fake probability &ge; {self._threshold_text()}. The ELA map shows JPEG re-compression "
                   f"differences (quality {self.ela_quality}); the {self.cam_label} overlay shows what pushes the "
                   "score towards fake (red = strongest).")]
         if self.counts.without_visuals:
@@ -243,12 +243,15 @@ class ReportWriter:
             notes.append(f"No {self.cam_label} column for this detector: {html.escape(self.cam_problem)}.")
         return "\n".join(f"    <p>{n}</p>" for n in notes)
 
+    def _threshold_text(self) -> str:
+        return thresholds_text(self.thresholds) or "- (no file scored)"
+
     def _head_tail(self) -> tuple[str, str]:
         text = (resources.files("fakescope.evaluation") / "report_template.html").read_text(encoding="utf-8")
         c = self.counts
         filled = Template(text).substitute(
             title=html.escape(self.title), version=__version__, model=html.escape(str(self.detector.name)),
-            threshold=f"{self.threshold:.3f}", generated=datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+            threshold=self._threshold_text(), generated=datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
             n_files=c.files, n_fake=c.fake, n_real=c.real, n_errors=c.errors, notes=self._notes(),
             verdict_cards="\n".join(f'    <div class="card"><b>{c.verdicts[v]}</b><span>{caption}</span></div>'
                                      for v, caption in VERDICT_CARDS.items()),
@@ -274,12 +277,11 @@ class ReportWriter:
         return self.out
 
 
-def write_report(results: Iterable, detector, out: str | Path, threshold: float | None = None,
-                 max_visuals: int = MAX_VISUALS, on_row: Callable[[object], None] | None = None,
-                 max_pixels: int = MAX_PIXELS) -> Path:
-    """Write the HTML report of ``results`` (scan results, in any order) to ``out``; files are decoded again for
-    their pictures under ``max_pixels`` (give the scan's)."""
-    with ReportWriter(out, detector, threshold, max_visuals, max_pixels=max_pixels) as writer:
+def write_report(results: Iterable, detector, out: str | Path, max_visuals: int = MAX_VISUALS,
+                 on_row: Callable[[object], None] | None = None, max_pixels: int = MAX_PIXELS) -> Path:
+    """Write the HTML report of ``results`` (scan results, in any order, each labelled at its row's ``threshold``)
+    to ``out``; files are decoded again for their pictures under ``max_pixels`` (give the scan's)."""
+    with ReportWriter(out, detector, max_visuals, max_pixels=max_pixels) as writer:
         for r in results:
             writer.add(r)
             if on_row:

@@ -179,19 +179,31 @@ def write_results(results: Iterable[ScanResult], fmt: str, out: TextIO) -> None:
     writer.close()
 
 
-def threshold_caption(results: list[ScanResult]) -> str | None:
+def threshold_caption(results: Iterable[ScanResult]) -> str | None:
     """What labelled ``results``: "fake at probability >= T" from their rows' thresholds, with the kind of file each
     applies to when images and videos were labelled at different ones (the default checks images for copy-moves,
     not video frames); None when no row was scored."""
+    text = thresholds_text(thresholds_by_kind(results))
+    return None if text is None else f"fake at probability >= {text}"
+
+
+def thresholds_by_kind(results: Iterable[ScanResult]) -> dict[str, float]:
+    """The threshold each kind of file (``images``, ``videos``) among the scored rows of ``results`` was labelled at."""
     by_kind: dict[str, float] = {}
     for r in results:
         if r.threshold is not None:
             by_kind.setdefault("videos" if r.frames is not None else "images", r.threshold)
+    return by_kind
+
+
+def thresholds_text(by_kind: dict[str, float]) -> str | None:
+    """"T", or "T1 (images), T2 (videos)" when the kinds of file were labelled at different thresholds; None for
+    no scored row."""
     if not by_kind:
         return None
     if len(set(by_kind.values())) == 1:
-        return f"fake at probability >= {next(iter(by_kind.values())):.3f}"
-    return "fake at probability >= " + ", ".join(f"{t:.3f} ({kind})" for kind, t in sorted(by_kind.items()))
+        return f"{next(iter(by_kind.values())):.3f}"
+    return ", ".join(f"{t:.3f} ({kind})" for kind, t in sorted(by_kind.items()))
 
 
 def results_table(results: Iterable[ScanResult]) -> Table:

@@ -106,7 +106,7 @@ def report_html(paths: list[Path], detector, threshold: float | None, max_pixels
     folder = paths[0].parent
     out = folder.parent / "report.html"
     write_report(scan(paths, detector, workers=0, threshold=threshold, max_pixels=max_pixels), detector, out,
-                 threshold, max_pixels=max_pixels)
+                 max_pixels=max_pixels)
     text = out.read_text(encoding="utf-8")
     for prefix in (str(folder) + os.sep, str(folder)):  # a path cell, then the folder cell beside a name
         text = text.replace(html.escape(prefix), "")
