@@ -82,6 +82,40 @@ def test_augmented_mask_stays_on_the_pasted_region(tmp_path):
         assert inside > 200 and inside > outside + 60  # the bright square is where the mask says, after the flip
 
 
+def test_shuffled_squares_take_their_mask_with_them(tmp_path):
+    root = spliced_set(tmp_path / "set", n=4, size=(64, 64))
+    samples = [s for s in discover_samples(root) if s.label == 1]
+    pre = Preprocess.for_mode("rgb", 64, imagenet_norm=False)
+    plain = ImageDataset(samples, pre, None, pixel_targets=pixel_targets(samples, root))
+    shuffled = ImageDataset(samples, pre, None, pixel_targets=pixel_targets(samples, root), patch_shuffle=(1.0, 16))
+    torch.manual_seed(0)
+    for i in range(len(samples)):
+        (a, _, m, _), (b, _, n, _) = plain[i], shuffled[i]
+        assert not np.array_equal(a, b) and m.sum() == n.sum()
+
+        def squares(x: np.ndarray) -> list[bytes]:
+            return sorted(x[r:r + 16, c:c + 16].tobytes() for r in range(0, 64, 16) for c in range(0, 64, 16))
+
+        assert squares(a) == squares(b) and squares(m) == squares(n)  # the same squares, in another order
+        assert b[n > 200].mean() > 200  # and the mask still marks the pasted square's pixels
+
+
+def test_a_patch_shuffle_detector_reads_its_squares_in_one_fixed_order(tmp_path):
+    root = spliced_set(tmp_path / "set", n=2, size=(64, 64))
+    samples = [s for s in discover_samples(root) if s.label == 1]
+    plain, arranged = (Preprocess.for_mode("rgb", 64, imagenet_norm=False, shuffle=cell) for cell in (0, 16))
+    assert plain.key() != arranged.key() and Preprocess.from_dict(arranged.to_dict()) == arranged
+    with pytest.raises(ValueError, match="shuffle needs the whole image"):
+        Preprocess.for_mode("rgb", 64, imagenet_norm=False, shuffle=16, resize="crop")
+    img = Image.open(samples[0].path)
+    assert np.array_equal(arranged.to_array(img), arranged.to_array(img))  # scoring: the same order every time
+    assert not np.array_equal(arranged.to_array(img), plain.to_array(img))
+    heat = np.random.default_rng(0).random((64, 64))
+    assert np.array_equal(arranged.arranged(arranged.arranged(heat), inverse=True), heat)  # a CAM goes back in place
+    for arr, _, mask, _ in ImageDataset(samples, arranged, None, pixel_targets=pixel_targets(samples, root)):
+        assert arr[mask > 200].mean() > 200  # the mask is arranged with its image
+
+
 def test_pixel_loss_values():
     cells = torch.zeros(2, 1, 2, 2, requires_grad=True)
     masks = torch.zeros(2, 8, 8, dtype=torch.uint8)
@@ -143,6 +177,20 @@ def test_fit_with_mask_loss_saves_the_plain_detector(tmp_path):
     assert set(model.state_dict()) == set(plain.state_dict())  # no head in the checkpoint
     assert meta.info["config"]["mask_loss"] == 1.0
     assert math.isfinite(result.history[0]["train_loss"])
+
+
+def test_a_patch_shuffle_recipe_ships_its_order_with_the_detector(tmp_path):
+    from fakescope.inference import Detector
+
+    root = spliced_set(tmp_path / "set", n=6, size=(64, 64))
+    cfg = load_config(None, {"model.name": "efficientnet_lite0", "model.size": "64", "model.patch_shuffle": "16",
+                             "augment.patch_shuffle_p": "1.0", "data.path": [str(root)], "data.workers": "0",
+                             "batch_size": "4", "epochs": "1", "mask_loss": "1.0", "device": "cpu",
+                             "out": str(tmp_path / "run")})
+    detector = Detector.load(str(fit(cfg).checkpoint), device="cpu")
+    assert detector.preprocess.shuffle == 16  # scan, evaluate and serve read the input in the order it trained on
+    img = Image.open(next((root / "fake").iterdir()))
+    assert detector.explain_map(img).shape == (64, 64)  # the map is put back in the image's own layout
 
 
 def test_mask_loss_is_refused_where_it_cannot_work(tmp_path):

@@ -60,6 +60,9 @@ class ModelConfig:
     #: Override of the detector's resize mode: ``squash`` (whole image resized) or ``crop`` (native-resolution
     #: windows, scored as a patch detector). None keeps the detector's own.
     resize: Resize | None = None
+    #: The input cut into squares of this side (px, at the model's input size) in one fixed random order, in training
+    #: and scoring: a patch-shuffle detector (``Preprocess.shuffle``). 0: the input as it is.
+    patch_shuffle: int = 0
     #: Patch detectors (trained on native-resolution crops): how an image's patch scores become one score
     #: (``mean``, ``max`` or ``topk``), and how many patches score an image at most. Stored in the checkpoint, used
     #: by scan/evaluate/serve and by the final validation (threshold, metrics); ignored by whole-image detectors.
@@ -99,6 +102,11 @@ class AugmentConfig:
     rescale_p: float = 0.3
     rescale: tuple[float, float] = (0.5, 1.0)
     color_p: float = 0.3
+    #: Share of training images whose grid of ``patch_shuffle_size``-px squares (at the model's input size) is put
+    #: in a random order, mask with it: local traces kept, the scene's layout broken (Zheng et al., "Breaking
+    #: Semantic Artifacts for Generalized AI-generated Image Detection", NeurIPS 2024). Scoring sees whole images.
+    patch_shuffle_p: float = 0.0
+    patch_shuffle_size: int = 32
 
 
 @dataclass

@@ -14,7 +14,7 @@ from fakescope.data.augment import apply, apply_with_mask
 from fakescope.data.cache import ArrayCache
 from fakescope.data.discovery import Sample
 from fakescope.data.masks import PixelTarget, load_mask
-from fakescope.data.preprocess import Preprocess
+from fakescope.data.preprocess import Preprocess, shuffle_patches
 from fakescope.data.pseudo import KINDS, make_pseudo_fake
 from fakescope.forensics.io import ImageLoadError, load_image
 
@@ -39,7 +39,7 @@ class ImageDataset(Dataset):
                  random_crop: bool = False, pixel_targets: Sequence[PixelTarget] | None = None,
                  pseudo: Sequence[bool] | None = None, pseudo_kinds: tuple[str, ...] = tuple(KINDS),
                  sources: Sequence[int] | None = None,
-                 with_source: bool = False):
+                 with_source: bool = False, patch_shuffle: tuple[float, int] = (0.0, 32)):
         if pixel_targets is not None:
             if preprocess.resize != "squash":
                 raise ValueError("pixel-level (mask) targets need a whole-image detector, not resize='crop'")
@@ -60,7 +60,10 @@ class ImageDataset(Dataset):
         # Crop preprocessing (``resize="crop"``): a random native-resolution window per item (training) instead of
         # the centre one; drawn from torch's RNG, which the DataLoader seeds per worker, so runs are repeatable.
         self.random_crop = random_crop and preprocess.resize == "crop"
-        cacheable = augment is None and not self.random_crop and pixel_targets is None and not any(self.pseudo)
+        #: (share of items, square side in px): items whose squares are shuffled (``augment.shuffle_patches``)
+        self.patch_shuffle = patch_shuffle
+        cacheable = (augment is None and not self.random_crop and pixel_targets is None and not any(self.pseudo)
+                     and not patch_shuffle[0])
         self.cache = ArrayCache(cache_dir, preprocess.key()) if cache_dir and cacheable else None
 
     def __len__(self) -> int:
@@ -95,18 +98,25 @@ class ImageDataset(Dataset):
         img, mask = apply_with_mask(self.augment, img, mask if known else np.zeros(img.size[::-1], np.uint8))
         side = (self.preprocess.size, self.preprocess.size)
         mask = np.array(Image.fromarray(mask).resize(side, Image.Resampling.BILINEAR))
-        return self.preprocess.to_array(img), mask, float(known)
+        return self.preprocess.to_array(img), self.preprocess.arranged(mask), float(known)
+
+    def _shuffled(self, arr: np.ndarray, mask: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray | None]:
+        share, cell = self.patch_shuffle
+        if share <= 0 or float(torch.rand(())) >= share:
+            return arr, mask
+        return shuffle_patches(arr, cell, self._rng(), mask)
 
     def __getitem__(self, index: int) -> tuple | None:
         sample = self.samples[index]
         try:
             if self.pixel_targets is not None:
                 arr, mask, known = self._compute_with_mask(index)
+                arr, mask = self._shuffled(arr, mask)
                 return (arr, sample.label, mask, known, *([self.sources[index]] if self.with_source else []))
             if self.cache is not None:
                 arr = self.cache.get(sample.path, lambda: self._compute(index))
             else:
-                arr = self._compute(index)
+                arr = self._shuffled(self._compute(index))[0]
         except ImageLoadError as err:
             log.warning("skipping %s", err)
             return None

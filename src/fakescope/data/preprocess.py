@@ -37,6 +37,9 @@ class Preprocess:
     ``resize="crop"`` the side of the native-resolution crop.
     ``mean``/``std``: per-channel normalisation applied to values scaled to [0, 1].
     ``resize``: how the image becomes ``size`` x ``size``, one of :data:`RESIZE_MODES`; a detector declares it.
+    ``shuffle``: the side in px of the squares the input is cut into and put in one fixed random order, so the
+    detector reads local traces rather than the scene (a patch-shuffle detector, see :func:`shuffle_patches`); 0:
+    the input as it is.
     """
 
     input_mode: str = "ela"
@@ -48,12 +51,16 @@ class Preprocess:
     std: tuple[float, ...] = (1.0, 1.0, 1.0)
     extra: dict[str, Any] = field(default_factory=dict)
     resize: str = "squash"
+    shuffle: int = 0
 
     def __post_init__(self) -> None:
         if self.input_mode not in INPUT_MODES:
             raise ValueError(f"input_mode must be one of {INPUT_MODES}, got {self.input_mode!r}")
         if self.resize not in RESIZE_MODES:
             raise ValueError(f"resize must be one of {RESIZE_MODES}, got {self.resize!r}")
+        if self.shuffle and self.resize != "squash":
+            raise ValueError("shuffle needs the whole image resized (resize='squash'): a patch detector's windows "
+                             "are read in place")
         if len(self.mean) != self.channels or len(self.std) != self.channels:
             raise ValueError(f"mean/std need {self.channels} values for input_mode {self.input_mode!r}")
 
@@ -70,7 +77,15 @@ class Preprocess:
         if self.resize == "crop":
             return native_crop(self.stack_native(parts), self.size, rng)
         resized = [np.asarray(p.resize((self.size, self.size), Image.Resampling.BILINEAR)) for p in parts]
-        return np.ascontiguousarray(np.concatenate(resized, axis=2))
+        return self.arranged(np.ascontiguousarray(np.concatenate(resized, axis=2)))
+
+    def arranged(self, arr: np.ndarray, inverse: bool = False) -> np.ndarray:
+        """``arr`` (an input, or its mask) with its squares in this preprocessing's fixed order (``shuffle``), or
+        with ``inverse`` a map of the input put back in the image's own layout (a class-activation map)."""
+        if not self.shuffle:
+            return arr
+        order = np.random.default_rng(0).permutation((arr.shape[0] // self.shuffle) * (arr.shape[1] // self.shuffle))
+        return permute_squares(arr, self.shuffle, np.argsort(order) if inverse else order)
 
     def native_parts(self, img: Image.Image) -> list[Image.Image]:
         """The input's parts (RGB and/or ELA) at the image's own resolution."""
@@ -125,6 +140,8 @@ class Preprocess:
         d.pop("mean"), d.pop("std")
         if d["resize"] == "squash":
             d.pop("resize")  # the default: keys of configurations older than the field stay the same
+        if not d["shuffle"]:
+            d.pop("shuffle")
         return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:16]
 
     def to_dict(self) -> dict[str, Any]:
@@ -156,6 +173,28 @@ class Preprocess:
         else:
             mean, std = rgb_mean + ela_mean, rgb_std + ela_std
         return cls(input_mode=input_mode, size=size, mean=mean, std=std, **kwargs)
+
+
+def shuffle_patches(arr: np.ndarray, cell: int, rng: np.random.Generator,
+                    mask: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray | None]:
+    """``arr`` (H, W, ...) with its ``cell`` x ``cell`` squares in a random order, and ``mask`` (H, W) in the same
+    order; a margin that makes no whole square stays in place. Patch shuffling keeps local traces and breaks the
+    scene's layout (Zheng et al., "Breaking Semantic Artifacts for Generalized AI-generated Image Detection",
+    NeurIPS 2024)."""
+    order = rng.permutation((arr.shape[0] // cell) * (arr.shape[1] // cell))
+    return permute_squares(arr, cell, order), None if mask is None else permute_squares(mask, cell, order)
+
+
+def permute_squares(a: np.ndarray, cell: int, order: np.ndarray) -> np.ndarray:
+    """``a`` (H, W, ...) with square ``order[i]`` (row-major ``cell`` x ``cell`` squares) moved to place ``i``."""
+    rows, cols = a.shape[0] // cell, a.shape[1] // cell
+    if rows * cols < 2:
+        return a
+    h, w, rest = rows * cell, cols * cell, a.shape[2:]
+    squares = a[:h, :w].reshape(rows, cell, cols, cell, *rest).swapaxes(1, 2).reshape(-1, cell, cell, *rest)
+    out = a.copy()
+    out[:h, :w] = squares[order].reshape(rows, cols, cell, cell, *rest).swapaxes(1, 2).reshape(h, w, *rest)
+    return out
 
 
 def pad_to(arr: np.ndarray, size: int) -> np.ndarray:

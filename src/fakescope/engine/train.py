@@ -10,7 +10,7 @@ import json
 import logging
 import shutil
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -203,6 +203,7 @@ def fit(cfg: TrainConfig, track: Track = _no_track, on_epoch=None) -> FitResult:
 
     model, pre = create_detector(cfg.model.name, input_mode=cfg.model.input_mode, size=cfg.model.size,
                                  pretrained=cfg.model.pretrained, resize=cfg.model.resize)
+    pre = replace(pre, shuffle=cfg.model.patch_shuffle)
     if cfg.mask_loss and (clip_spec(pre) is not None or pre.resize != "squash"):
         raise ValueError(f"mask_loss needs a whole-image detector; {cfg.model.name!r} reads "
                          f"{'video clips' if clip_spec(pre) is not None else 'native-resolution crops'}")

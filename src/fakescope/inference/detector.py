@@ -318,7 +318,7 @@ class Detector:
         if not isinstance(self.model, nn.Module):
             raise ExplainError(f"detector {self.name!r} has no single model to explain")
         heat = model_cam(self.model, self.meta.architecture, model_input(self.preprocess, img), method or DEFAULT_CAM)
-        return resize_map(heat, img.size)
+        return resize_map(self.preprocess.arranged(heat, inverse=True), img.size)
 
     def score_frames(self, frames: list, frame_scores: np.ndarray, top_k: int) -> float:
         """A video's fake probability from its sampled frames (one prepared input each, in time order) and their
@@ -349,8 +349,9 @@ class Detector:
 
 
 def copy_move_input(pre: Preprocess) -> bool:
-    """Whether inputs prepared by ``pre`` are what the copy-move check reads: the whole image, squashed, RGB."""
-    return pre.resize == "squash" and pre.input_mode == "rgb"
+    """Whether inputs prepared by ``pre`` are what the copy-move check reads: the whole image, squashed, RGB, in its
+    own layout."""
+    return pre.resize == "squash" and pre.input_mode == "rgb" and not pre.shuffle
 
 
 def has_stage_features(model: nn.Module) -> bool:
