@@ -99,10 +99,12 @@ def test_an_unreadable_file_has_no_provenance_section_of_its_own_error(tmp_path:
 def test_scan_command_writes_report(tmp_path: Path, tiny_images, tiny_ela_checkpoint: Path) -> None:
     tiny_images(2, folder="in")
     report = tmp_path / "out" / "report.html"
-    res = runner.invoke(app, ["scan", str(tmp_path / "in"), "--model", str(tiny_ela_checkpoint), "--report", str(report)])
+    res = runner.invoke(app, ["scan", str(tmp_path / "in"), "--model", str(tiny_ela_checkpoint), "--report", str(report),
+                              "--threshold", "0.25"])
     assert res.exit_code == 0, res.output
     text = report.read_text()
     assert text.count("data:image/jpeg;base64,") == 2 * 3 and "<b>2</b><span>files</span>" in text
+    assert "threshold 0.250 " in text and "Flagged = fake probability &ge; 0.250." in text  # the rows' threshold
 
 
 def test_report_says_when_trust_credentials_set_the_label(tmp_path: Path, tiny_images, tiny_ela_checkpoint: Path) -> None:
