@@ -104,7 +104,8 @@ class AugmentConfig:
     color_p: float = 0.3
     #: Share of training images whose grid of ``patch_shuffle_size``-px squares (at the model's input size) is put
     #: in a random order, mask with it: local traces kept, the scene's layout broken (Zheng et al., "Breaking
-    #: Semantic Artifacts for Generalized AI-generated Image Detection", NeurIPS 2024). Scoring sees whole images.
+    #: Semantic Artifacts for Generalized AI-generated Image Detection", NeurIPS 2024). Scoring sees whole images
+    #: unless ``model.patch_shuffle`` is set.
     patch_shuffle_p: float = 0.0
     patch_shuffle_size: int = 32
 

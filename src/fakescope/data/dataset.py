@@ -60,7 +60,7 @@ class ImageDataset(Dataset):
         # Crop preprocessing (``resize="crop"``): a random native-resolution window per item (training) instead of
         # the centre one; drawn from torch's RNG, which the DataLoader seeds per worker, so runs are repeatable.
         self.random_crop = random_crop and preprocess.resize == "crop"
-        #: (share of items, square side in px): items whose squares are shuffled (``augment.shuffle_patches``)
+        #: (share of items, square side in px): items whose squares are shuffled (:func:`shuffle_patches`)
         self.patch_shuffle = patch_shuffle
         cacheable = (augment is None and not self.random_crop and pixel_targets is None and not any(self.pseudo)
                      and not patch_shuffle[0])

@@ -51,10 +51,11 @@ def image_datasets(cfg: TrainConfig, pre: Preprocess) -> tuple[ImageDataset, Ima
                                     pseudo + [True] * len(reals))
     cache_dir = (cfg.data.cache_dir or default_cache_dir()) if cfg.data.cache else None
     targets = _train_pixel_targets(cfg, splits, pseudo) if cfg.mask_loss else None
-    train_ds = ImageDataset(train_s, pre, build_augment(cfg.augment), cache_dir, random_crop=True,
+    aug = cfg.augment
+    train_ds = ImageDataset(train_s, pre, build_augment(aug), cache_dir, random_crop=True,
                             pixel_targets=targets, pseudo=pseudo, pseudo_kinds=tuple(cfg.data.pseudo_kinds),
                             sources=sources, with_source=cfg.source_adversary > 0,
-                            patch_shuffle=(cfg.augment.patch_shuffle_p * cfg.augment.enabled, cfg.augment.patch_shuffle_size))
+                            patch_shuffle=(aug.patch_shuffle_p if aug.enabled else 0.0, aug.patch_shuffle_size))
     return train_ds, ImageDataset(val_s, pre, None, cache_dir)
 
 
