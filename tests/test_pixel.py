@@ -184,9 +184,11 @@ def test_a_patch_shuffle_recipe_ships_its_order_with_the_detector(tmp_path):
 
     root = spliced_set(tmp_path / "set", n=6, size=(64, 64))
     cfg = load_config(None, {"model.name": "efficientnet_lite0", "model.size": "64", "model.patch_shuffle": "16",
-                             "augment.patch_shuffle_p": "1.0", "data.path": [str(root)], "data.workers": "0",
-                             "batch_size": "4", "epochs": "1", "mask_loss": "1.0", "device": "cpu",
+                             "augment.patch_shuffle_p": "1.0", "augment.patch_shuffle_size": "16",
+                             "data.path": [str(root)], "data.workers": "0", "batch_size": "4", "epochs": "1", "mask_loss": "1.0", "device": "cpu",
                              "out": str(tmp_path / "run")})
+    with pytest.raises(ValueError, match="must equal model.patch_shuffle"):  # the random squares are not its squares
+        load_config(None, {"model.patch_shuffle": "16", "augment.patch_shuffle_p": "1.0"})
     detector = Detector.load(str(fit(cfg).checkpoint), device="cpu")
     assert detector.preprocess.shuffle == 16  # scan, evaluate and serve read the input in the order it trained on
     img = Image.open(next((root / "fake").iterdir()))

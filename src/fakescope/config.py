@@ -293,7 +293,7 @@ def load_config(path: str | Path | None = None, overrides: dict[str, Any] | None
             raise ValueError(f"{path}: a config file must be a YAML mapping")
         for key, value in data.items():
             _set(cfg, key, value)
-    return check_source_adversary(check_pseudo_fakes(validate(apply_overrides(cfg, overrides or {}))))
+    return check_patch_shuffle(check_source_adversary(check_pseudo_fakes(validate(apply_overrides(cfg, overrides or {})))))
 
 
 def check_pseudo_fakes(cfg: TrainConfig) -> TrainConfig:
@@ -304,6 +304,22 @@ def check_pseudo_fakes(cfg: TrainConfig) -> TrainConfig:
     if share > 0 and cfg.data.balance != "source":
         raise ValueError(f"config key data.pseudo_fakes: {share!r} needs data.balance source "
                          f"(got {cfg.data.balance!r}): the share is drawn per folder")
+    return cfg
+
+
+def check_patch_shuffle(cfg: TrainConfig) -> TrainConfig:
+    """``augment.patch_shuffle_p`` is a share; a detector that reads its squares in a fixed order
+    (``model.patch_shuffle``) is shuffled in training on the same squares, or the two orders would cut across each
+    other."""
+    aug, side = cfg.augment, cfg.model.patch_shuffle
+    if not 0.0 <= aug.patch_shuffle_p <= 1.0:
+        raise ValueError(f"config key augment.patch_shuffle_p: {aug.patch_shuffle_p!r} is not a share between 0 and 1")
+    if aug.patch_shuffle_size < 1 or side < 0:
+        raise ValueError("config keys augment.patch_shuffle_size and model.patch_shuffle are square sides in px "
+                         f"(got {aug.patch_shuffle_size!r} and {side!r})")
+    if side and aug.patch_shuffle_p > 0 and aug.patch_shuffle_size != side:
+        raise ValueError(f"config key augment.patch_shuffle_size: {aug.patch_shuffle_size!r} must equal "
+                         f"model.patch_shuffle ({side!r}): training shuffles the squares the detector reads")
     return cfg
 
 
