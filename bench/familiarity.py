@@ -98,20 +98,6 @@ def nearest(train: np.ndarray, val: np.ndarray, k: int, standardise: bool) -> Me
                         z / np.linalg.norm(z, axis=1, keepdims=True), np.zeros(2)).distance
 
 
-def real_only_rows(f: dict[str, np.ndarray]) -> list[str]:
-    """The familiarity distance as a real-only fake score: ROC-AUC on the wildfaces sample of the distance to the
-    training reals, and of the log ratio of the distances to the training reals and to the training fakes."""
-    from sklearn.metrics import roc_auc_score
-
-    train, labels, val = f["stages_train"], f["train_labels"], f["stages_val"]
-    x, y = f["stages_wildfaces"], f["wildfaces_labels"]
-    to_real = fit_feature_model(train[labels == 0], val).distance(x)
-    to_fake = fit_feature_model(train[labels == 1], val).distance(x)
-    ratio = np.log(np.maximum(to_real, 1e-9)) - np.log(np.maximum(to_fake, 1e-9))
-    return [f"| distance to the 5th nearest training real | {roc_auc_score(y, to_real):.3f} |",
-            f"| log(distance to the reals / distance to the fakes) | {roc_auc_score(y, ratio):.3f} |"]
-
-
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--model", default="default")
@@ -135,7 +121,6 @@ def main() -> None:
             rows.append(f"| {label} | {name} | " + " | ".join(f"{np.mean(measure(x[s]) > cut):.3f}"
                                                              for s in ("wildfaces", "cameras")) + " |")
             print(rows[-1], flush=True)
-    real_only = real_only_rows(f)
     command = shlex.join(["python", "bench/familiarity.py", *sys.argv[1:]])
     body = (f"Command: `{command}` ({time.time() - t0:.0f} s here, features read from runs/familiarity-features.npz when "
             f"present, computed otherwise; features of {len(f['stages_train'])} training and "
@@ -146,12 +131,8 @@ def main() -> None:
             "| features | measure | wildfaces | cameras |\n|---|---|---|---|\n" + "\n".join(rows) + "\n\n"
             "fakescope ships the stage statistics, standardised, with the cosine distance to the 5th nearest "
             "training image in a 32-component PCA (`fakescope.familiarity`); until 2026-12-07 it read the pooled "
-            "features the same way.\n\n"
-            "The same distances as a fake score (no training; stage statistics, each class of the described training "
-            "images on its own): ROC-AUC on the wildfaces sample, fake = farther from the training reals, or nearer "
-            "its fakes than its reals. Not used by fakescope; the network itself scores 0.574 on all of wildfaces "
-            "(\"Leave one source out\"):\n\n"
-            "| fake score | wildfaces ROC-AUC |\n|---|---|\n" + "\n".join(real_only) + "\n")
+            "features the same way. The same distances, split by class, as a fake score: \"Nearest training images as "
+            "a fake score\" (`bench/neighbours.py`).\n")
     print(body)
     if args.write:
         write_section("Familiarity", body)

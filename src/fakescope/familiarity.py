@@ -65,13 +65,13 @@ class FeatureModel:
     references: np.ndarray  # (N, k) projected, unit-length training features
     reference: np.ndarray  # (Q,) sorted quantiles of the validation images' distances
 
-    def distance(self, features: np.ndarray) -> np.ndarray:
-        """One minus the cosine similarity of each row of ``features`` (N, D) to its ``NEIGHBOURS``-th nearest
+    def distance(self, features: np.ndarray, neighbours: int = NEIGHBOURS) -> np.ndarray:
+        """One minus the cosine similarity of each row of ``features`` (N, D) to its ``neighbours``-th nearest
         training image, shape (N,)."""
         with _one_blas_thread(len(features)):
             z = _unit((np.asarray(features, np.float64) - self.center) / self.scale @ self.components.T)
             sims = z @ self.references.T
-        k = min(NEIGHBOURS, sims.shape[1])
+        k = min(neighbours, sims.shape[1])
         return 1.0 - np.partition(sims, -k, axis=1)[:, -k]
 
     def familiarity(self, features: np.ndarray) -> np.ndarray:
