@@ -223,7 +223,14 @@ def iter_prepared(paths: Iterable[str | Path], preparer: Any, workers: int, tran
     """Prepared files, decoded in ``workers`` processes (0: in this process); at most about
     ``workers x 4 x CHUNK`` files are in flight, whatever the input size. ``provenance``: read each image's
     provenance in the same worker, from the same bytes. ``max_pixels``: see :func:`prepare_file`."""
-    stream = _FileStream(distinct_roots(paths), preparer, transform, skip, video, provenance, max_pixels)
+    yield from _prepared_roots(distinct_roots(paths), preparer, workers, transform, skip, video, provenance, max_pixels)
+
+
+def _prepared_roots(roots: list[Path], preparer: Any, workers: int, transform: Callable | None,
+                    skip: Container[str] | None, video: VideoOptions | None, provenance: bool,
+                    max_pixels: int) -> Iterator[Prepared]:
+    """:func:`iter_prepared` of ``roots`` already without repeats (:func:`distinct_roots`)."""
+    stream = _FileStream(roots, preparer, transform, skip, video, provenance, max_pixels)
     if workers <= 0:
         yield from stream.shard()
         return
@@ -323,8 +330,8 @@ def scan(
     roots = distinct_roots(paths)
     if workers is None:
         workers = auto_workers(sum(1 for _ in islice(walk_image_files(roots), 16)))
-    prepared = iter_prepared(roots, detector.preparer, workers, transform, skip, video, provenance or trust_credentials,
-                             max_pixels)
+    prepared = _prepared_roots(roots, detector.preparer, workers, transform, skip, video,
+                               provenance or trust_credentials, max_pixels)
     with detector.alongside_workers(workers):
         for _, result in score_prepared(prepared, detector, batch_size, threshold, trust_credentials, copy_move):
             if on_result:
