@@ -5,11 +5,10 @@
 Familiarity (:mod:`fakescope.familiarity`) measures how far an image's stage statistics lie from the detector's
 training images. With the described training images split by class (the same standardisation and PCA, the cosine
 distance to the k-th nearest of each class), the same distances make a fake score: an image nearer the training fakes
-than the training reals is more likely fake (class-conditional deep nearest neighbours, after Sun et al., ICML 2022). This bench
-scores it where issue 29 chooses a default: for each run folder made by ``bench/held_out_sets.py``, the model trained
-without each set (RUNS/without-SET) describes its training images (at most 200 per folder and class, as
-``fakescope train`` describes them) and its validation images by class, and every image of the set it never saw is
-scored by
+than the training reals is more likely fake (class-conditional deep nearest neighbours, after Sun et al., ICML 2022).
+This bench scores it where issue 29 chooses a default: for each run folder made by ``bench/held_out_sets.py``, the
+model trained without each set (RUNS/without-SET) describes its training images (at most 200 per folder and class, as
+``fakescope train`` describes them) by class, and every image of the set it never saw is scored by
 
 - the cosine distance to its 5th nearest training real (a real-only score: fake = farther),
 - the log ratio of its distances to the k-th nearest training real and training fake (k = 5, fakescope's neighbour, and
@@ -154,9 +153,10 @@ def main() -> None:
     body = (f"Command: `{command}` ({time.time() - t0:.0f} s here with the runs trained; features cached beside "
             "each run). ROC-AUC on every image of the set the model never saw; \"in-set\": the k = 20 log ratio on "
             "the run's validation images; [95% bootstrap interval].\n\n"
-            "| model | never seen | network | distance to the 5th nearest real | log ratio, k = 5 | log ratio, k = 20 | "
+            "| model | never seen | network | distance to the 5th nearest real | log ratio, k = 5 | "
+            "log ratio, k = 20 | "
             "log ratio, k = 20, each class described alone | logistic regression on the statistics | "
-            "mean of the network and the k = 20 ratio | in-set (k = 20 ratio) |\n|---|---|---|---|---|---|---|---|---|---|\n"
+            "mean of the network and the k = 20 ratio | in-set (k = 20 ratio) |\n" + "|---" * 10 + "|\n"
             + "\n".join(rows) + "\n")
     print(body)
     if args.write:
