@@ -19,8 +19,9 @@ model trained without each set (RUNS/without-SET) describes its training images 
   probability by a logistic fit on the validation images (fakescope's ``Combiner("mean")``).
 
 ``RUNS`` may also be ``default``: the shipped default, which never trained on wildfaces, scored on all of it.
-The first column is the network's own left-out ROC-AUC; "in-set" is the k = 20 log ratio on the run's validation
-images. Features are cached beside each run (neighbour-features-SET.npz).
+The first column is the network's own left-out ROC-AUC; the "in-set" columns are the k = 20 log ratio, the network and
+their mean on the run's validation images (the sets it trained on). Features are cached beside each run
+(neighbour-features-SET.npz).
 """
 from __future__ import annotations
 
@@ -66,27 +67,33 @@ def labelled_features(detector: Detector, samples: list[Sample]) -> tuple[np.nda
 
 def run_features(model: str, cfg: TrainConfig, name: str, folder: Path) -> dict[str, np.ndarray]:
     """Stage statistics and labels of the model's described training images, its validation images and every image of
-    ``name``, with the network's final score of each image of ``name`` (the left-out table's, cached in ``folder``
-    as held_out_sets caches it; the features in its neighbour-features-NAME.npz)."""
+    ``name``, with the network's final score of each validation image and each image of ``name`` (the left-out
+    table's, cached in ``folder`` as held_out_sets caches it; the features in its neighbour-features-NAME.npz)."""
     cache = folder / f"neighbour-features-{name}.npz"
-    if cache.exists():
-        return dict(np.load(cache))
-    detector = Detector.load(model, device="cpu")
+    out = dict(np.load(cache)) if cache.exists() else {}
+    if "val_network" in out:
+        return out
     splits = folder_splits(cfg)
-    train = capped([s for t, _ in splits for s in t], [i for i, (t, _) in enumerate(splits) for _ in t], PER_CELL)
-    never_seen = discover_samples(data_root() / name)
-    out: dict[str, np.ndarray] = {}
-    for key, samples in (("train", train), ("val", [s for _, v in splits for s in v]), ("test", never_seen)):
-        out[key], out[f"{key}_labels"], paths = labelled_features(detector, samples)
-    network = scored(Detector.load(model, backend="auto"), never_seen, folder / f"scores-{name}.json")
-    out["test_network"] = np.asarray([network[p][1] for p in paths])
+    val = [s for _, v in splits for s in v]
+    if not out:
+        detector = Detector.load(model, device="cpu")
+        train = capped([s for t, _ in splits for s in t], [i for i, (t, _) in enumerate(splits) for _ in t], PER_CELL)
+        never_seen = discover_samples(data_root() / name)
+        for key, samples in (("train", train), ("val", val), ("test", never_seen)):
+            out[key], out[f"{key}_labels"], paths = labelled_features(detector, samples)
+        network = scored(Detector.load(model, backend="auto"), never_seen, folder / f"scores-{name}.json")
+        out["test_network"] = np.asarray([network[p][1] for p in paths])
+    if len(out["val"]) != len(val):
+        raise SystemExit(f"{folder}: {len(val) - len(out['val'])} validation images unreadable")
+    network = scored(Detector.load(model, backend="auto"), val, folder / "scores-val-neighbours.json")
+    out["val_network"] = np.asarray([network[str(s.path)][1] for s in val])
     np.savez(cache, **out)
     return out
 
 
 def scores(f: dict[str, np.ndarray]) -> dict[str, tuple[np.ndarray, np.ndarray]]:
-    """(labels, score) of each score on the never-seen images, and of the k = 20 log ratio on the validation images
-    ("in-set")."""
+    """(labels, score) of each score on the never-seen images, and of the k = 20 log ratio, the network and their mean
+    on the validation images ("in-set"; the ratio is made a probability on those same images)."""
     train, labels, val, y = f["train"], f["train_labels"], f["val"], f["test_labels"]
     described = fit_feature_model(train, val)  # the checkpoint's description, its training images split by class
     reals, fakes = (replace(described, references=described.references[labels == c]) for c in (0, 1))
@@ -99,13 +106,17 @@ def scores(f: dict[str, np.ndarray]) -> dict[str, tuple[np.ndarray, np.ndarray]]
         np.maximum(alone[1].distance(f["test"], 20), 1e-9))
     probe = make_pipeline(StandardScaler(), LogisticRegression(C=0.01, max_iter=3000)).fit(train, labels)
     as_probability = LogisticRegression().fit(log_ratio(val, 20)[:, None], f["val_labels"])
-    mean = Combiner("mean", np.full(2, 0.5)).predict(
-        np.stack([f["test_network"], as_probability.predict_proba(log_ratio(f["test"], 20)[:, None])[:, 1]], 1))
+
+    def mean(network: np.ndarray, x: np.ndarray) -> np.ndarray:
+        ratio = as_probability.predict_proba(log_ratio(x, 20)[:, None])[:, 1]
+        return Combiner("mean", np.full(2, 0.5)).predict(np.stack([network, ratio], 1))
+
     return {"network": (y, f["test_network"]), "to reals": (y, reals.distance(f["test"], NEIGHBOURS)),
             "ratio 5": (y, log_ratio(f["test"], 5)), "ratio 20": (y, log_ratio(f["test"], 20)),
             "ratio 20, classes alone": (y, own_ratio), "probe": (y, probe.decision_function(f["test"])),
-            "mean": (y, mean),
-            "in-set": (f["val_labels"], log_ratio(val, 20))}
+            "mean": (y, mean(f["test_network"], f["test"])),
+            "in-set": (f["val_labels"], log_ratio(val, 20)), "in-set network": (f["val_labels"], f["val_network"]),
+            "in-set mean": (f["val_labels"], mean(f["val_network"], val))}
 
 
 def recipe(cfg: TrainConfig) -> str:
@@ -151,12 +162,13 @@ def main() -> None:
                         + " |")
     command = shlex.join(["python", "bench/neighbours.py", *sys.argv[1:]])
     body = (f"Command: `{command}` ({time.time() - t0:.0f} s here with the runs trained; features cached beside "
-            "each run). ROC-AUC on every image of the set the model never saw; \"in-set\": the k = 20 log ratio on "
-            "the run's validation images; [95% bootstrap interval].\n\n"
+            "each run). ROC-AUC on every image of the set the model never saw; \"in-set\": on the run's validation "
+            "images (the ratio made a probability on those same images for the mean); [95% bootstrap interval].\n\n"
             "| model | never seen | network | distance to the 5th nearest real | log ratio, k = 5 | "
             "log ratio, k = 20 | "
             "log ratio, k = 20, each class described alone | logistic regression on the statistics | "
-            "mean of the network and the k = 20 ratio | in-set (k = 20 ratio) |\n" + "|---" * 10 + "|\n"
+            "mean of the network and the k = 20 ratio | in-set: k = 20 ratio | in-set: network | in-set: mean |\n"
+            + "|---" * 12 + "|\n"
             + "\n".join(rows) + "\n")
     print(body)
     if args.write:

@@ -59,9 +59,12 @@ def test_neighbour_scores_follow_the_class_of_the_nearest_training_images():
     network = rng.random(60)
     f = {"train": np.concatenate([cloud(0, 80), cloud(1, 80)]), "train_labels": np.repeat([0, 1], 80),
          "val": np.concatenate([cloud(0, 40), cloud(1, 40)]), "val_labels": np.repeat([0, 1], 40),
-         "test": np.concatenate([cloud(0, 30), cloud(1, 30)]), "test_labels": test_labels, "test_network": network}
+         "test": np.concatenate([cloud(0, 30), cloud(1, 30)]), "test_labels": test_labels, "test_network": network,
+         "val_network": (val_network := rng.random(80))}
     s = {name: roc_auc_score(*pair) for name, pair in neighbours.scores(f).items()}
     assert s["network"] == pytest.approx(roc_auc_score(test_labels, network))
     assert s["ratio 5"] == s["ratio 20"] == s["in-set"] == 1.0
     assert s["to reals"] == 1.0  # the fakes lie far from every training real
     assert s["mean"] > s["network"]
+    assert s["in-set network"] == pytest.approx(roc_auc_score(f["val_labels"], val_network))
+    assert s["in-set mean"] > s["in-set network"]  # the ratio separates the validation images the network does not
