@@ -44,6 +44,27 @@ def test_feature_model_round_trips_through_json():
     np.testing.assert_allclose(again.familiarity(x), model.familiarity(x), atol=1e-3)
 
 
+def test_a_description_with_classes_scores_by_the_nearest_training_images():
+    """Described with its images' classes, the description makes a fake probability from the ratio of the distances
+    to the nearest training reals and fakes; it survives the checkpoint's JSON; without classes it does not score."""
+    from sklearn.metrics import roc_auc_score
+
+    reals, fakes = [0, 1], [2, 3]
+    train = np.concatenate([clustered(300, reals, 0), clustered(300, fakes, 1)])
+    val = np.concatenate([clustered(100, reals, 2), clustered(100, fakes, 3)])
+    labels = (np.repeat([0, 1], 300), np.repeat([0, 1], 100))
+    model = fit_feature_model(train, val, labels=labels)
+    y, x = np.repeat([0, 1], 200), np.concatenate([clustered(200, reals, 4), clustered(200, fakes, 5)])
+    p = model.fake_probability(x)
+    assert model.scores and np.all((p > 0) & (p < 1)) and roc_auc_score(y, p) > 0.95
+    assert model.ratio[0] > 0  # nearer the fakes than the reals reads as more fake
+    again = FeatureModel.from_dict(json.loads(json.dumps(model.to_dict())))
+    np.testing.assert_allclose(again.fake_probability(x), p, atol=1e-3)
+    plain = fit_feature_model(train, val)
+    assert not plain.scores and "classes" not in plain.to_dict()
+    np.testing.assert_allclose(plain.familiarity(x), model.familiarity(x))  # the classes do not change familiarity
+
+
 @pytest.mark.parametrize("p, familiarity, label", [
     (0.5, 0.01, "uncertain"),  # unfamiliar and undecided
     (0.95, 0.01, "fake"),  # unfamiliar, but decisive
@@ -252,3 +273,50 @@ def test_evaluate_reports_how_familiar_the_labelled_images_are(described_checkpo
     assert m["roc_auc_familiar"] is None  # 8 images: too few to rank the familiar part
     table = invoke("evaluate", "--data", tmp_path / "data", "--model", described_checkpoint)
     assert table.exit_code == 0 and "uncertain_real" in table.stdout
+
+
+def test_a_recipe_with_the_neighbour_score_scores_by_the_mean_and_ships_its_threshold(tmp_path):
+    """Trained with ``neighbour_score: true``, the checkpoint's description keeps its images' classes; every way of
+    scoring (score_batch, predict_batch, ONNX Runtime) gives the mean of the network's probability and the nearest
+    training images', and the shipped threshold bounds the false alarms of those scores on the validation reals."""
+    from fakescope.config import load_config
+    from fakescope.engine.loaders import folder_splits
+    from fakescope.engine.train import fit
+    from fakescope.inference.scan import scan
+
+    for label, seed in (("real", 0), ("fake", 100)):
+        folder = tmp_path / "data" / label
+        folder.mkdir(parents=True)
+        for i in range(12):
+            make_image((72, 64), seed=seed + i).save(folder / f"{label}{i}.png")
+    cfg = load_config(None, {"model.name": "efficientnet_lite0", "model.size": 64, "epochs": 1, "batch_size": 4,
+                             "device": "cpu", "data.path": [str(tmp_path / "data")], "data.workers": 0,
+                             "data.cache": False, "data.val_fraction": 0.5, "target_fpr": 0.25,
+                             "neighbour_score": True, "out": str(tmp_path / "run")})
+    result = fit(cfg)
+    detector = Detector.load(str(result.checkpoint), device="cpu")
+    described = detector.feature_model
+    assert described.scores and set(np.unique(described.classes)) == {0.0, 1.0}
+    items = [detector.prepare(make_image((72, 64), seed=500 + i)) for i in range(3)]
+    logits, features = detector.logits_and_features(np.stack(items))
+    expected = (detector.probabilities(logits) + described.fake_probability(features)) / 2
+    probs, familiar, _ = detector.score_batch(items)
+    np.testing.assert_allclose(probs, expected, atol=1e-6)
+    np.testing.assert_allclose(detector.predict_batch(items), expected, atol=1e-6)
+    ((_, val),) = folder_splits(cfg)
+    scored = list(scan([s.path for s in val if s.label == 0], detector, workers=0))
+    assert np.mean([r.fake_probability >= detector.threshold for r in scored]) <= 0.25
+    assert detector.meta.info["metrics"]["model_threshold"] == detector.threshold  # no copy-move check here
+    pytest.importorskip("onnxruntime")
+    onnx_probs, onnx_familiar, _ = Detector.load(str(result.checkpoint), backend="onnx").score_batch(items)
+    np.testing.assert_allclose(onnx_probs, probs, atol=1e-3)
+
+
+def test_the_neighbour_score_needs_a_whole_image_timm_detector(tmp_path):
+    from fakescope.config import load_config
+    from fakescope.engine.train import fit
+
+    cfg = load_config(None, {"model.name": "ela-cnn", "epochs": 1, "device": "cpu", "neighbour_score": True,
+                             "data.path": [str(tmp_path)], "out": str(tmp_path / "run")})
+    with pytest.raises(ValueError, match="neighbour_score needs a whole-image detector with stage statistics"):
+        fit(cfg)

@@ -155,8 +155,14 @@ class TrainConfig:
     calibrate: bool = True
     #: The detector also checks its input for a copy pasted inside the image and adds that evidence to its scores
     #: (:mod:`fakescope.forensics.copymove`, SIFT self-matching: nothing to train; the shipped default does). The
-    #: threshold and validation metrics are then those of the final scores (:mod:`fakescope.engine.copymove`).
+    #: threshold and validation metrics are then those of the final scores
+    #: (:func:`fakescope.engine.threshold.threshold_final_scores`).
     copy_move: bool = False
+    #: The detector's probability is the mean of its network's and that of its nearest training images (the
+    #: familiarity description keeps the training images' classes: :mod:`fakescope.familiarity`; nothing more to
+    #: train). Measured to raise ROC-AUC on sets the model never saw; the threshold and validation metrics are then
+    #: those of the final scores. Whole-image detectors with stage statistics (timm backbones).
+    neighbour_score: bool = False
     #: Ship the threshold that flags at most this share of the validation reals of every ``data.path`` folder
     #: (None: 0.5). Analysts pay for false alarms on genuine photos; a detector should say how many it raises.
     target_fpr: float | None = None

@@ -53,22 +53,34 @@ def capped(samples: Sequence[Sample], sources: Sequence[int], per_cell: int, see
     return [s for cell in cells.values() for s in rng.sample(cell, min(per_cell, len(cell)))]
 
 
-def describe(detector: Detector, train: Sequence[Sample], val: Sequence[Sample], workers: int = 2) -> FeatureModel:
-    """The :class:`FeatureModel` of ``detector`` from its training and validation images."""
-    return fit_feature_model(sample_features(detector, train, workers), sample_features(detector, val, workers))
+def describe(detector: Detector, train: Sequence[Sample], val: Sequence[Sample], workers: int = 2,
+             scores: bool = False) -> FeatureModel:
+    """The :class:`FeatureModel` of ``detector`` from its training and validation images; with ``scores``, one that
+    keeps their classes and makes a fake score (every image must be readable: its row pairs with its label)."""
+    train_features, val_features = sample_features(detector, train, workers), sample_features(detector, val, workers)
+    if not scores:
+        return fit_feature_model(train_features, val_features)
+    if (len(train_features), len(val_features)) != (len(train), len(val)):
+        raise ValueError("a training or validation image could not be read; the nearest-images score needs them all")
+    return fit_feature_model(train_features, val_features,
+                             labels=(np.asarray([s.label for s in train]), np.asarray([s.label for s in val])))
 
 
 def add_familiarity(checkpoint: str | Path, splits: Sequence[tuple[Sequence[Sample], Sequence[Sample]]],
-                    per_cell: int = 200, workers: int = 2, detector: Detector | None = None) -> FeatureModel:
+                    per_cell: int = 200, workers: int = 2, detector: Detector | None = None,
+                    scores: bool = False) -> FeatureModel:
     """Describe the checkpoint's features from its (train, validation) splits, one pair per training folder, and
     store the description in its metadata (``info["familiarity"]``); the weights and the header's other entries are
     left as they are (a shipped ONNX model's checksum then no longer matches: re-run ``fakescope export --ship``).
+    ``scores``: the description also scores (a recipe's ``neighbour_score``; :mod:`fakescope.familiarity`), which
+    changes the detector's probabilities: its threshold must then be chosen again on them
+    (:func:`fakescope.engine.threshold.threshold_final_scores`).
 
     ``detector``: the checkpoint's weights already in memory (``fit`` passes the model it has just saved), so they
     are not read back from the file; without it the checkpoint is loaded on the CPU."""
     detector = detector or Detector.load(str(checkpoint), device="cpu")
     train = capped([s for t, _ in splits for s in t], [i for i, (t, _) in enumerate(splits) for _ in t], per_cell)
-    model = describe(detector, train, [s for _, v in splits for s in v], workers)
+    model = describe(detector, train, [s for _, v in splits for s in v], workers, scores)
     meta = read_meta(checkpoint)
     meta.info["familiarity"] = model.to_dict()
     write_meta(checkpoint, meta)

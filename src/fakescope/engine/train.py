@@ -39,7 +39,13 @@ from fakescope.engine.parallel import (
 from fakescope.engine.pixel import DetectorLoss, MaskSupervised
 from fakescope.engine.threshold import shipped_threshold
 from fakescope.evaluation.metrics import compute_metrics
-from fakescope.inference.detector import classifier_module, copy_move_input, resolve_device, softmax_fake
+from fakescope.inference.detector import (
+    classifier_module,
+    copy_move_input,
+    has_stage_features,
+    resolve_device,
+    softmax_fake,
+)
 from fakescope.inference.kinds import SINGLE, get_kind
 from fakescope.inference.kinds.patch import PatchConfig, PatchDetector, aggregate, patch_info
 from fakescope.registry import create_detector, get_spec
@@ -210,6 +216,9 @@ def fit(cfg: TrainConfig, track: Track = _no_track, on_epoch=None) -> FitResult:
     if cfg.copy_move and (clip_spec(pre) is not None or not copy_move_input(pre)):
         raise ValueError(f"copy_move needs a whole-image RGB detector; {cfg.model.name!r} reads "
                          f"{pre.input_mode} input ({pre.resize})")
+    if cfg.neighbour_score and (pre.resize != "squash" or not has_stage_features(model) or clip_spec(pre)):
+        raise ValueError(f"neighbour_score needs a whole-image detector with stage statistics (a timm backbone); "
+                         f"{cfg.model.name!r} is not one")
     model.to(device, memory_format=torch.channels_last)  # the layout oneDNN's CPU convolutions are fastest in
     train_dl, val_dl, counts = build_loaders(cfg, pre, info if STRATEGIES[cfg.strategy].data_parallel else None)
     if info.is_main:
@@ -321,9 +330,10 @@ def _finish(cfg: TrainConfig, pre: Preprocess, counts: dict, history: list, best
     detector = get_kind(meta.info.get("kind", SINGLE))(model, meta, str(best_path), device=str(device)) \
         if describable(model, pre) or cfg.copy_move else None
     if describable(model, pre):
-        add_familiarity(best_path, folder_splits(cfg), workers=cfg.data.workers, detector=detector)
-    if cfg.copy_move and metrics:
-        from fakescope.engine.copymove import threshold_final_scores
+        add_familiarity(best_path, folder_splits(cfg), workers=cfg.data.workers, detector=detector,
+                        scores=cfg.neighbour_score)
+    if (cfg.copy_move or cfg.neighbour_score) and metrics:
+        from fakescope.engine.threshold import threshold_final_scores
 
         threshold_final_scores(best_path, cfg, detector)
         metrics = read_meta(best_path).info["metrics"]

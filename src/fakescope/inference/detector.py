@@ -223,7 +223,9 @@ class Detector:
 
     def predict_batch(self, items: list) -> np.ndarray:
         """Inputs from :meth:`prepare` -> calibrated fake probabilities, shape (N,)."""
-        return self.predict_arrays(np.stack(items))
+        if self.feature_model is None:
+            return self.predict_arrays(np.stack(items))
+        return self.model_scores(items).probabilities
 
     def logits(self, arrays: np.ndarray) -> torch.Tensor:
         import torch
@@ -274,12 +276,11 @@ class Detector:
         return scores._replace(probabilities=with_copy_move(scores.probabilities, pairs), copy_move=pairs)
 
     def model_scores(self, items: list) -> Scores:
-        """The model's own :class:`Scores` of ``items`` (no copy-move evidence), with familiarity when the weights
-        describe their training features."""
+        """The model's own :class:`Scores` (no copy-move evidence), read with its description if any (familiarity)."""
         if self.feature_model is None:
             return Scores(self.predict_batch(items))
         logits, features = self.logits_and_features(np.stack(items))
-        return Scores(self.probabilities(logits), self.feature_model.familiarity(features))
+        return Scores(*self.feature_model.read(self.probabilities(logits), features))
 
     def image_features(self, items: list) -> np.ndarray:
         """Inputs from :meth:`prepare` -> the (N, D) stage statistics familiarity reads, one row per image."""

@@ -183,7 +183,7 @@ class PatchDetector(Detector):
         if self.feature_model is None:
             return Scores(self.predict_batch(items))
         logits, features = self._logits_and_features(items)
-        return Scores(self.image_probabilities(logits), self.feature_model.familiarity(features))
+        return Scores(*self.feature_model.read(self.image_probabilities(logits), features))
 
     def _grid(self, img: Image.Image) -> tuple[tuple[int, int], list[tuple[int, int]], np.ndarray]:
         """(padded shape, origins, patches) of the full grid over ``img`` (no ``max_patches`` limit)."""
