@@ -46,6 +46,7 @@ PAGES = {
     "Held-out sets": "held-out.md",
     "Leave one source out": "held-out.md",
     "Real-only zero-shot scoring": "held-out.md",
+    "Training-free: stability under noise": "held-out.md",
     "Familiarity": "held-out.md",
     "Nearest training images as a fake score": "held-out.md",
     "Copy-move evidence": "held-out.md",

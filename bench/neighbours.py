@@ -16,7 +16,10 @@ model trained without each set (RUNS/without-SET) describes its training images 
   bench's first measure, on a sample of wildfaces, came from),
 - a linear probe: a logistic regression (C 0.01) on the described training images' standardised statistics,
 - the mean of the network's final score (the left-out table's, cached by held_out_sets) and the k = 20 log ratio made a
-  probability by a logistic fit on the validation images (fakescope's ``Combiner("mean")``).
+  probability by a logistic fit on the validation images (fakescope's ``Combiner("mean")``),
+- and the same as a recipe with ``neighbour_score: true`` ships it (:mod:`fakescope.familiarity`): a copy of the run's
+  model described with its training images' classes, its threshold chosen again, every never-seen image scanned (the
+  mean first, then the copy-move evidence of a recipe with the check).
 
 ``RUNS`` may also be ``default``: the shipped default, on every image of each ``--leave-out`` set it never trained on
 (wildfaces).
@@ -28,6 +31,7 @@ from __future__ import annotations
 
 import argparse
 import shlex
+import shutil
 import sys
 import time
 from dataclasses import replace
@@ -44,10 +48,12 @@ from sklearn.preprocessing import StandardScaler
 from fakescope.checkpoint import read_meta
 from fakescope.config import TrainConfig, load_config
 from fakescope.data.discovery import Sample, discover_samples
-from fakescope.engine.familiarity import capped, sample_features
+from fakescope.engine.familiarity import add_familiarity, capped, sample_features
 from fakescope.engine.loaders import folder_splits
+from fakescope.engine.threshold import threshold_final_scores
 from fakescope.ensemble.combine import Combiner
-from fakescope.familiarity import NEIGHBOURS, FeatureModel, fit_feature_model
+from fakescope.evaluation.metrics import paired_difference
+from fakescope.familiarity import NEIGHBOURS, fit_feature_model
 from fakescope.inference.detector import Detector, resolve_checkpoint
 
 #: Training images described per folder and class, as ``fakescope train`` describes a checkpoint.
@@ -85,32 +91,41 @@ def run_features(model: str, cfg: TrainConfig, name: str, folder: Path) -> dict[
     return out
 
 
-def log_ratio(reals: FeatureModel, fakes: FeatureModel, x: np.ndarray, k: int) -> np.ndarray:
-    """log(distance to the k-th nearest training real / to the k-th nearest training fake): higher is more fake."""
-    return np.log(np.maximum(reals.distance(x, k), 1e-9)) - np.log(np.maximum(fakes.distance(x, k), 1e-9))
-
-
 def scores(f: dict[str, np.ndarray]) -> dict[str, tuple[np.ndarray, np.ndarray]]:
     """(labels, score) of each score on the never-seen images, and of the k = 20 log ratio, the network and their mean
     on the validation images ("in-set"; the ratio is made a probability on those same images)."""
     train, labels, val, test, y = f["train"], f["train_labels"], f["val"], f["test"], f["test_labels"]
-    described = fit_feature_model(train, val)  # the checkpoint's description, its training images split by class
-    reals, fakes = (replace(described, references=described.references[labels == c]) for c in (0, 1))
+    # the checkpoint's description with its training images' classes, as a recipe's neighbour_score makes it
+    described = fit_feature_model(train, val, labels=(labels, f["val_labels"]))
+    reals = replace(described, references=described.references[labels == 0])
     alone = [fit_feature_model(train[labels == c], val) for c in (0, 1)]  # each class standardised on its own
     probe = make_pipeline(StandardScaler(), LogisticRegression(C=0.01, max_iter=3000)).fit(train, labels)
-    as_probability = LogisticRegression().fit(log_ratio(reals, fakes, val, 20)[:, None], f["val_labels"])
 
     def mean(network: np.ndarray, x: np.ndarray) -> np.ndarray:
-        ratio = as_probability.predict_proba(log_ratio(reals, fakes, x, 20)[:, None])[:, 1]
-        return Combiner("mean", np.full(2, 0.5)).predict(np.stack([network, ratio], 1))
+        return Combiner("mean", np.full(2, 0.5)).predict(np.stack([network, described.fake_probability(x)], 1))
 
     return {"network": (y, f["test_network"]), "to reals": (y, reals.distance(test, NEIGHBOURS)),
-            "ratio 5": (y, log_ratio(reals, fakes, test, 5)), "ratio 20": (y, log_ratio(reals, fakes, test, 20)),
-            "ratio 20, classes alone": (y, log_ratio(*alone, test, 20)), "probe": (y, probe.decision_function(test)),
-            "mean": (y, mean(f["test_network"], test)),
-            "in-set": (f["val_labels"], log_ratio(reals, fakes, val, 20)),
+            "ratio 5": (y, described.log_ratio(test, 5)), "ratio 20": (y, described.log_ratio(test)),
+            "ratio 20, classes alone": (y, np.subtract(*(np.log(np.maximum(m.distance(test, 20), 1e-9)) for m in alone))),
+            "probe": (y, probe.decision_function(test)), "mean": (y, mean(f["test_network"], test)),
+            "in-set": (f["val_labels"], described.log_ratio(val)),
             "in-set network": (f["val_labels"], f["val_network"]),
             "in-set mean": (f["val_labels"], mean(f["val_network"], val))}
+
+
+def as_shipped(model: str, cfg: TrainConfig, name: str, folder: Path) -> tuple[np.ndarray, np.ndarray]:
+    """(labels, final scores) of every image of ``name`` by the run's model described as a recipe with
+    ``neighbour_score: true`` describes it (a copy beside the run, neighbour-score.safetensors: its training images'
+    classes kept, its threshold chosen again on its final scores), scored as a scan scores (the network's probability
+    averaged with the nearest training images', then the copy-move evidence added for a recipe with the check)."""
+    copy = folder / "neighbour-score.safetensors"
+    if not copy.exists():
+        shutil.copyfile(model, copy)
+        add_familiarity(copy, folder_splits(cfg), scores=True)
+        threshold_final_scores(copy, cfg)
+    samples = discover_samples(data_root() / name)
+    final = scored(Detector.load(str(copy), backend="auto"), samples, folder / f"scores-neighbour-score-{name}.json")
+    return np.asarray([s.label for s in samples]), np.asarray([final[str(s.path)][1] for s in samples])
 
 
 def recipe(cfg: TrainConfig) -> str:
@@ -148,21 +163,32 @@ def main() -> None:
         for label, model, cfg, name, folder in models(runs, args.leave_out):
             folder.mkdir(parents=True, exist_ok=True)
             s = scores(run_features(model, cfg, name, folder))
-            aucs.append([roc_auc_score(y, score) for y, score in s.values()])
-            rows.append(f"| {label} | {name} | " + " | ".join(auc_text(y, score) for y, score in s.values()) + " |")
+            if runs != "default":  # the shipped default's own weights are not described again here
+                s["as shipped"] = as_shipped(model, cfg, name, folder)
+            gain = paired_difference(*s.get("as shipped", s["mean"]), s["network"][1])
+            aucs.append([roc_auc_score(y, score) for y, score in s.values()] + [gain["difference"]])
+            rows.append(f"| {label} | {name} | " + " | ".join(auc_text(y, score) for y, score in s.values())
+                        + " | -" * ("as shipped" not in s)
+                        + f" | {gain['difference']:+.3f} [{gain['low']:+.2f}, {gain['high']:+.2f}] |")
             print(rows[-1], flush=True)
         if len(aucs) > 1:
-            rows.append(f"| `{runs}`, mean of {len(aucs)} | | " + " | ".join(f"**{v:.3f}**" for v in np.mean(aucs, 0))
-                        + " |")
+            *means, gain_mean = np.mean(aucs, 0)
+            rows.append(f"| `{runs}`, mean of {len(aucs)} | | " + " | ".join(f"**{v:.3f}**" for v in means)
+                        + f" | **{gain_mean:+.3f}** |")
     command = shlex.join(["python", "bench/neighbours.py", *sys.argv[1:]])
     body = (f"Command: `{command}` ({time.time() - t0:.0f} s here with the runs trained; features cached beside "
             "each run). ROC-AUC on every image of the set the model never saw; \"in-set\": on the run's validation "
-            "images (the ratio made a probability on those same images for the mean); [95% bootstrap interval].\n\n"
+            "images (the ratio made a probability on those same images for the mean); [95% bootstrap interval]. "
+            "\"As shipped\": the run's model described as a recipe with `neighbour_score: true` describes it, its "
+            "threshold chosen again, scored as a scan scores (the mean first, then the copy-move evidence). The last "
+            "column: that ROC-AUC (the mean's for the shipped default, whose weights are not described again here) "
+            "minus the network's on the same never-seen images, [95% paired bootstrap interval].\n\n"
             "| model | never seen | network | distance to the 5th nearest real | log ratio, k = 5 | "
             "log ratio, k = 20 | "
             "log ratio, k = 20, each class described alone | logistic regression on the statistics | "
-            "mean of the network and the k = 20 ratio | in-set: k = 20 ratio | in-set: network | in-set: mean |\n"
-            + "|---" * 12 + "|\n"
+            "mean of the network and the k = 20 ratio | in-set: k = 20 ratio | in-set: network | in-set: mean | "
+            "as shipped (`neighbour_score: true`) | never seen: as shipped (else the mean) minus network (paired) |\n"
+            + "|---" * 14 + "|\n"
             + "\n".join(rows) + "\n")
     print(body)
     if args.write:

@@ -94,11 +94,11 @@ class FeatureModel:
         training image, shape (N,)."""
         return _kth_distance(self.similarities(features), neighbours)
 
-    def log_ratio(self, features: np.ndarray) -> np.ndarray:
-        """log(distance to the k-th nearest training real / to the k-th nearest training fake), k =
-        :data:`RATIO_NEIGHBOURS`: higher is more like the training fakes. Needs the references' classes."""
+    def log_ratio(self, features: np.ndarray, neighbours: int = RATIO_NEIGHBOURS) -> np.ndarray:
+        """log(distance to the ``neighbours``-th nearest training real / to the ``neighbours``-th nearest training
+        fake): higher is more like the training fakes. Needs the references' classes."""
         sims = self.similarities(features)
-        real, fake = (_kth_distance(sims[:, self.classes == c], RATIO_NEIGHBOURS) for c in (0, 1))
+        real, fake = (_kth_distance(sims[:, self.classes == c], neighbours) for c in (0, 1))
         return np.log(np.maximum(real, 1e-9)) - np.log(np.maximum(fake, 1e-9))
 
     def fake_probability(self, features: np.ndarray) -> np.ndarray:
