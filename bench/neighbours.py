@@ -22,7 +22,8 @@ model trained without each set (RUNS/without-SET) describes its training images 
   mean first, then the copy-move evidence of a recipe with the check).
 
 ``RUNS`` may also be ``default``: the shipped default, on every image of each ``--leave-out`` set it never trained on
-(wildfaces).
+(wildfaces). A model that already scores with its nearest training images (``neighbour_score``, the shipped default
+since 2026-12-07) stops the bench: its probability is not the network's.
 The first column is the network's own left-out ROC-AUC; the "in-set" columns are the k = 20 log ratio, the network and
 their mean on the run's validation images (the sets it trained on). Features are cached beside each run
 (neighbour-features-SET.npz).
@@ -81,6 +82,10 @@ def run_features(model: str, cfg: TrainConfig, name: str, folder: Path) -> dict[
                             PER_CELL),
             "val": [s for _, v in splits for s in v], "test": discover_samples(data_root() / name)}
     detector, scorer = Detector.load(model, device="cpu"), Detector.load(model, backend="auto")
+    if scorer.feature_model is not None and scorer.feature_model.scores:  # its probability is already the mean
+        raise SystemExit(f"{model}: already scores with its nearest training images (neighbour_score), so its "
+                         "probability is not the network's; pass its weights from before (for the shipped default: "
+                         "git show 156b472:src/fakescope/weights/efficientnet_lite2.safetensors)")
     out = {}
     for key, samples in sets.items():
         out[key], out[f"{key}_labels"] = features(detector, samples), np.asarray([s.label for s in samples])
