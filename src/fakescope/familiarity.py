@@ -97,28 +97,37 @@ class FeatureModel:
     def log_ratio(self, features: np.ndarray, neighbours: int = RATIO_NEIGHBOURS) -> np.ndarray:
         """log(distance to the ``neighbours``-th nearest training real / to the ``neighbours``-th nearest training
         fake): higher is more like the training fakes. Needs the references' classes."""
-        sims = self.similarities(features)
-        real, fake = (_kth_distance(sims[:, self.classes == c], neighbours) for c in (0, 1))
-        return np.log(np.maximum(real, 1e-9)) - np.log(np.maximum(fake, 1e-9))
+        return self._log_ratio(self.similarities(features), neighbours)
 
     def fake_probability(self, features: np.ndarray) -> np.ndarray:
         """The nearest training images' fake probability of each row of ``features``, shape (N,)."""
-        slope, intercept = self.ratio
-        return 1.0 / (1.0 + np.exp(-(slope * self.log_ratio(features) + intercept)))
+        return self._fake_probability(self.similarities(features))
 
     def familiarity(self, features: np.ndarray) -> np.ndarray:
         """Share of validation images at least as far from the training features as each image, in [0, 1]."""
-        d = self.distance(features)
-        levels = np.linspace(0.0, 1.0, len(self.reference))  # reference[i] is the levels[i] quantile
-        return np.clip(1.0 - np.interp(d, self.reference, levels, left=0.0, right=1.0), 0.0, 1.0)
+        return self._familiarity(self.similarities(features))
 
     def read(self, probabilities: np.ndarray, features: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(fake probability, familiarity) of images whose network probabilities are ``probabilities`` (N,) and stage
         statistics ``features`` (N, D): the network's probabilities, averaged with the nearest training images'
-        when the description scores."""
+        when the description scores. One projection of ``features`` serves both."""
+        sims = self.similarities(features)
         if self.scores:
-            probabilities = (np.asarray(probabilities, np.float64) + self.fake_probability(features)) / 2
-        return probabilities, self.familiarity(features)
+            probabilities = (np.asarray(probabilities, np.float64) + self._fake_probability(sims)) / 2
+        return probabilities, self._familiarity(sims)
+
+    def _log_ratio(self, sims: np.ndarray, neighbours: int = RATIO_NEIGHBOURS) -> np.ndarray:
+        real, fake = (_kth_distance(sims[:, self.classes == c], neighbours) for c in (0, 1))
+        return np.log(np.maximum(real, 1e-9)) - np.log(np.maximum(fake, 1e-9))
+
+    def _fake_probability(self, sims: np.ndarray) -> np.ndarray:
+        slope, intercept = self.ratio
+        return 1.0 / (1.0 + np.exp(-(slope * self._log_ratio(sims) + intercept)))
+
+    def _familiarity(self, sims: np.ndarray) -> np.ndarray:
+        levels = np.linspace(0.0, 1.0, len(self.reference))  # reference[i] is the levels[i] quantile
+        d = _kth_distance(sims, NEIGHBOURS)
+        return np.clip(1.0 - np.interp(d, self.reference, levels, left=0.0, right=1.0), 0.0, 1.0)
 
     def to_dict(self) -> dict[str, Any]:
         kept = _FIELDS + (_SCORING if self.scores else ())

@@ -15,7 +15,7 @@ from fakescope.data.discovery import Sample
 from fakescope.data.preprocess import Preprocess
 from fakescope.familiarity import FeatureModel, fit_feature_model
 from fakescope.inference.detector import Detector, has_stage_features
-from fakescope.inference.scan import iter_prepared
+from fakescope.inference.scan import prepared_batches
 from fakescope.video.clips import clip_info
 
 log = logging.getLogger(__name__)
@@ -31,16 +31,10 @@ def sample_features(detector: Detector, samples: Sequence[Sample], workers: int 
                     batch_size: int = 32) -> np.ndarray:
     """Stage statistics (N, D) of the readable ``samples``, in the samples' order (the decode workers finish in their
     own), through the scan's decode pipeline."""
-    feats, order, batch = [], [], []
-    for item in iter_prepared([s.path for s in samples], detector.preparer, workers):
-        if item.error is None:
-            batch.append(item.array)
-            order.append(item.index)
-        if len(batch) == batch_size:
-            feats.append(detector.image_features(batch))
-            batch = []
-    if batch:
-        feats.append(detector.image_features(batch))
+    feats, order = [], []
+    for batch in prepared_batches([s.path for s in samples], detector.preparer, workers, batch_size):
+        feats.append(detector.image_features([item.array for item in batch]))
+        order.extend(item.index for item in batch)
     return np.concatenate(feats)[np.argsort(order, kind="stable")]
 
 

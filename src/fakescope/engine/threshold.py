@@ -53,29 +53,20 @@ def threshold_final_scores(checkpoint: str | Path, cfg: TrainConfig, detector: D
     from fakescope.checkpoint import read_meta, write_meta
     from fakescope.engine.loaders import folder_splits
     from fakescope.inference.detector import Detector
-    from fakescope.inference.scan import iter_prepared
+    from fakescope.inference.scan import prepared_batches
 
     detector = detector or Detector.load(str(checkpoint), device="cpu")
     meta = read_meta(checkpoint)
     detector.meta = meta
     detector.__dict__.pop("_feature_model", None)  # read the description just written, not a cached one
     labels = {str(s.path): s.label for _, val in folder_splits(cfg) for s in val}
-    paths, model, final, batch = [], [], [], []
-
-    def score(batch: list) -> None:
-        scores = detector.model_scores([item.array for item in batch])
+    paths, model, final = [], [], []
+    for batch in prepared_batches(list(labels), detector.preparer, cfg.data.workers, batch_size):
+        arrays = [item.array for item in batch]
+        scores = detector.model_scores(arrays)
         model.append(scores.probabilities)
-        final.append(detector.with_copy_moves([item.array for item in batch], scores).probabilities)
+        final.append(detector.with_copy_moves(arrays, scores).probabilities)
         paths.extend(item.path for item in batch)
-
-    for item in iter_prepared(list(labels), detector.preparer, cfg.data.workers):
-        if item.error is None:
-            batch.append(item)
-        if len(batch) == batch_size:
-            score(batch)
-            batch = []
-    if batch:
-        score(batch)
     y, p = np.asarray([labels[k] for k in paths]), np.concatenate(final)
     threshold, held_out = shipped_threshold(cfg, y, p, [Path(k) for k in paths])
     metrics = {**compute_metrics(y, p, threshold), "fpr_held_out": held_out, "temperature": meta.temperature,

@@ -226,6 +226,20 @@ def iter_prepared(paths: Iterable[str | Path], preparer: Any, workers: int, tran
     yield from _prepared_roots(distinct_roots(paths), preparer, workers, transform, skip, video, provenance, max_pixels)
 
 
+def prepared_batches(paths: Iterable[str | Path], preparer: Any, workers: int,
+                     batch_size: int = 32) -> Iterator[list[Prepared]]:
+    """The readable files of :func:`iter_prepared`, in lists of up to ``batch_size`` (unreadable ones are dropped)."""
+    batch: list[Prepared] = []
+    for item in iter_prepared(paths, preparer, workers):
+        if item.error is None:
+            batch.append(item)
+        if len(batch) == batch_size:
+            yield batch
+            batch = []
+    if batch:
+        yield batch
+
+
 def _prepared_roots(roots: list[Path], preparer: Any, workers: int, transform: Callable | None,
                     skip: Container[str] | None, video: VideoOptions | None, provenance: bool,
                     max_pixels: int) -> Iterator[Prepared]:
