@@ -4,9 +4,11 @@ SIFT self-matching after Amerini et al. (IEEE TIFS 2011, "A SIFT-based forensic 
 detection and transformation recovery"): the image's own keypoints are matched against each other with the
 generalised 2-nearest-neighbour test (g2NN: each neighbour is kept while it is much closer than the next one, so a
 region copied several times keeps all its copies), pairs closer than ``min_distance`` pixels are dropped (a
-keypoint's own neighbourhood), and one affine transform is fitted to the rest with RANSAC. Its inliers are the
-evidence: a pasted copy, rotated or scaled or not, brings many keypoint pairs that one transform maps onto each
-other, while an untouched photo rarely does (repeated structure such as windows or tiles is the exception).
+keypoint's own neighbourhood), a pair SIFT found twice at one place (a keypoint with two orientations) is counted
+once, and one affine transform is fitted to the rest with RANSAC. Its inliers are the evidence: a pasted copy,
+rotated or scaled or not, brings many keypoint pairs that one transform maps onto each other, while an untouched photo
+rarely does (repeated structure such as windows or tiles is the exception). A transform that stretches one way more
+than ``MAX_STRETCH`` times the other is no evidence: it is how RANSAC joins two unrelated groups of chance matches.
 
 It finds copies inside one image only: not splices from another image, not synthesis. Because it learns nothing,
 it behaves the same on kinds of image no detector was trained on (docs/benchmarks/held-out.md, "Copy-move
@@ -31,6 +33,8 @@ RATIO = 0.5
 MARGIN = 8
 #: Neighbours each keypoint is tested against.
 NEIGHBOURS = 10
+#: Largest ratio of the transform's two singular values taken as evidence (a copy scaled 2x one way, 1x the other).
+MAX_STRETCH = 2.0
 
 
 @dataclass(frozen=True)
@@ -57,7 +61,7 @@ PRIOR = 0.1
 #: P(a copy was pasted | n pairs) = sigmoid(SLOPE * log(1 + n) + INTERCEPT) from ``MIN_PAIRS`` up (0 below),
 #: fitted on reals of faces140k, diffusiondb, wildfaces and cameras and a ``fakescope synth`` copy-move made from
 #: each, at the prior ``PRIOR`` (``python bench/copy_move.py``; docs/benchmarks/held-out.md, "Copy-move evidence").
-SLOPE, INTERCEPT = 1.865, -3.341
+SLOPE, INTERCEPT = 1.853, -3.141
 
 
 def _sift():
@@ -89,16 +93,35 @@ def g2nn_pairs(descriptors: np.ndarray, points: np.ndarray, min_distance: float,
     once = i < t
     i, t = i[once], t[once]
     far = np.linalg.norm(points[i] - points[t], axis=1) > min_distance
-    return points[i[far]], points[t[far]]
+    return distinct(points[i[far]], points[t[far]])
+
+
+def distinct(src: np.ndarray, dst: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The pairs with each unordered pair of places (to the pixel) once: SIFT puts a keypoint with two dominant
+    orientations at one place twice, and both copies match the same pair."""
+    if len(src) == 0:
+        return src, dst
+    a, b = np.round(src).astype(np.int64), np.round(dst).astype(np.int64)
+    first = (a[:, 0] < b[:, 0]) | ((a[:, 0] == b[:, 0]) & (a[:, 1] <= b[:, 1]))
+    ends = np.concatenate([np.where(first[:, None], a, b), np.where(first[:, None], b, a)], axis=1)
+    keep = np.sort(np.unique(ends, axis=0, return_index=True)[1])
+    return src[keep], dst[keep]
+
+
+def stretch(transform: np.ndarray) -> float:
+    """Ratio of the larger to the smaller singular value of an affine transform's linear part (1: no stretch)."""
+    s = np.linalg.svd(transform[:, :2], compute_uv=False)
+    return float(s[0] / s[1]) if s[1] > 0 else float("inf")
 
 
 def find_copy_move(image: np.ndarray, min_distance: float = 10.0) -> CopyMove:
-    """The copy-move evidence in ``image`` (uint8, H x W x 3 RGB or H x W grey), analysed at ``SIZE`` x ``SIZE``."""
+    """The copy-move evidence in ``image`` (uint8, H x W x 3 RGB or H x W grey), analysed at ``SIZE`` x ``SIZE``
+    (squashed as the default detector squashes its input, so that an image and its detector input agree)."""
     import cv2
 
+    if image.shape[:2] != (SIZE, SIZE):
+        image = np.asarray(Image.fromarray(np.ascontiguousarray(image)).resize((SIZE, SIZE), Image.Resampling.BILINEAR))
     grey = image if image.ndim == 2 else cv2.cvtColor(np.ascontiguousarray(image), cv2.COLOR_RGB2GRAY)
-    if grey.shape != (SIZE, SIZE):
-        grey = cv2.resize(grey, (SIZE, SIZE), interpolation=cv2.INTER_AREA)
     keypoints, descriptors = _sift().detectAndCompute(grey, None)
     if descriptors is None:
         return NONE
@@ -108,7 +131,7 @@ def find_copy_move(image: np.ndarray, min_distance: float = 10.0) -> CopyMove:
         return NONE
     cv2.setRNGSeed(0)  # RANSAC's draws: the same image gives the same evidence whatever was analysed before
     transform, inliers = cv2.estimateAffine2D(src, dst, method=cv2.RANSAC, ransacReprojThreshold=3.0)
-    if transform is None or inliers is None:
+    if transform is None or inliers is None or stretch(transform) > MAX_STRETCH:
         return NONE
     mask = inliers.ravel().astype(bool)
     return CopyMove(np.concatenate([src[mask], dst[mask]], axis=1), transform)
