@@ -21,9 +21,10 @@ model trained without each set (RUNS/without-SET) describes its training images 
   model described with its training images' classes, its threshold chosen again, every never-seen image scanned (the
   mean first, then the copy-move evidence of a recipe with the check).
 
-``RUNS`` may also be ``default``: the shipped default, on every image of each ``--leave-out`` set it never trained on
-(wildfaces). A model that already scores with its nearest training images (``neighbour_score``, the shipped default
-since 2026-12-07) stops the bench: its probability is not the network's.
+``RUNS`` may also be ``default`` or a checkpoint file of configs/default.yaml's recipe: that detector, on every image of
+each ``--leave-out`` set it never trained on (wildfaces). A model that already scores with its nearest training images
+(``neighbour_score``, the shipped default since 2026-12-07) stops the bench: its probability is not the network's; pass
+its weights from before as a file.
 The first column is the network's own left-out ROC-AUC; the "in-set" columns are the k = 20 log ratio, the network and
 their mean on the run's validation images (the sets it trained on). Features are cached beside each run
 (neighbour-features-SET.npz).
@@ -139,13 +140,15 @@ def recipe(cfg: TrainConfig) -> str:
 
 def models(runs: str, names: list[str]) -> list[tuple[str, str, TrainConfig, str, Path]]:
     """(row label, model, its training config, never-seen set, cache folder) for each finished left-out run of
-    ``runs`` (or, for ``default``, the shipped default on each set it never trained on)."""
-    if runs == "default":
-        trained = [Path(p).name for p in read_meta(resolve_checkpoint("default")[0]).info["data"]["path"]]
+    ``runs`` (or, for ``default`` or a checkpoint file trained by configs/default.yaml, that detector on each set it
+    never trained on)."""
+    if runs == "default" or Path(runs).is_file():
+        trained = [Path(p).name for p in read_meta(resolve_checkpoint(runs)[0]).info["data"]["path"]]
         cfg = load_config(REPO / "configs" / "default.yaml", {"data.path": [str(data_root() / t) for t in trained]})
         never_seen = [n for n in names if n not in trained]  # the sets with fakes it never trained on
-        return [(f"the shipped default ({recipe(cfg)})", "default", cfg, name, REPO / "runs" / "default-neighbours")
-                for name in never_seen]
+        label, cache = (("the shipped default", "default-neighbours") if runs == "default"
+                        else (f"`{runs}`", f"{Path(runs).stem}-neighbours"))
+        return [(f"{label} ({recipe(cfg)})", runs, cfg, name, REPO / "runs" / cache) for name in never_seen]
     out = []
     for name in names:
         run = Path(runs) / f"without-{name}"
@@ -157,7 +160,7 @@ def models(runs: str, names: list[str]) -> list[tuple[str, str, TrainConfig, str
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("runs", nargs="+", help="run folders of bench/held_out_sets.py, or 'default'")
+    ap.add_argument("runs", nargs="+", help="run folders of bench/held_out_sets.py, 'default' or a checkpoint file")
     ap.add_argument("--leave-out", nargs="+", choices=SETS[:-1], default=list(SETS[:-1]), metavar="SET")
     ap.add_argument("--write", action="store_true")
     args = ap.parse_args()
@@ -168,7 +171,7 @@ def main() -> None:
         for label, model, cfg, name, folder in models(runs, args.leave_out):
             folder.mkdir(parents=True, exist_ok=True)
             s = scores(run_features(model, cfg, name, folder))
-            if runs != "default":  # the shipped default's own weights are not described again here
+            if runs != "default":  # the shipped default is described as shipped already
                 s["as shipped"] = as_shipped(model, cfg, name, folder)
             gain = paired_difference(*s.get("as shipped", s["mean"]), s["network"][1])
             aucs.append([roc_auc_score(y, score) for y, score in s.values()] + [gain["difference"]])
@@ -186,8 +189,7 @@ def main() -> None:
             "images (the ratio made a probability on those same images for the mean); [95% bootstrap interval]. "
             "\"As shipped\": the run's model described as a recipe with `neighbour_score: true` describes it, its "
             "threshold chosen again, scored as a scan scores (the mean first, then the copy-move evidence). The last "
-            "column: that ROC-AUC (the mean's for the shipped default, whose weights are not described again here) "
-            "minus the network's on the same never-seen images, [95% paired bootstrap interval].\n\n"
+            "column: that ROC-AUC minus the network's on the same never-seen images, [95% paired bootstrap interval].\n\n"
             "| model | never seen | network | distance to the 5th nearest real | log ratio, k = 5 | "
             "log ratio, k = 20 | "
             "log ratio, k = 20, each class described alone | logistic regression on the statistics | "
