@@ -11,6 +11,7 @@ import contextlib
 import io
 import json
 import os
+import re
 import shutil
 import socket
 import threading
@@ -356,7 +357,10 @@ def test_folder_view_scores_20_files_sorts_opens_and_downloads(browser, folder_s
         page.set_input_files("#files", [str(p) for p in files])
         page.wait_for_selector("body[data-folder=done]", timeout=300_000)
         assert page.locator("#folder-table tbody tr").count() == 20
-        assert page.text_content("#folder-summary").startswith("20 files:") and "1 errors" in page.text_content("#folder-summary")
+        summary = page.text_content("#folder-summary")
+        assert summary.startswith("20 files:") and "1 error " in summary
+        # every file is counted once: fake, real, uncertain (when any) and errors add up
+        assert sum(int(n) for n in re.findall(r"(\d+) (?:flagged fake|real|uncertain|errors?)\b", summary)) == 20
 
         rows = json.loads(download(page, "#dl-json").read_text())  # written by `fakescope scan`'s own writer
         assert len(rows) == 20 and {r["path"] for r in rows} == {p.name for p in files}

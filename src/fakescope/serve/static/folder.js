@@ -103,8 +103,10 @@ async function scanFolder(files) {
   await scoreVideos(rows.filter((r) => isVideo(r.file)), progress);
   const count = (label) => rows.filter((r) => r.result && r.result.label === label).length;
   const errors = rows.filter((r) => r.result && r.result.error).length;
+  // as the CLI's summary: uncertain (unfamiliar, undecided) only when there are some
+  const uncertain = count("uncertain") ? ", " + count("uncertain") + " uncertain" : "";
   $("folder-summary").textContent = rows.length + " files: " + count("fake") + " flagged fake, " + count("real") +
-    " real, " + errors + " errors (model " + modelName + ")";
+    " real" + uncertain + ", " + errors + (errors === 1 ? " error" : " errors") + " (model " + modelName + ")";
   document.body.dataset.folder = "done";
 }
 
