@@ -70,9 +70,14 @@ class LiveServer:
         self.thread.join(15)
 
 
+def screenshot_model(tiny_ela_checkpoint: Path) -> str:
+    """The tiny model; the shipped default when the README's screenshots are being made."""
+    return "default" if os.environ.get("FAKESCOPE_UPDATE_SCREENSHOT") == "1" else str(tiny_ela_checkpoint)
+
+
 @pytest.fixture(scope="module")
 def server(tiny_ela_checkpoint: Path) -> Iterator[LiveServer]:
-    with LiveServer(create_app(Settings(model=str(tiny_ela_checkpoint)))) as live:
+    with LiveServer(create_app(Settings(model=screenshot_model(tiny_ela_checkpoint)))) as live:
         yield live
 
 
@@ -142,7 +147,10 @@ def test_page_shows_the_api_score_and_both_maps(page, server: LiveServer, tmp_pa
     assert page.text_content("#score") == f"{expected['fake_probability']:.4f}"
     assert page.text_content("#label") == expected["label"]
     assert page.text_content("#filename") == "spliced.jpg"
-    assert expected.get("copy_move") is None and page.text_content("#copy-move") == "not checked"  # an ELA-CNN
+    pairs, familiarity = expected.get("copy_move"), expected.get("familiarity")
+    assert page.text_content("#copy-move") == ("not checked" if pairs is None else  # the tiny ELA-CNN: not checked
+                                                f"{pairs} matched pairs" if pairs >= 4 else "none found")
+    assert page.text_content("#familiarity").startswith("not described" if familiarity is None else f"{familiarity:.2f}")
     assert page.text_content("#dims") == "320\u00d7240"
     for view in ("#view-original", "#view-ela", "#view-cam"):
         # naturalWidth > 0: the image decoded and the page's Content-Security-Policy let it through.
@@ -333,8 +341,7 @@ def phone_folder(root: Path) -> list[Path]:
 
 @pytest.fixture(scope="module")
 def folder_server(tiny_ela_checkpoint: Path) -> Iterator[LiveServer]:
-    """The tiny model; the shipped default when the README's screenshot is being made."""
-    model = "default" if os.environ.get("FAKESCOPE_UPDATE_SCREENSHOT") == "1" else str(tiny_ela_checkpoint)
+    model = screenshot_model(tiny_ela_checkpoint)
     with LiveServer(create_app(Settings(model=model))) as live:
         yield live
 
