@@ -16,7 +16,7 @@ from fakescope.data.discovery import Sample
 from fakescope.data.masks import PixelTarget, load_mask
 from fakescope.data.preprocess import Preprocess, shuffle_patches
 from fakescope.data.pseudo import KINDS, make_pseudo_fake
-from fakescope.forensics.io import ImageLoadError, load_image
+from fakescope.forensics.io import ImageLoadError, load_image, squash
 
 log = logging.getLogger(__name__)
 
@@ -96,8 +96,7 @@ class ImageDataset(Dataset):
             mask = load_mask(self.pixel_targets[index], img.size)
         known = mask is not None
         img, mask = apply_with_mask(self.augment, img, mask if known else np.zeros(img.size[::-1], np.uint8))
-        side = (self.preprocess.size, self.preprocess.size)
-        mask = np.array(Image.fromarray(mask).resize(side, Image.Resampling.BILINEAR))
+        mask = np.array(squash(Image.fromarray(mask), self.preprocess.size))
         return self.preprocess.to_array(img), self.preprocess.arranged(mask), float(known)
 
     def _shuffled(self, arr: np.ndarray, mask: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray | None]:

@@ -16,6 +16,7 @@ import numpy as np
 from PIL import Image
 
 from fakescope.forensics.ela import ela_image
+from fakescope.forensics.io import squash
 
 if TYPE_CHECKING:
     import torch
@@ -76,7 +77,7 @@ class Preprocess:
         parts = self.native_parts(img)
         if self.resize == "crop":
             return native_crop(self.stack_native(parts), self.size, rng)
-        resized = [np.asarray(p.resize((self.size, self.size), Image.Resampling.BILINEAR)) for p in parts]
+        resized = [np.asarray(squash(p, self.size)) for p in parts]
         return self.arranged(np.ascontiguousarray(np.concatenate(resized, axis=2)))
 
     def arranged(self, arr: np.ndarray, inverse: bool = False) -> np.ndarray:

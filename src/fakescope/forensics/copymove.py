@@ -23,6 +23,8 @@ from dataclasses import dataclass
 import numpy as np
 from PIL import Image
 
+from fakescope.forensics.io import squash
+
 #: Side of the square the image is resized to before matching (as the default detector squashes its input).
 SIZE = 320
 #: At most this many keypoints (the strongest), so that matching them all against each other stays small.
@@ -116,11 +118,11 @@ def stretch(transform: np.ndarray) -> float:
 
 def find_copy_move(image: np.ndarray, min_distance: float = 10.0) -> CopyMove:
     """The copy-move evidence in ``image`` (uint8, H x W x 3 RGB or H x W grey), analysed at ``SIZE`` x ``SIZE``
-    (squashed as the default detector squashes its input, so that an image and its detector input agree)."""
+    (:func:`~fakescope.forensics.io.squash`, as the default detector makes its input: an image and that input agree)."""
     import cv2
 
     if image.shape[:2] != (SIZE, SIZE):
-        image = np.asarray(Image.fromarray(np.ascontiguousarray(image)).resize((SIZE, SIZE), Image.Resampling.BILINEAR))
+        image = np.asarray(squash(Image.fromarray(np.ascontiguousarray(image)), SIZE))
     grey = image if image.ndim == 2 else cv2.cvtColor(np.ascontiguousarray(image), cv2.COLOR_RGB2GRAY)
     keypoints, descriptors = _sift().detectAndCompute(grey, None)
     if descriptors is None:

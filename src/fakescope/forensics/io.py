@@ -167,6 +167,12 @@ def _decode_reason(err: BaseException, max_pixels: int) -> str:
     return f"cannot decode image: malformed file ({kind}: {text})"[:300]
 
 
+def squash(img: Image.Image, size: int) -> Image.Image:
+    """``img`` resized to ``size`` x ``size`` whatever its shape (bilinear, Pillow's antialiasing): how a detector's
+    input, its training mask and the copy-move check's image are all made, so that they line up pixel for pixel."""
+    return img.resize((size, size), Image.Resampling.BILINEAR)
+
+
 def as_rgb(img: Image.Image) -> Image.Image:
     """An image as :func:`load_image` returns it: EXIF orientation applied, any mode as 8-bit RGB. For images
     already in memory (e.g. opened with ``Image.open``), so they score as the same file does in a scan."""
