@@ -21,10 +21,10 @@ model trained without each set (RUNS/without-SET) describes its training images 
   model described with its training images' classes, its threshold chosen again, every never-seen image scanned (the
   mean first, then the copy-move evidence of a recipe with the check).
 
-``RUNS`` may also be ``default`` or a checkpoint file of configs/default.yaml's recipe: that detector, on every image of
-each ``--leave-out`` set it never trained on (wildfaces). A model that already scores with its nearest training images
+``RUNS`` may also be a checkpoint file of configs/default.yaml's recipe: that detector, on every image of each
+``--leave-out`` set it never trained on (wildfaces). A model that already scores with its nearest training images
 (``neighbour_score``, the shipped default since 2026-12-07) stops the bench: its probability is not the network's; pass
-its weights from before as a file.
+its weights from before.
 The first column is the network's own left-out ROC-AUC; the "in-set" columns are the k = 20 log ratio, the network and
 their mean on the run's validation images (the sets it trained on). Features are cached beside each run
 (neighbour-features-SET.npz).
@@ -56,7 +56,7 @@ from fakescope.engine.threshold import threshold_final_scores
 from fakescope.ensemble.combine import Combiner
 from fakescope.evaluation.metrics import paired_difference
 from fakescope.familiarity import NEIGHBOURS, fit_feature_model
-from fakescope.inference.detector import Detector, resolve_checkpoint
+from fakescope.inference.detector import Detector
 
 #: Training images described per folder and class, as ``fakescope train`` describes a checkpoint.
 PER_CELL = 200
@@ -112,7 +112,8 @@ def scores(f: dict[str, np.ndarray]) -> dict[str, tuple[np.ndarray, np.ndarray]]
 
     return {"network": (y, f["test_network"]), "to reals": (y, reals.distance(test, NEIGHBOURS)),
             "ratio 5": (y, described.log_ratio(test, 5)), "ratio 20": (y, described.log_ratio(test)),
-            "ratio 20, classes alone": (y, np.subtract(*(np.log(np.maximum(m.distance(test, 20), 1e-9)) for m in alone))),
+            "ratio 20, classes alone": (y, np.log(np.maximum(alone[0].distance(test, 20), 1e-9))
+                                        - np.log(np.maximum(alone[1].distance(test, 20), 1e-9))),
             "probe": (y, probe.decision_function(test)), "mean": (y, mean(f["test_network"], test)),
             "in-set": (f["val_labels"], described.log_ratio(val)),
             "in-set network": (f["val_labels"], f["val_network"]),
@@ -140,15 +141,14 @@ def recipe(cfg: TrainConfig) -> str:
 
 def models(runs: str, names: list[str]) -> list[tuple[str, str, TrainConfig, str, Path]]:
     """(row label, model, its training config, never-seen set, cache folder) for each finished left-out run of
-    ``runs`` (or, for ``default`` or a checkpoint file trained by configs/default.yaml, that detector on each set it
-    never trained on)."""
-    if runs == "default" or Path(runs).is_file():
-        trained = [Path(p).name for p in read_meta(resolve_checkpoint(runs)[0]).info["data"]["path"]]
+    ``runs`` (or, for a checkpoint file trained by configs/default.yaml, that detector on each set it never trained
+    on)."""
+    if Path(runs).is_file():
+        trained = [Path(p).name for p in read_meta(runs).info["data"]["path"]]
         cfg = load_config(REPO / "configs" / "default.yaml", {"data.path": [str(data_root() / t) for t in trained]})
         never_seen = [n for n in names if n not in trained]  # the sets with fakes it never trained on
-        label, cache = (("the shipped default", "default-neighbours") if runs == "default"
-                        else (f"`{runs}`", f"{Path(runs).stem}-neighbours"))
-        return [(f"{label} ({recipe(cfg)})", runs, cfg, name, REPO / "runs" / cache) for name in never_seen]
+        cache = REPO / "runs" / f"{Path(runs).stem}-neighbours"
+        return [(f"`{runs}` ({recipe(cfg)})", runs, cfg, name, cache) for name in never_seen]
     out = []
     for name in names:
         run = Path(runs) / f"without-{name}"
@@ -160,7 +160,7 @@ def models(runs: str, names: list[str]) -> list[tuple[str, str, TrainConfig, str
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("runs", nargs="+", help="run folders of bench/held_out_sets.py, 'default' or a checkpoint file")
+    ap.add_argument("runs", nargs="+", help="run folders of bench/held_out_sets.py or checkpoint files")
     ap.add_argument("--leave-out", nargs="+", choices=SETS[:-1], default=list(SETS[:-1]), metavar="SET")
     ap.add_argument("--write", action="store_true")
     args = ap.parse_args()
@@ -171,12 +171,10 @@ def main() -> None:
         for label, model, cfg, name, folder in models(runs, args.leave_out):
             folder.mkdir(parents=True, exist_ok=True)
             s = scores(run_features(model, cfg, name, folder))
-            if runs != "default":  # the shipped default is described as shipped already
-                s["as shipped"] = as_shipped(model, cfg, name, folder)
-            gain = paired_difference(*s.get("as shipped", s["mean"]), s["network"][1])
+            s["as shipped"] = as_shipped(model, cfg, name, folder)
+            gain = paired_difference(*s["as shipped"], s["network"][1])
             aucs.append([roc_auc_score(y, score) for y, score in s.values()] + [gain["difference"]])
             rows.append(f"| {label} | {name} | " + " | ".join(auc_text(y, score) for y, score in s.values())
-                        + " | -" * ("as shipped" not in s)
                         + f" | {gain['difference']:+.3f} [{gain['low']:+.2f}, {gain['high']:+.2f}] |")
             print(rows[-1], flush=True)
         if len(aucs) > 1:
@@ -189,12 +187,13 @@ def main() -> None:
             "images (the ratio made a probability on those same images for the mean); [95% bootstrap interval]. "
             "\"As shipped\": the run's model described as a recipe with `neighbour_score: true` describes it, its "
             "threshold chosen again, scored as a scan scores (the mean first, then the copy-move evidence). The last "
-            "column: that ROC-AUC minus the network's on the same never-seen images, [95% paired bootstrap interval].\n\n"
+            "column: that ROC-AUC minus the network's on the same never-seen images, [95% paired bootstrap "
+            "interval].\n\n"
             "| model | never seen | network | distance to the 5th nearest real | log ratio, k = 5 | "
             "log ratio, k = 20 | "
             "log ratio, k = 20, each class described alone | logistic regression on the statistics | "
             "mean of the network and the k = 20 ratio | in-set: k = 20 ratio | in-set: network | in-set: mean | "
-            "as shipped (`neighbour_score: true`) | never seen: as shipped (else the mean) minus network (paired) |\n"
+            "as shipped (`neighbour_score: true`) | never seen: as shipped minus network (paired) |\n"
             + "|---" * 14 + "|\n"
             + "\n".join(rows) + "\n")
     print(body)
