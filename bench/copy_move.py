@@ -41,8 +41,9 @@ from fakescope.inference.scan import scan
 
 INTRO = ("SIFT self-matching (`fakescope.forensics.copymove`, after Amerini et al., IEEE TIFS 2011) on every image of "
          "the shared sets, at the default detector's 320 x 320 input: the keypoint pairs (each place once) one affine "
-         "transform stretching at most 2x maps onto each other (inliers). First alone: each set's ROC-AUC of the inlier count, and the share of reals and fakes "
-         "at or above the count that at most 1% of the other four sets' reals reach. Then the calibration of its "
+         "transform stretching at most 2x maps onto each other (inliers). First alone: each set's ROC-AUC of the "
+         "inlier count, and the share of reals and fakes at or above the count that at most 1% of the other four "
+         "sets' reals reach. Then the calibration of its "
          "evidence, the scan speed of the shipped default with and without the check, and the left-out ROC-AUC of "
          "earlier runs of bench/held_out_sets.py with the evidence added as the shipped default adds it "
          "(`with_copy_move`: 1 - (1 - p)(1 - q), q = 0 under 4 pairs); those runs' recipes never checked for "

@@ -150,7 +150,8 @@ def test_page_shows_the_api_score_and_both_maps(page, server: LiveServer, tmp_pa
     pairs, familiarity = expected.get("copy_move"), expected.get("familiarity")
     assert page.text_content("#copy-move") == ("not checked" if pairs is None else  # the tiny ELA-CNN: not checked
                                                 f"{pairs} matched pairs" if pairs >= 4 else "none found")
-    assert page.text_content("#familiarity").startswith("not described" if familiarity is None else f"{familiarity:.2f}")
+    assert page.text_content("#familiarity").startswith(
+        "not described" if familiarity is None else f"{familiarity:.2f}")
     assert page.text_content("#dims") == "320\u00d7240"
     for view in ("#view-original", "#view-ela", "#view-cam"):
         # naturalWidth > 0: the image decoded and the page's Content-Security-Policy let it through.
